@@ -1,0 +1,436 @@
+//! The replicated document: a Last-Write-Wins element dictionary with a sequence index.
+//!
+//! For every key the document keeps one slot, the winning entry of all writes it has
+//! seen (contract §1). Every entry that wins takes the next sequence number, and a log
+//! ordered by sequence number lets [`Document::changes_since`] start where the caller
+//! left off instead of scanning the whole document.
+
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use crate::entry::{write_entry_json, Entry, Limits};
+use crate::timestamp::{unpack, Timestamp};
+
+/// The winning entry for one key. Key and value share one allocation to keep a slot small.
+struct Slot {
+    /// The key followed by the value's canonical JSON text (nothing for a tombstone).
+    text: Box<str>,
+    /// Wall and counter of the timestamp, packed.
+    clock: u64,
+    /// The sequence number this entry took when it was applied.
+    seq: u64,
+    /// The timestamp's node, interned in [`Document::nodes`].
+    node: u32,
+    key_len: u16,
+    deleted: bool,
+}
+
+impl Slot {
+    fn key(&self) -> &str {
+        &self.text[..usize::from(self.key_len)]
+    }
+
+    fn value(&self) -> Option<&str> {
+        (!self.deleted).then(|| &self.text[usize::from(self.key_len)..])
+    }
+}
+
+/// A read-only view of one entry of a document, with the sequence number it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryView<'d> {
+    /// The key.
+    pub key: &'d str,
+    /// The canonical JSON text of the value, or `None` for a tombstone.
+    pub value: Option<&'d str>,
+    /// The sequence number the entry took when it was applied.
+    pub seq: u64,
+    wall: u64,
+    counter: u32,
+    node: &'d str,
+}
+
+impl EntryView<'_> {
+    /// The entry's timestamp.
+    pub fn ts(&self) -> Timestamp {
+        Timestamp::new(self.wall, self.counter, self.node)
+            .expect("a stored timestamp was valid when it was stored")
+    }
+
+    /// Appends the entry's wire form.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_entry_json(out, self.key, &self.ts_display(), self.value);
+    }
+
+    /// An owned [`Entry`] with the same content.
+    pub fn to_entry(&self) -> Entry<'static> {
+        Entry {
+            key: self.key.to_owned().into(),
+            ts: self.ts(),
+            value: self.value.map(|v| v.to_owned().into()),
+        }
+    }
+
+    fn ts_display(&self) -> impl std::fmt::Display + '_ {
+        struct Ts<'a>(u64, u32, &'a str);
+        impl std::fmt::Display for Ts<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:013}-{:05}-{}", self.0, self.1, self.2)
+            }
+        }
+        Ts(self.wall, self.counter, self.node)
+    }
+}
+
+/// What merging a batch of entries did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MergeOutcome {
+    /// Entries that won and took a sequence number.
+    pub applied: usize,
+    /// Entries that lost to what the document already held.
+    pub ignored: usize,
+    /// The document's head once the batch is merged.
+    pub seq: u64,
+}
+
+/// A Last-Write-Wins element dictionary.
+pub struct Document {
+    slots: Vec<Slot>,
+    /// Slot indices, hashed by their slot's key.
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    /// `(seq, slot)` in increasing seq order; stale once that slot took a newer seq.
+    log: Vec<(u64, u32)>,
+    nodes: Vec<Box<str>>,
+    node_ids: HashMap<Box<str>, u32>,
+    head: u64,
+    horizon: u64,
+    tombstones: usize,
+    limits: Limits,
+}
+
+impl Default for Document {
+    fn default() -> Self {
+        Document::new(Limits::default())
+    }
+}
+
+impl Document {
+    /// An empty document whose incoming entries are checked against `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Document {
+            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            log: Vec::new(),
+            nodes: Vec::new(),
+            node_ids: HashMap::new(),
+            head: 0,
+            horizon: 0,
+            tombstones: 0,
+            limits,
+        }
+    }
+
+    /// The limits incoming entries are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The head: the sequence number of the last applied entry (0 for a new document).
+    pub fn seq(&self) -> u64 {
+        self.head
+    }
+
+    /// The compaction horizon: a resume point below it can no longer get a delta.
+    pub fn horizon(&self) -> u64 {
+        self.horizon
+    }
+
+    /// The number of live keys.
+    pub fn live_count(&self) -> usize {
+        self.slots.len() - self.tombstones
+    }
+
+    /// The number of tombstones kept.
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones
+    }
+
+    /// The winning entry for `key`, live or tombstone.
+    pub fn get(&self, key: &str) -> Option<EntryView<'_>> {
+        self.find(key).map(|i| self.view(i))
+    }
+
+    /// The canonical JSON text of `key`'s value, if the key is live.
+    pub fn lookup(&self, key: &str) -> Option<&str> {
+        self.find(key).and_then(|i| self.slots[i as usize].value())
+    }
+
+    /// Every entry, live and tombstone, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = EntryView<'_>> {
+        (0..self.slots.len() as u32).map(|i| self.view(i))
+    }
+
+    /// The live keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().filter(|s| !s.deleted).map(Slot::key)
+    }
+
+    /// The entries whose seq is greater than `since`, in seq order.
+    pub fn changes_since(&self, since: u64) -> impl Iterator<Item = EntryView<'_>> {
+        let start = self.log.partition_point(|&(seq, _)| seq <= since);
+        self.log[start..]
+            .iter()
+            .filter(|&&(seq, slot)| self.slots[slot as usize].seq == seq)
+            .map(|&(_, slot)| self.view(slot))
+    }
+
+    /// Merges one entry; returns whether it won (and so took the next seq).
+    pub fn merge(&mut self, entry: &Entry<'_>) -> bool {
+        let hash = self.hasher.hash_one(&*entry.key);
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&i| slots[i as usize].key() == entry.key)
+            .copied();
+        if let Some(i) = found {
+            if !self.wins(entry, &self.slots[i as usize]) {
+                return false;
+            }
+        }
+        self.head += 1;
+        self.put(found, hash, entry, self.head);
+        true
+    }
+
+    /// Merges a batch of entries in order.
+    pub fn merge_all<'e, I>(&mut self, entries: I) -> MergeOutcome
+    where
+        I: IntoIterator<Item = &'e Entry<'e>>,
+    {
+        let mut outcome = MergeOutcome::default();
+        for entry in entries {
+            if self.merge(entry) {
+                outcome.applied += 1;
+            } else {
+                outcome.ignored += 1;
+            }
+        }
+        outcome.seq = self.head;
+        outcome
+    }
+
+    /// Merges every entry of `other`, in its seq order.
+    pub fn merge_document(&mut self, other: &Document) -> MergeOutcome {
+        let entries: Vec<Entry<'static>> = other.changes_since(0).map(|e| e.to_entry()).collect();
+        self.merge_all(&entries)
+    }
+
+    /// Puts back entries with the seqs they took before, as when loading a document from
+    /// disk. For each key the entry with the greatest seq is kept; the head rises to the
+    /// greatest seq restored.
+    pub fn restore_all(&mut self, mut batch: Vec<(Entry<'_>, u64)>) {
+        batch.sort_unstable_by_key(|(_, seq)| *seq);
+        for (entry, seq) in &batch {
+            self.restore(entry, *seq);
+        }
+    }
+
+    fn restore(&mut self, entry: &Entry<'_>, seq: u64) {
+        let hash = self.hasher.hash_one(&*entry.key);
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&i| slots[i as usize].key() == entry.key)
+            .copied();
+        if found.is_some_and(|i| self.slots[i as usize].seq >= seq) {
+            return;
+        }
+        let in_order = self.log.last().is_none_or(|&(last, _)| last < seq);
+        self.put(found, hash, entry, seq);
+        if !in_order {
+            self.log.sort_unstable_by_key(|&(seq, _)| seq);
+        }
+        self.head = self.head.max(seq);
+    }
+
+    /// Sets the head and horizon, as when loading a document from disk. The head never
+    /// goes below the greatest seq the document holds.
+    pub fn set_position(&mut self, head: u64, horizon: u64) {
+        let greatest = self.log.last().map_or(0, |&(seq, _)| seq);
+        self.head = head.max(greatest);
+        self.horizon = horizon.min(self.head);
+    }
+
+    /// Drops the tombstones whose timestamp is older than `before`, raising the horizon
+    /// to the greatest seq dropped. Returns how many were dropped.
+    pub fn purge_tombstones(&mut self, before: &Timestamp) -> usize {
+        let cutoff = (before.packed(), before.node());
+        let nodes = &self.nodes;
+        let old_len = self.slots.len();
+        let mut highest = self.horizon;
+        self.slots.retain(|s| {
+            let purge = s.deleted && (s.clock, &*nodes[s.node as usize]) < cutoff;
+            if purge {
+                highest = highest.max(s.seq);
+            }
+            !purge
+        });
+        let purged = old_len - self.slots.len();
+        if purged > 0 {
+            self.tombstones -= purged;
+            self.horizon = highest;
+            self.rebuild_indexes();
+        }
+        purged
+    }
+
+    /// Appends the JSON of an `entries` frame (or frames, each at most `max_frame_bytes`
+    /// when the entries allow) for every entry with seq above `since`, or for every entry
+    /// when `since` is `None`.
+    pub fn entries_frames(&self, since: Option<u64>, max_frame_bytes: usize) -> Vec<String> {
+        const HEAD: &[u8] = b"{\"type\":\"entries\",\"entries\":[";
+        const TAIL: &[u8] = b"]}";
+        let mut frames = Vec::new();
+        let mut frame = Vec::from(HEAD);
+        let mut entry = Vec::new();
+        let mut write = |view: EntryView<'_>| {
+            entry.clear();
+            view.write_json(&mut entry);
+            let empty = frame.len() == HEAD.len();
+            if !empty && frame.len() + 1 + entry.len() + TAIL.len() > max_frame_bytes {
+                frame.extend_from_slice(TAIL);
+                frames.push(into_string(std::mem::replace(&mut frame, Vec::from(HEAD))));
+            }
+            if frame.len() > HEAD.len() {
+                frame.push(b',');
+            }
+            frame.extend_from_slice(&entry);
+        };
+        match since {
+            Some(since) => self.changes_since(since).for_each(&mut write),
+            None => self.entries().for_each(&mut write),
+        }
+        if frame.len() > HEAD.len() {
+            frame.extend_from_slice(TAIL);
+            frames.push(into_string(frame));
+        }
+        frames
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| self.slots[i as usize].key() == key)
+            .copied()
+    }
+
+    fn view(&self, i: u32) -> EntryView<'_> {
+        let slot = &self.slots[i as usize];
+        let (wall, counter) = unpack(slot.clock);
+        EntryView {
+            key: slot.key(),
+            value: slot.value(),
+            seq: slot.seq,
+            wall,
+            counter,
+            node: &self.nodes[slot.node as usize],
+        }
+    }
+
+    /// The merge rule of contract §1: the greater timestamp wins; at an equal timestamp a
+    /// live entry beats a tombstone, and the greater canonical value text wins.
+    fn wins(&self, entry: &Entry<'_>, slot: &Slot) -> bool {
+        let order = entry
+            .ts
+            .packed()
+            .cmp(&slot.clock)
+            .then_with(|| entry.ts.node().cmp(&self.nodes[slot.node as usize]));
+        match order {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => match (entry.value.as_deref(), slot.value()) {
+                (Some(new), Some(old)) => new.as_bytes() > old.as_bytes(),
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+        }
+    }
+
+    /// Stores `entry` with `seq`, in slot `found` or a new one.
+    fn put(&mut self, found: Option<u32>, hash: u64, entry: &Entry<'_>, seq: u64) {
+        let node = self.intern(entry.ts.node());
+        let value = entry.value.as_deref();
+        let mut text = String::with_capacity(entry.key.len() + value.map_or(0, str::len));
+        text.push_str(&entry.key);
+        text.push_str(value.unwrap_or(""));
+        let slot = Slot {
+            text: text.into_boxed_str(),
+            clock: entry.ts.packed(),
+            seq,
+            node,
+            // Keys are at most MAX_KEY_BYTES (1024), checked when the entry was made.
+            key_len: entry.key.len() as u16,
+            deleted: value.is_none(),
+        };
+        if slot.deleted {
+            self.tombstones += 1;
+        }
+        let i = match found {
+            Some(i) => {
+                if self.slots[i as usize].deleted {
+                    self.tombstones -= 1;
+                }
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                let i = self.slots.len() as u32;
+                self.slots.push(slot);
+                let (slots, hasher) = (&self.slots, &self.hasher);
+                self.index
+                    .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+                i
+            }
+        };
+        self.log.push((seq, i));
+        if self.log.len() > 2 * self.slots.len() + 1024 {
+            let slots = &self.slots;
+            self.log
+                .retain(|&(seq, slot)| slots[slot as usize].seq == seq);
+        }
+    }
+
+    fn intern(&mut self, node: &str) -> u32 {
+        if let Some(&id) = self.node_ids.get(node) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        self.nodes.push(node.into());
+        self.node_ids.insert(node.into(), id);
+        id
+    }
+
+    fn rebuild_indexes(&mut self) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.clear();
+        for (i, slot) in slots.iter().enumerate() {
+            self.index
+                .insert_unique(hasher.hash_one(slot.key()), i as u32, |&j| {
+                    hasher.hash_one(slots[j as usize].key())
+                });
+        }
+        self.log = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.seq, i as u32))
+            .collect();
+        self.log.sort_unstable_by_key(|&(seq, _)| seq);
+    }
+}
+
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("frames are built from UTF-8 strings")
+}

@@ -1,0 +1,260 @@
+//! Entries: the winning write for one key, a live value or a tombstone, and their wire form.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::canonical::canonicalize;
+use crate::error::{CrdtError, ErrorCode, Result};
+use crate::timestamp::Timestamp;
+
+/// The longest key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Limits that every incoming entry and message is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest canonical JSON text of a value, in bytes.
+    pub max_value_bytes: usize,
+    /// The most entries in one `ops` message.
+    pub max_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_value_bytes: 65_536,
+            max_ops: 1000,
+        }
+    }
+}
+
+/// One write: a key, its timestamp, and the value's canonical JSON text (`None` for a
+/// tombstone). Borrowed from the frame it was parsed from where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The key.
+    pub key: Cow<'a, str>,
+    /// When, and by which replica, it was written.
+    pub ts: Timestamp,
+    /// The canonical JSON text of the value, or `None` for a delete.
+    pub value: Option<Cow<'a, str>>,
+}
+
+impl<'a> Entry<'a> {
+    /// An entry from its parts, checked against `limits`; `value` must already be
+    /// canonical JSON text (see [`crate::canonical`]).
+    pub fn new(
+        key: impl Into<Cow<'a, str>>,
+        ts: Timestamp,
+        value: Option<Cow<'a, str>>,
+        limits: &Limits,
+    ) -> Result<Self> {
+        let entry = Entry {
+            key: key.into(),
+            ts,
+            value,
+        };
+        entry.check(limits)?;
+        Ok(entry)
+    }
+
+    /// Parses one wire entry, `{"key", "ts", "value" | "deleted": true}`, checked against `limits`.
+    pub fn from_json(text: &'a str, limits: &Limits) -> Result<Self> {
+        let raw: RawEntry<'a> = serde_json::from_str(text)
+            .map_err(|e| CrdtError::bad_message(format!("not an entry object: {e}")))?;
+        let key = raw
+            .key
+            .ok_or_else(|| CrdtError::bad_message("missing \"key\""))?;
+        let ts = raw
+            .ts
+            .ok_or_else(|| CrdtError::bad_message("missing \"ts\""))?;
+        let ts = Timestamp::parse(&ts)?;
+        let value = match (raw.value, raw.deleted) {
+            (Some(_), Some(_)) => {
+                return Err(CrdtError::bad_message(
+                    "an entry has \"value\" or \"deleted\", never both",
+                ))
+            }
+            (None, None) => {
+                return Err(CrdtError::bad_message(
+                    "an entry needs \"value\" or \"deleted\": true",
+                ))
+            }
+            (None, Some(deleted)) if deleted.get() != "true" => {
+                return Err(CrdtError::bad_message(
+                    "\"deleted\", when present, must be true",
+                ))
+            }
+            (None, Some(_)) => None,
+            (Some(value), None) => Some(canonicalize(value.get())?),
+        };
+        Entry::new(key, ts, value, limits)
+    }
+
+    /// An owned copy that outlives the text it was parsed from.
+    pub fn into_owned(self) -> Entry<'static> {
+        Entry {
+            key: Cow::Owned(self.key.into_owned()),
+            ts: self.ts,
+            value: self.value.map(|v| Cow::Owned(v.into_owned())),
+        }
+    }
+
+    /// Whether this entry is a tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.value.is_none()
+    }
+
+    fn check(&self, limits: &Limits) -> Result<()> {
+        check_key(&self.key)?;
+        if let Some(value) = &self.value {
+            if value.len() > limits.max_value_bytes {
+                return Err(CrdtError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "value is {} bytes of JSON, over the limit of {}",
+                        value.len(),
+                        limits.max_value_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(CrdtError::bad_message("key must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(CrdtError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An entry's fields as they arrive, before validation. `value: null` is a present value,
+/// so `value` and `deleted` are kept raw rather than as `Option`s that would swallow `null`.
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    deleted: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// Writes one entry in its wire form, `{"key":…,"ts":…,"value":…}` or `…,"deleted":true}`.
+pub fn write_entry_json(
+    out: &mut Vec<u8>,
+    key: &str,
+    ts: &dyn std::fmt::Display,
+    value: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"key\":");
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    let _ = write!(out, ",\"ts\":\"{ts}\"");
+    match value {
+        Some(value) => {
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b",\"deleted\":true}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Entry<'_>> {
+        Entry::from_json(text, &Limits::default())
+    }
+
+    #[test]
+    fn parses_live_and_deleted() {
+        let live =
+            parse(r#"{"key":"k","ts":"1764028800123-00000-a","value":{"b":1,"a":2}}"#).unwrap();
+        assert_eq!(live.value.as_deref(), Some(r#"{"a":2,"b":1}"#));
+        let gone =
+            parse(r#"{"key":"k","ts":"1764028800123-00000-a","deleted":true,"x":1}"#).unwrap();
+        assert!(gone.is_deleted());
+    }
+
+    #[test]
+    fn null_is_a_value() {
+        let entry = parse(r#"{"key":"k","ts":"1764028800123-00000-a","value":null}"#).unwrap();
+        assert_eq!(entry.value.as_deref(), Some("null"));
+    }
+
+    #[test]
+    fn rejects_invalid_entries_with_their_code() {
+        let cases = [
+            (
+                r#"{"ts":"1764028800123-00000-a","value":1}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":"","ts":"1764028800123-00000-a","value":1}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":"k","ts":"nope","value":1}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":"k","ts":"1764028800123-00000-a"}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":"k","ts":"1764028800123-00000-a","value":1,"deleted":true}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":"k","ts":"1764028800123-00000-a","deleted":false}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"key":3,"ts":"1764028800123-00000-a","value":1}"#,
+                ErrorCode::BadMessage,
+            ),
+            (r#"[1]"#, ErrorCode::BadMessage),
+        ];
+        for (text, code) in cases {
+            assert_eq!(parse(text).unwrap_err().code, code, "{text}");
+        }
+        let long_key = format!(
+            r#"{{"key":"{}","ts":"1764028800123-00000-a","value":1}}"#,
+            "k".repeat(1025)
+        );
+        assert_eq!(parse(&long_key).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn writes_the_wire_form() {
+        let mut out = Vec::new();
+        write_entry_json(&mut out, "a\"b", &"1764028800123-00000-a", Some("1"));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"key":"a\"b","ts":"1764028800123-00000-a","value":1}"#
+        );
+    }
+}

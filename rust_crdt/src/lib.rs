@@ -1,0 +1,21 @@
+//! The CRDT core of syncd: a Last-Write-Wins element dictionary keyed by strings, stamped
+//! by a Hybrid Logical Clock, with a sequence index for deltas and a hot path that applies
+//! a whole `ops` frame from JSON text.
+#![deny(missing_docs)]
+
+pub mod canonical;
+pub mod clock;
+pub mod document;
+pub mod entry;
+pub mod error;
+pub mod frame;
+#[cfg(feature = "python")]
+mod python;
+pub mod timestamp;
+
+pub use clock::Clock;
+pub use document::{Document, EntryView, MergeOutcome};
+pub use entry::{Entry, Limits, MAX_KEY_BYTES};
+pub use error::{CrdtError, ErrorCode};
+pub use frame::{FrameOutcome, OpsFrame, SkewCheck};
+pub use timestamp::Timestamp;

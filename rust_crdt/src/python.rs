@@ -1,0 +1,629 @@
+//! The Python binding, `syncd._crdt`: thin wrappers that convert between Python objects
+//! and the core's types, release the GIL around long work, and raise
+//! `syncd.errors.CrdtError` for every core error.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use serde_json::{Map, Number, Value};
+
+use crate::canonical::{canonical_text, canonicalize};
+use crate::clock::{wall_clock_ms, Clock};
+use crate::document::{Document, EntryView, MergeOutcome};
+use crate::entry::{Entry, Limits, MAX_KEY_BYTES};
+use crate::error::CrdtError;
+use crate::frame::{FrameOutcome, SkewCheck, MAX_ID};
+use crate::timestamp::{validate_node, Timestamp};
+
+mod exceptions {
+    pyo3::import_exception!(syncd.errors, CrdtError);
+}
+use exceptions::CrdtError as PyCrdtError;
+
+/// Deeper Python values are refused rather than risk the stack (serde_json's own limit).
+const MAX_DEPTH: usize = 128;
+
+fn to_py_err(error: CrdtError) -> PyErr {
+    PyCrdtError::new_err((error.message, error.code.as_str(), error.entry, error.id))
+}
+
+fn bad(message: impl Into<String>) -> PyErr {
+    to_py_err(CrdtError::bad_message(message))
+}
+
+/// Locks a mutex; a poisoned lock is still usable because the core never leaves a
+/// document half-updated across a panic point that Python could observe.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A Python object as a JSON value, refusing what JSON cannot carry: non-finite floats,
+/// non-string dict keys, strings with unpaired surrogates, other types.
+fn json_from_py(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("value nests deeper than {MAX_DEPTH} levels")));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        if let Ok(n) = i.extract::<i64>() {
+            return Ok(Value::from(n));
+        }
+        if let Ok(n) = i.extract::<u64>() {
+            return Ok(Value::from(n));
+        }
+        let f: f64 = i.extract().map_err(|_| bad("integer overflows a double"))?;
+        return finite(f);
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return finite(f.value());
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|_| bad("string is not valid Unicode (unpaired surrogate?)"))?;
+        return Ok(Value::String(s.to_owned()));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut map = Map::new();
+        for (k, v) in dict.iter() {
+            let k = k
+                .cast::<PyString>()
+                .map_err(|_| bad("object keys must be strings"))?
+                .to_str()
+                .map_err(|_| bad("object key is not valid Unicode"))?
+                .to_owned();
+            map.insert(k, json_from_py(&v, depth + 1)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return obj
+            .try_iter()?
+            .map(|item| json_from_py(&item?, depth + 1))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    Err(bad(format!(
+        "a {} is not a JSON value",
+        obj.get_type().name()?
+    )))
+}
+
+fn finite(f: f64) -> PyResult<Value> {
+    Number::from_f64(f)
+        .map(Value::Number)
+        .ok_or_else(|| bad("numbers must be finite (no NaN or Infinity)"))
+}
+
+/// The canonical JSON text of a Python value.
+fn canonical_from_py(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    canonical_text(&json_from_py(obj, 0)?).map_err(to_py_err)
+}
+
+/// A Python object from canonical JSON text the core produced.
+fn py_from_json<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    pythonize::pythonize(py, &value).map_err(|e| bad(e.to_string()))
+}
+
+fn parse_ts(text: &str) -> PyResult<Timestamp> {
+    Timestamp::parse(text).map_err(to_py_err)
+}
+
+/// A wire-form entry given as a Python mapping (`key`, `ts`, `value` or `deleted: True`,
+/// and `seq` when `with_seq`).
+fn entry_from_py(obj: &Bound<'_, PyAny>, limits: &Limits) -> PyResult<Entry<'static>> {
+    let map = obj
+        .cast::<PyMapping>()
+        .map_err(|_| bad("an entry must be a mapping"))?;
+    let field = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+        match map.get_item(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_instance_of::<PyKeyError>(obj.py()) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let key: String = field("key")?
+        .ok_or_else(|| bad("missing \"key\""))?
+        .extract()
+        .map_err(|_| bad("\"key\" must be a string"))?;
+    let ts: String = field("ts")?
+        .ok_or_else(|| bad("missing \"ts\""))?
+        .extract()
+        .map_err(|_| bad("\"ts\" must be a string"))?;
+    let ts = parse_ts(&ts)?;
+    let value = match (field("value")?, field("deleted")?) {
+        (Some(_), Some(_)) => return Err(bad("an entry has \"value\" or \"deleted\", never both")),
+        (None, None) => return Err(bad("an entry needs \"value\" or \"deleted\": True")),
+        (None, Some(d)) if !d.is(PyBool::new(obj.py(), true)) => {
+            return Err(bad("\"deleted\", when present, must be True"))
+        }
+        (None, Some(_)) => None,
+        (Some(v), None) => Some(Cow::Owned(canonical_from_py(&v)?)),
+    };
+    Entry::new(key, ts, value, limits).map_err(to_py_err)
+}
+
+/// Converts each item, naming the offending one in the error.
+fn entries_from_py<T>(
+    items: &Bound<'_, PyAny>,
+    mut convert: impl FnMut(&Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<Vec<T>> {
+    let mut out = Vec::new();
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        out.push(convert(&item).map_err(|e| {
+            if e.is_instance_of::<PyCrdtError>(items.py()) {
+                let value = e.value(items.py());
+                let message: String = value
+                    .getattr("args")
+                    .and_then(|a| a.get_item(0))
+                    .and_then(|m| m.extract())
+                    .unwrap_or_default();
+                let code: String = value
+                    .getattr("code")
+                    .and_then(|c| c.extract())
+                    .unwrap_or_else(|_| "bad_message".into());
+                PyCrdtError::new_err((
+                    format!("entries[{i}]: {message}"),
+                    code,
+                    Some(i),
+                    None::<u64>,
+                ))
+            } else {
+                e
+            }
+        })?);
+    }
+    Ok(out)
+}
+
+/// One entry of a document, live or tombstone, with the seq it took.
+#[pyclass(module = "syncd._crdt", name = "Entry", frozen, get_all)]
+struct PyEntry {
+    key: String,
+    ts: String,
+    value: Py<PyAny>,
+    deleted: bool,
+    seq: u64,
+    value_json: Option<String>,
+}
+
+impl PyEntry {
+    fn from_view(py: Python<'_>, view: &EntryView<'_>) -> PyResult<Self> {
+        let value = match view.value {
+            Some(text) => py_from_json(py, text)?.unbind(),
+            None => py.None(),
+        };
+        Ok(PyEntry {
+            key: view.key.to_owned(),
+            ts: view.ts().to_string(),
+            value,
+            deleted: view.value.is_none(),
+            seq: view.seq,
+            value_json: view.value.map(str::to_owned),
+        })
+    }
+}
+
+#[pymethods]
+impl PyEntry {
+    /// The entry in its wire form: `{"key", "ts", "value"}` or `{"key", "ts", "deleted": True}`.
+    fn to_wire<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let wire = PyDict::new(py);
+        wire.set_item("key", &self.key)?;
+        wire.set_item("ts", &self.ts)?;
+        if self.deleted {
+            wire.set_item("deleted", true)?;
+        } else {
+            wire.set_item("value", self.value.bind(py))?;
+        }
+        Ok(wire)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let value = if self.deleted {
+            "deleted".to_owned()
+        } else {
+            format!("value={}", self.value.bind(py).repr()?)
+        };
+        Ok(format!(
+            "Entry(key={:?}, ts={:?}, {value}, seq={})",
+            self.key, self.ts, self.seq
+        ))
+    }
+}
+
+/// What merging a batch did.
+#[pyclass(module = "syncd._crdt", name = "MergeResult", frozen, get_all)]
+struct PyMergeResult {
+    applied: usize,
+    ignored: usize,
+    seq: u64,
+}
+
+impl From<MergeOutcome> for PyMergeResult {
+    fn from(o: MergeOutcome) -> Self {
+        PyMergeResult {
+            applied: o.applied,
+            ignored: o.ignored,
+            seq: o.seq,
+        }
+    }
+}
+
+#[pymethods]
+impl PyMergeResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "MergeResult(applied={}, ignored={}, seq={})",
+            self.applied, self.ignored, self.seq
+        )
+    }
+}
+
+/// What applying an `ops` frame did, with the frames to send.
+#[pyclass(module = "syncd._crdt", name = "FrameResult", frozen)]
+struct PyFrameResult(FrameOutcome);
+
+#[pymethods]
+impl PyFrameResult {
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id
+    }
+    #[getter]
+    fn applied(&self) -> usize {
+        self.0.applied
+    }
+    #[getter]
+    fn ignored(&self) -> usize {
+        self.0.ignored
+    }
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.0.seq
+    }
+    #[getter]
+    fn ops_json(&self) -> &str {
+        &self.0.ops_json
+    }
+    fn ack(&self) -> String {
+        self.0.ack_json()
+    }
+    fn broadcast(&self, origin: &str) -> Option<String> {
+        self.0.broadcast_json(origin)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "FrameResult(id={}, applied={}, ignored={}, seq={})",
+            self.0.id, self.0.applied, self.0.ignored, self.0.seq
+        )
+    }
+}
+
+/// A Last-Write-Wins element dictionary, safe to share between threads.
+#[pyclass(module = "syncd._crdt", name = "Document", frozen)]
+struct PyDocument {
+    inner: Mutex<Document>,
+    limits: Limits,
+}
+
+impl PyDocument {
+    fn entries_to_py(&self, py: Python<'_>, views: Vec<EntryView<'_>>) -> PyResult<Vec<PyEntry>> {
+        views.iter().map(|v| PyEntry::from_view(py, v)).collect()
+    }
+}
+
+#[pymethods]
+impl PyDocument {
+    #[new]
+    #[pyo3(signature = (*, max_value_bytes = 65_536, max_ops = 1000))]
+    fn new(max_value_bytes: usize, max_ops: usize) -> Self {
+        let limits = Limits {
+            max_value_bytes,
+            max_ops,
+        };
+        PyDocument {
+            inner: Mutex::new(Document::new(limits)),
+            limits,
+        }
+    }
+
+    #[getter]
+    fn seq(&self) -> u64 {
+        lock(&self.inner).seq()
+    }
+
+    #[getter]
+    fn horizon(&self) -> u64 {
+        lock(&self.inner).horizon()
+    }
+
+    #[getter]
+    fn tombstone_count(&self) -> usize {
+        lock(&self.inner).tombstone_count()
+    }
+
+    #[getter]
+    fn max_value_bytes(&self) -> usize {
+        self.limits.max_value_bytes
+    }
+
+    #[getter]
+    fn max_ops(&self) -> usize {
+        self.limits.max_ops
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.inner).live_count()
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        lock(&self.inner).lookup(key).is_some()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let text = lock(&self.inner).lookup(key).map(str::to_owned);
+        match text {
+            Some(text) => py_from_json(py, &text),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let text = lock(&self.inner).lookup(key).map(str::to_owned);
+        match text {
+            Some(text) => py_from_json(py, &text),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    fn entry(&self, py: Python<'_>, key: &str) -> PyResult<Option<PyEntry>> {
+        let doc = lock(&self.inner);
+        doc.get(key).map(|v| PyEntry::from_view(py, &v)).transpose()
+    }
+
+    fn set(&self, key: String, value: &Bound<'_, PyAny>, ts: &str) -> PyResult<bool> {
+        let text = canonical_from_py(value)?;
+        let entry =
+            Entry::new(key, parse_ts(ts)?, Some(text.into()), &self.limits).map_err(to_py_err)?;
+        Ok(lock(&self.inner).merge(&entry))
+    }
+
+    fn remove(&self, key: String, ts: &str) -> PyResult<bool> {
+        let entry = Entry::new(key, parse_ts(ts)?, None, &self.limits).map_err(to_py_err)?;
+        Ok(lock(&self.inner).merge(&entry))
+    }
+
+    fn keys(&self, py: Python<'_>) -> Vec<String> {
+        py.detach(|| {
+            let mut keys: Vec<String> = lock(&self.inner).keys().map(str::to_owned).collect();
+            keys.sort_unstable();
+            keys
+        })
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let pairs: Vec<(String, String)> = py.detach(|| {
+            let doc = lock(&self.inner);
+            let mut pairs: Vec<(String, String)> = doc
+                .entries()
+                .filter_map(|e| e.value.map(|v| (e.key.to_owned(), v.to_owned())))
+                .collect();
+            pairs.sort_unstable();
+            pairs
+        });
+        let dict = PyDict::new(py);
+        for (key, text) in pairs {
+            dict.set_item(key, py_from_json(py, &text)?)?;
+        }
+        Ok(dict)
+    }
+
+    fn merge(&self, py: Python<'_>, other: &PyDocument) -> PyMergeResult {
+        py.detach(|| {
+            let theirs: Vec<Entry<'static>> = lock(&other.inner)
+                .changes_since(0)
+                .map(|e| e.to_entry())
+                .collect();
+            lock(&self.inner).merge_all(&theirs).into()
+        })
+    }
+
+    fn merge_entries(&self, py: Python<'_>, entries: &Bound<'_, PyAny>) -> PyResult<PyMergeResult> {
+        let entries = entries_from_py(entries, |e| entry_from_py(e, &self.limits))?;
+        Ok(py.detach(|| lock(&self.inner).merge_all(&entries).into()))
+    }
+
+    #[pyo3(signature = (text, *, now_ms = None, max_skew_ms = 60_000))]
+    fn apply_frame(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        now_ms: Option<u64>,
+        max_skew_ms: u64,
+    ) -> PyResult<PyFrameResult> {
+        let skew = now_ms.map(|now_ms| SkewCheck {
+            now_ms,
+            max_skew_ms,
+        });
+        py.detach(|| lock(&self.inner).apply_frame(text, skew))
+            .map(PyFrameResult)
+            .map_err(to_py_err)
+    }
+
+    fn changes_since(&self, py: Python<'_>, seq: u64) -> PyResult<Vec<PyEntry>> {
+        let doc = lock(&self.inner);
+        self.entries_to_py(py, doc.changes_since(seq).collect())
+    }
+
+    #[pyo3(signature = (since = None, max_frame_bytes = 1 << 20))]
+    fn entries_frames(
+        &self,
+        py: Python<'_>,
+        since: Option<u64>,
+        max_frame_bytes: usize,
+    ) -> Vec<String> {
+        py.detach(|| lock(&self.inner).entries_frames(since, max_frame_bytes))
+    }
+
+    fn purge_tombstones(&self, py: Python<'_>, before: &str) -> PyResult<usize> {
+        let before = parse_ts(before)?;
+        Ok(py.detach(|| lock(&self.inner).purge_tombstones(&before)))
+    }
+
+    #[pyo3(signature = (entries, *, head, horizon = 0))]
+    fn restore(
+        &self,
+        py: Python<'_>,
+        entries: &Bound<'_, PyAny>,
+        head: u64,
+        horizon: u64,
+    ) -> PyResult<()> {
+        let batch = entries_from_py(entries, |e| {
+            let seq: u64 = e
+                .get_item("seq")
+                .and_then(|s| s.extract())
+                .map_err(|_| bad("a restored entry needs an integer \"seq\""))?;
+            Ok((entry_from_py(e, &self.limits)?, seq))
+        })?;
+        py.detach(|| {
+            let mut doc = lock(&self.inner);
+            doc.restore_all(batch);
+            doc.set_position(head, horizon);
+        });
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        let doc = lock(&self.inner);
+        format!(
+            "Document(live={}, tombstones={}, seq={}, horizon={})",
+            doc.live_count(),
+            doc.tombstone_count(),
+            doc.seq(),
+            doc.horizon()
+        )
+    }
+}
+
+/// A Hybrid Logical Clock for one replica, safe to share between threads.
+#[pyclass(module = "syncd._crdt", name = "Clock", frozen)]
+struct PyClock(Mutex<Clock>);
+
+#[pymethods]
+impl PyClock {
+    #[new]
+    fn new(node: &str) -> PyResult<Self> {
+        Clock::new(node)
+            .map(|c| PyClock(Mutex::new(c)))
+            .map_err(to_py_err)
+    }
+
+    #[getter]
+    fn node(&self) -> String {
+        lock(&self.0).node().to_owned()
+    }
+
+    #[getter]
+    fn last(&self) -> (u64, u32) {
+        lock(&self.0).last()
+    }
+
+    fn now(&self) -> PyResult<String> {
+        lock(&self.0)
+            .now()
+            .map(|t| t.to_string())
+            .map_err(to_py_err)
+    }
+
+    fn tick(&self, physical_ms: u64) -> PyResult<String> {
+        lock(&self.0)
+            .tick(physical_ms)
+            .map(|t| t.to_string())
+            .map_err(to_py_err)
+    }
+
+    fn observe(&self, ts: &str) -> PyResult<()> {
+        let ts = parse_ts(ts)?;
+        lock(&self.0).observe(&ts);
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        let clock = lock(&self.0);
+        let (wall, counter) = clock.last();
+        format!(
+            "Clock(node={:?}, last={wall:013}-{counter:05})",
+            clock.node()
+        )
+    }
+}
+
+#[pyfunction]
+fn parse_timestamp(ts: &str) -> PyResult<(u64, u32, String)> {
+    let ts = parse_ts(ts)?;
+    Ok((ts.wall(), ts.counter(), ts.node().to_owned()))
+}
+
+#[pyfunction]
+fn format_timestamp(wall: u64, counter: u32, node: &str) -> PyResult<String> {
+    Timestamp::new(wall, counter, node)
+        .map(|t| t.to_string())
+        .map_err(to_py_err)
+}
+
+#[pyfunction(name = "validate_node")]
+fn py_validate_node(node: &str) -> PyResult<()> {
+    validate_node(node).map_err(to_py_err)
+}
+
+#[pyfunction]
+fn canonical_json(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    canonical_from_py(value)
+}
+
+#[pyfunction]
+fn canonicalize_json(text: &str) -> PyResult<String> {
+    canonicalize(text).map(Cow::into_owned).map_err(to_py_err)
+}
+
+#[pyfunction(name = "wall_clock_ms")]
+fn py_wall_clock_ms() -> u64 {
+    wall_clock_ms()
+}
+
+#[pymodule]
+fn _crdt(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDocument>()?;
+    m.add_class::<PyEntry>()?;
+    m.add_class::<PyMergeResult>()?;
+    m.add_class::<PyFrameResult>()?;
+    m.add_class::<PyClock>()?;
+    m.add_function(wrap_pyfunction!(parse_timestamp, m)?)?;
+    m.add_function(wrap_pyfunction!(format_timestamp, m)?)?;
+    m.add_function(wrap_pyfunction!(py_validate_node, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical_json, m)?)?;
+    m.add_function(wrap_pyfunction!(canonicalize_json, m)?)?;
+    m.add_function(wrap_pyfunction!(py_wall_clock_ms, m)?)?;
+    m.add("MAX_KEY_BYTES", MAX_KEY_BYTES)?;
+    m.add("MAX_ID", MAX_ID)?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+"""Type stubs for the Rust extension ``syncd._crdt`` (see ``rust_crdt/src/python.rs``).
+
+Every method raises :class:`syncd.errors.CrdtError` for input it rejects.
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any, final
+
+MAX_KEY_BYTES: int
+"""The longest key, in UTF-8 bytes (1024)."""
+
+MAX_ID: int
+"""The greatest ``ops`` message id, 2**53 - 1."""
+
+@final
+class Entry:
+    """One entry of a document, live or tombstone, with the seq it took."""
+
+    @property
+    def key(self) -> str:
+        """The key."""
+    @property
+    def ts(self) -> str:
+        """The timestamp, ``WWWWWWWWWWWWW-CCCCC-NODE``."""
+    @property
+    def value(self) -> Any:
+        """The value as a Python object (``None`` for a tombstone: see ``deleted``)."""
+    @property
+    def deleted(self) -> bool:
+        """Whether the entry is a tombstone."""
+    @property
+    def seq(self) -> int:
+        """The sequence number the entry took when it was applied."""
+    @property
+    def value_json(self) -> str | None:
+        """The value's canonical JSON text, or ``None`` for a tombstone."""
+    def to_wire(self) -> dict[str, Any]:
+        """The entry in its wire form: ``{"key", "ts", "value"}`` or ``{"key", "ts", "deleted": True}``."""
+
+@final
+class MergeResult:
+    """What merging a batch of entries did."""
+
+    @property
+    def applied(self) -> int:
+        """Entries that won and took a seq."""
+    @property
+    def ignored(self) -> int:
+        """Entries that lost to what the document held."""
+    @property
+    def seq(self) -> int:
+        """The document's head after the merge."""
+
+@final
+class FrameResult:
+    """What applying an ``ops`` frame did, with the frames to send."""
+
+    @property
+    def id(self) -> int:
+        """The message id, echoed in the ack."""
+    @property
+    def applied(self) -> int:
+        """Entries that won, each taking the next seq."""
+    @property
+    def ignored(self) -> int:
+        """Entries that lost."""
+    @property
+    def seq(self) -> int:
+        """The document's head once the message is merged."""
+    @property
+    def ops_json(self) -> str:
+        """The applied entries' wire form, comma-separated (the inside of a broadcast's ``ops``)."""
+    def ack(self) -> str:
+        """The ``ack`` frame for the writer, as JSON text."""
+    def broadcast(self, origin: str) -> str | None:
+        """The ``ops`` broadcast frame for the other clients, or ``None`` if nothing applied."""
+
+@final
+class Document:
+    """A Last-Write-Wins element dictionary, safe to share between threads."""
+
+    def __init__(self, *, max_value_bytes: int = 65536, max_ops: int = 1000) -> None:
+        """An empty document whose incoming values and messages are held to these limits."""
+    @property
+    def seq(self) -> int:
+        """The head: the seq of the last applied entry (0 when new)."""
+    @property
+    def horizon(self) -> int:
+        """The compaction horizon: a resume point below it gets a snapshot, not a delta."""
+    @property
+    def tombstone_count(self) -> int:
+        """How many tombstones the document keeps."""
+    @property
+    def max_value_bytes(self) -> int:
+        """The longest canonical JSON text of a value."""
+    @property
+    def max_ops(self) -> int:
+        """The most entries in one ``ops`` message."""
+    def __len__(self) -> int:
+        """The number of live keys."""
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key`` is live."""
+    def __getitem__(self, key: str) -> Any:
+        """The value of a live key; ``KeyError`` if absent or deleted."""
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of a live key, or ``default``."""
+    def entry(self, key: str) -> Entry | None:
+        """The winning entry for ``key``, live or tombstone, or ``None`` if never written."""
+    def set(self, key: str, value: Any, ts: str) -> bool:
+        """Add or update: merge a live entry; return whether it won."""
+    def remove(self, key: str, ts: str) -> bool:
+        """Merge a tombstone for ``key``; return whether it won."""
+    def keys(self) -> list[str]:
+        """The live keys, sorted by code point."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every live key and its value."""
+    def merge(self, other: Document) -> MergeResult:
+        """Merge every entry of another document into this one."""
+    def merge_entries(self, entries: Iterable[Mapping[str, Any]]) -> MergeResult:
+        """Merge wire-form entries in order; validated as a whole first."""
+    def apply_frame(
+        self, text: str, *, now_ms: int | None = None, max_skew_ms: int = 60000
+    ) -> FrameResult:
+        """Validate an ``ops`` frame (JSON text) as a whole, then merge it, without the GIL.
+
+        With ``now_ms``, an entry more than ``max_skew_ms`` ahead of it is ``clock_skew``.
+        """
+    def changes_since(self, seq: int) -> list[Entry]:
+        """The entries with a seq greater than ``seq``, in seq order."""
+    def entries_frames(
+        self, since: int | None = None, max_frame_bytes: int = 1048576
+    ) -> list[str]:
+        """``entries`` frames (JSON text) for the changes after ``since``, or for every entry."""
+    def purge_tombstones(self, before: str) -> int:
+        """Drop tombstones older than the timestamp ``before``, raising the horizon."""
+    def restore(
+        self, entries: Iterable[Mapping[str, Any]], *, head: int, horizon: int = 0
+    ) -> None:
+        """Put back entries with their ``seq`` (as loaded from disk), then set head and horizon."""
+
+@final
+class Clock:
+    """A Hybrid Logical Clock for one replica, safe to share between threads."""
+
+    def __init__(self, node: str) -> None:
+        """A clock for the replica ``node``."""
+    @property
+    def node(self) -> str:
+        """The replica's node id."""
+    @property
+    def last(self) -> tuple[int, int]:
+        """The greatest (wall, counter) issued or observed."""
+    def now(self) -> str:
+        """A new timestamp for a local write, by the system clock."""
+    def tick(self, physical_ms: int) -> str:
+        """A new timestamp for a local write when the physical clock reads ``physical_ms``."""
+    def observe(self, ts: str) -> None:
+        """Take a received timestamp into account: later local writes order after it."""
+
+def parse_timestamp(ts: str) -> tuple[int, int, str]:
+    """Split a timestamp into (wall, counter, node), validating it."""
+
+def format_timestamp(wall: int, counter: int, node: str) -> str:
+    """The wire form of a timestamp from its parts."""
+
+def validate_node(node: str) -> None:
+    """Check a node id: 1-64 characters of ``[A-Za-z0-9_-]``."""
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text (RFC 8785) of a Python value."""
+
+def canonicalize_json(text: str) -> str:
+    """The canonical JSON text (RFC 8785) of a value given as JSON text."""
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the Unix epoch by the system clock."""

@@ -1,0 +1,49 @@
+"""The typed face of the Rust CRDT core (``syncd._crdt``).
+
+A :class:`Document` is a Last-Write-Wins element dictionary: one winning entry per
+key, a live value or a tombstone, merged by the rule of the protocol (§1). A
+:class:`Clock` issues Hybrid Logical Clock timestamps (§2). Values are JSON values;
+they are stored as their canonical JSON text (RFC 8785).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from syncd._crdt import (
+    MAX_ID,
+    MAX_KEY_BYTES,
+    Clock,
+    Document,
+    Entry,
+    FrameResult,
+    MergeResult,
+    canonical_json,
+    canonicalize_json,
+    format_timestamp,
+    parse_timestamp,
+    validate_node,
+    wall_clock_ms,
+)
+from syncd.errors import CrdtError
+
+__all__ = [
+    "MAX_ID",
+    "MAX_KEY_BYTES",
+    "Clock",
+    "CrdtError",
+    "Document",
+    "Entry",
+    "FrameResult",
+    "JSONValue",
+    "MergeResult",
+    "canonical_json",
+    "canonicalize_json",
+    "format_timestamp",
+    "parse_timestamp",
+    "validate_node",
+    "wall_clock_ms",
+]
+
+JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+"""Any value a key can hold: what ``json.loads`` returns."""
