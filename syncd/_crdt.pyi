@@ -6,6 +6,22 @@ Every method raises :class:`syncd.errors.CrdtError` for input it rejects.
 from collections.abc import Iterable, Mapping
 from typing import Any, final
 
+__all__ = [
+    "MAX_ID",
+    "MAX_KEY_BYTES",
+    "Clock",
+    "Document",
+    "Entry",
+    "FrameResult",
+    "MergeResult",
+    "canonical_json",
+    "canonicalize_json",
+    "format_timestamp",
+    "parse_timestamp",
+    "validate_node",
+    "wall_clock_ms",
+]
+
 MAX_KEY_BYTES: int
 """The longest key, in UTF-8 bytes (1024)."""
 
@@ -35,7 +51,10 @@ class Entry:
     def value_json(self) -> str | None:
         """The value's canonical JSON text, or ``None`` for a tombstone."""
     def to_wire(self) -> dict[str, Any]:
-        """The entry in its wire form: ``{"key", "ts", "value"}`` or ``{"key", "ts", "deleted": True}``."""
+        """The entry in its wire form.
+
+        ``{"key", "ts", "value"}`` or ``{"key", "ts", "deleted": True}``.
+        """
 
 @final
 class MergeResult:
@@ -79,7 +98,7 @@ class FrameResult:
 class Document:
     """A Last-Write-Wins element dictionary, safe to share between threads."""
 
-    def __init__(self, *, max_value_bytes: int = 65536, max_ops: int = 1000) -> None:
+    def __new__(cls, *, max_value_bytes: int = 65536, max_ops: int = 1000) -> Document:
         """An empty document whose incoming values and messages are held to these limits."""
     @property
     def seq(self) -> int:
@@ -98,9 +117,9 @@ class Document:
         """The most entries in one ``ops`` message."""
     def __len__(self) -> int:
         """The number of live keys."""
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: str, /) -> bool:
         """Whether ``key`` is live."""
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str, /) -> Any:
         """The value of a live key; ``KeyError`` if absent or deleted."""
     def get(self, key: str, default: Any = None) -> Any:
         """The value of a live key, or ``default``."""
@@ -127,22 +146,18 @@ class Document:
         """
     def changes_since(self, seq: int) -> list[Entry]:
         """The entries with a seq greater than ``seq``, in seq order."""
-    def entries_frames(
-        self, since: int | None = None, max_frame_bytes: int = 1048576
-    ) -> list[str]:
+    def entries_frames(self, since: int | None = None, max_frame_bytes: int = 1048576) -> list[str]:
         """``entries`` frames (JSON text) for the changes after ``since``, or for every entry."""
     def purge_tombstones(self, before: str) -> int:
         """Drop tombstones older than the timestamp ``before``, raising the horizon."""
-    def restore(
-        self, entries: Iterable[Mapping[str, Any]], *, head: int, horizon: int = 0
-    ) -> None:
+    def restore(self, entries: Iterable[Mapping[str, Any]], *, head: int, horizon: int = 0) -> None:
         """Put back entries with their ``seq`` (as loaded from disk), then set head and horizon."""
 
 @final
 class Clock:
     """A Hybrid Logical Clock for one replica, safe to share between threads."""
 
-    def __init__(self, node: str) -> None:
+    def __new__(cls, node: str) -> Clock:
         """A clock for the replica ``node``."""
     @property
     def node(self) -> str:

@@ -45,5 +45,5 @@ __all__ = [
     "wall_clock_ms",
 ]
 
-JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 """Any value a key can hold: what ``json.loads`` returns."""

@@ -26,7 +26,7 @@ class CrdtError(SyncdError, ValueError):
         message: str,
         code: str = "bad_message",
         entry: int | None = None,
-        id: int | None = None,  # noqa: A002 - the protocol's field name
+        id: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code

@@ -474,7 +474,7 @@ impl PyDocument {
         self.entries_to_py(py, doc.changes_since(seq).collect())
     }
 
-    #[pyo3(signature = (since = None, max_frame_bytes = 1 << 20))]
+    #[pyo3(signature = (since = None, max_frame_bytes = 1_048_576))]
     fn entries_frames(
         &self,
         py: Python<'_>,
