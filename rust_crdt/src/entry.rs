@@ -63,6 +63,9 @@ impl<'a> Entry<'a> {
 
     /// Parses one wire entry, `{"key", "ts", "value" | "deleted": true}`, checked against `limits`.
     pub fn from_json(text: &'a str, limits: &Limits) -> Result<Self> {
+        if !is_json_object(text) {
+            return Err(CrdtError::bad_message("an entry must be a JSON object"));
+        }
         let raw: RawEntry<'a> = serde_json::from_str(text)
             .map_err(|e| CrdtError::bad_message(format!("not an entry object: {e}")))?;
         let key = raw
@@ -140,6 +143,14 @@ fn check_key(key: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether JSON text is an object rather than another kind of value. Checked before
+/// deserializing into a struct, because serde also fills a struct from an array of its
+/// fields in order, which would accept `["k", "ts", 1]` as an entry.
+pub(crate) fn is_json_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// An entry's fields as they arrive, before validation. `value: null` is a present value,
@@ -237,6 +248,7 @@ mod tests {
                 ErrorCode::BadMessage,
             ),
             (r#"[1]"#, ErrorCode::BadMessage),
+            (r#"["k","1764028800123-00000-a",1]"#, ErrorCode::BadMessage),
         ];
         for (text, code) in cases {
             assert_eq!(parse(text).unwrap_err().code, code, "{text}");

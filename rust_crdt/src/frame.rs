@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::Document;
-use crate::entry::{write_entry_json, Entry};
+use crate::entry::{is_json_object, write_entry_json, Entry};
 use crate::error::{CrdtError, ErrorCode, Result};
 
 /// The greatest message id: 2^53 − 1, the largest integer every JSON client holds exactly.
@@ -84,13 +84,20 @@ impl<'a> OpsFrame<'a> {
     pub fn parse(text: &'a str, doc: &Document, skew: Option<SkewCheck>) -> Result<Self> {
         let frame: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
-                CrdtError::bad_message(format!("a frame must be a JSON object: {e}"))
+                CrdtError::bad_message(format!("invalid frame: {e}"))
             } else {
                 CrdtError::new(ErrorCode::BadJson, format!("frame is not JSON: {e}"))
             }
         })?;
+        if !is_json_object(text) {
+            // An array that serde would read as the struct's fields in order.
+            return Err(CrdtError::bad_message("a frame must be a JSON object"));
+        }
         let id = parse_id(frame.id);
-        if frame.kind.map(RawValue::get) != Some("\"ops\"") {
+        let kind = frame
+            .kind
+            .and_then(|k| serde_json::from_str::<std::borrow::Cow<'_, str>>(k.get()).ok());
+        if kind.as_deref() != Some("ops") {
             return Err(CrdtError::bad_message("expected a frame of type \"ops\"").with_id(id.ok()));
         }
         let id = id?;
