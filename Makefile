@@ -23,8 +23,8 @@ $(INSTALLED): $(VENV)/bin/python pyproject.toml $(RUST_SOURCES)
 
 build-lib: $(INSTALLED) ## Build the Rust CRDT core and install syncd into .venv
 
-run-server: $(INSTALLED) ## Build everything and start the server (prints the version until the daemon lands)
-	$(VENV)/bin/syncd --version
+run-server: $(INSTALLED) ## Build everything and start the server on 127.0.0.1:8765 (data: ./syncd-data)
+	$(VENV)/bin/syncd serve
 
 run-client: ## Run the web client's dev server (lands with the web client)
 	@echo "The web client is not built yet: it lands with issue #6." >&2; exit 2

@@ -14,9 +14,11 @@ __all__ = [
     "Entry",
     "FrameResult",
     "MergeResult",
+    "broadcast_frame",
     "canonical_json",
     "canonicalize_json",
     "format_timestamp",
+    "frame_type",
     "parse_timestamp",
     "validate_node",
     "wall_clock_ms",
@@ -93,6 +95,8 @@ class FrameResult:
         """The ``ack`` frame for the writer, as JSON text."""
     def broadcast(self, origin: str) -> str | None:
         """The ``ops`` broadcast frame for the other clients, or ``None`` if nothing applied."""
+    def log_line(self) -> str | None:
+        """The applied entries as one log line (``{"seq", "ops"}`` and a newline), or ``None``."""
 
 @final
 class Document:
@@ -150,6 +154,18 @@ class Document:
         """``entries`` frames (JSON text) for the changes after ``since``, or for every entry."""
     def purge_tombstones(self, before: str) -> int:
         """Drop tombstones older than the timestamp ``before``, raising the horizon."""
+    def snapshot(self) -> tuple[int, int, str]:
+        """(head, horizon, entries) at one instant; entries as a TinyDB table keyed by seq."""
+    def restore_file_json(self, text: str) -> str:
+        """Restore a TinyDB file ``{"meta", "entries"}`` (entries as ``snapshot`` writes them).
+
+        Returns the text of its ``meta`` table.
+        """
+    def restore_log_json(self, text: str, *, after: int = 0) -> int:
+        """Replay complete log lines (``FrameResult.log_line``), skipping seqs <= ``after``.
+
+        Returns how many entries were replayed; a malformed line names its number.
+        """
     def restore(self, entries: Iterable[Mapping[str, Any]], *, head: int, horizon: int = 0) -> None:
         """Put back entries with their ``seq`` (as loaded from disk), then set head and horizon."""
 
@@ -171,6 +187,12 @@ class Clock:
         """A new timestamp for a local write when the physical clock reads ``physical_ms``."""
     def observe(self, ts: str) -> None:
         """Take a received timestamp into account: later local writes order after it."""
+
+def broadcast_frame(seq: int, origin: str, ops_json: str) -> str:
+    """An ``ops`` broadcast frame from comma-separated entries (coalesced ``ops_json``)."""
+
+def frame_type(text: str) -> str:
+    """The ``type`` of a client frame (``bad_json`` if not JSON, ``bad_message`` if no type)."""
 
 def parse_timestamp(ts: str) -> tuple[int, int, str]:
     """Split a timestamp into (wall, counter, node), validating it."""

@@ -78,21 +78,36 @@ struct RawFrame<'a> {
     ops: Option<&'a RawValue>,
 }
 
+/// The `type` of a frame from a client, read without validating the rest of it, so that
+/// the server dispatches without parsing a frame twice.
+pub fn frame_type(text: &str) -> Result<String> {
+    let frame = parse_raw(text)?;
+    frame
+        .kind
+        .and_then(|k| serde_json::from_str::<String>(k.get()).ok())
+        .ok_or_else(|| CrdtError::bad_message("a frame needs a string \"type\""))
+}
+
+fn parse_raw(text: &str) -> Result<RawFrame<'_>> {
+    let frame: RawFrame<'_> = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            CrdtError::bad_message(format!("invalid frame: {e}"))
+        } else {
+            CrdtError::new(ErrorCode::BadJson, format!("frame is not JSON: {e}"))
+        }
+    })?;
+    if !is_json_object(text) {
+        // An array that serde would read as the struct's fields in order.
+        return Err(CrdtError::bad_message("a frame must be a JSON object"));
+    }
+    Ok(frame)
+}
+
 impl<'a> OpsFrame<'a> {
     /// Parses and validates an `ops` message against the document's limits and, when given,
     /// the server's clock.
     pub fn parse(text: &'a str, doc: &Document, skew: Option<SkewCheck>) -> Result<Self> {
-        let frame: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                CrdtError::bad_message(format!("invalid frame: {e}"))
-            } else {
-                CrdtError::new(ErrorCode::BadJson, format!("frame is not JSON: {e}"))
-            }
-        })?;
-        if !is_json_object(text) {
-            // An array that serde would read as the struct's fields in order.
-            return Err(CrdtError::bad_message("a frame must be a JSON object"));
-        }
+        let frame = parse_raw(text)?;
         let id = parse_id(frame.id);
         let kind = frame
             .kind

@@ -9,6 +9,7 @@ pub mod document;
 pub mod entry;
 pub mod error;
 pub mod frame;
+pub mod persist;
 #[cfg(feature = "python")]
 mod python;
 pub mod timestamp;

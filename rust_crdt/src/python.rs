@@ -15,7 +15,8 @@ use crate::clock::{wall_clock_ms, Clock};
 use crate::document::{Document, EntryView, MergeOutcome};
 use crate::entry::{Entry, Limits, MAX_KEY_BYTES};
 use crate::error::CrdtError;
-use crate::frame::{FrameOutcome, SkewCheck, MAX_ID};
+use crate::frame::{broadcast_json, frame_type, FrameOutcome, SkewCheck, MAX_ID};
+use crate::persist::log_line;
 use crate::timestamp::{validate_node, Timestamp};
 
 mod exceptions {
@@ -304,6 +305,9 @@ impl PyFrameResult {
     fn broadcast(&self, origin: &str) -> Option<String> {
         self.0.broadcast_json(origin)
     }
+    fn log_line(&self) -> Option<String> {
+        (self.0.applied > 0).then(|| log_line(self.0.seq, &self.0.ops_json))
+    }
     fn __repr__(&self) -> String {
         format!(
             "FrameResult(id={}, applied={}, ignored={}, seq={})",
@@ -489,6 +493,24 @@ impl PyDocument {
         Ok(py.detach(|| lock(&self.inner).purge_tombstones(&before)))
     }
 
+    fn snapshot(&self, py: Python<'_>) -> (u64, u64, String) {
+        py.detach(|| {
+            let doc = lock(&self.inner);
+            (doc.seq(), doc.horizon(), doc.table_json())
+        })
+    }
+
+    fn restore_file_json(&self, py: Python<'_>, text: &str) -> PyResult<String> {
+        py.detach(|| lock(&self.inner).restore_file_json(text))
+            .map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (text, *, after = 0))]
+    fn restore_log_json(&self, py: Python<'_>, text: &str, after: u64) -> PyResult<usize> {
+        py.detach(|| lock(&self.inner).restore_log_json(text, after))
+            .map_err(to_py_err)
+    }
+
     #[pyo3(signature = (entries, *, head, horizon = 0))]
     fn restore(
         &self,
@@ -577,6 +599,16 @@ impl PyClock {
     }
 }
 
+#[pyfunction(name = "broadcast_frame")]
+fn py_broadcast_frame(seq: u64, origin: &str, ops_json: &str) -> String {
+    broadcast_json(seq, origin, ops_json)
+}
+
+#[pyfunction(name = "frame_type")]
+fn py_frame_type(text: &str) -> PyResult<String> {
+    frame_type(text).map_err(to_py_err)
+}
+
 #[pyfunction]
 fn parse_timestamp(ts: &str) -> PyResult<(u64, u32, String)> {
     let ts = parse_ts(ts)?;
@@ -617,6 +649,8 @@ fn _crdt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMergeResult>()?;
     m.add_class::<PyFrameResult>()?;
     m.add_class::<PyClock>()?;
+    m.add_function(wrap_pyfunction!(py_frame_type, m)?)?;
+    m.add_function(wrap_pyfunction!(py_broadcast_frame, m)?)?;
     m.add_function(wrap_pyfunction!(parse_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(format_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(py_validate_node, m)?)?;

@@ -1,0 +1,65 @@
+"""``python -m bench``: run the benchmarks, print the Markdown report and save it.
+
+The report goes to stdout and to ``bench/results/latest.md`` (with the raw samples in
+``latest.json``); progress bars and log lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from bench.config import FULL_SIZES, QUICK_SIZES, Config
+from bench.report import render_json, render_markdown
+from bench.runner import run
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="10k and 100k entries only")
+    parser.add_argument("--repeats", type=int, default=Config.repeats, help="timed repetitions")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to save the report")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks as the command line asks; the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    config = Config(
+        sizes=QUICK_SIZES if args.quick else FULL_SIZES,
+        repeats=args.repeats,
+        memory=not args.no_memory,
+    )
+    command = " ".join([".venv/bin/python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    if "MAKELEVEL" in os.environ and argv is None and not sys.argv[1:]:
+        command = "make bench"
+    results = run(config, command, console)
+    markdown = render_markdown(results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.md").write_text(markdown + "\n", encoding="utf-8")
+    (args.output / "latest.json").write_text(render_json(results) + "\n", encoding="utf-8")
+    print(markdown)
+    logging.getLogger(__name__).info("report saved to %s", args.output / "latest.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The server's side of the wire protocol, without I/O (contract §3–§6).
+
+A :class:`ServerSession` takes the text frames of one connection and turns them
+into events — :class:`HelloEvent`, :class:`OpsEvent`, :class:`PingEvent` — or
+raises :class:`ProtocolError`, which knows the ``error`` frame to answer with
+and whether the connection must then close. The frame builders at the bottom
+write every frame the server sends that the CRDT core does not.
+
+``ops`` frames are dispatched on their ``type`` alone: the core validates and
+applies them whole (``Document.apply_frame``), so Python never parses them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
+from syncd.errors import SyncdError
+
+__all__ = [
+    "DEFAULT_DOC",
+    "POLICY_VIOLATION",
+    "PROTOCOL_VERSION",
+    "Access",
+    "Hello",
+    "HelloEvent",
+    "OpsEvent",
+    "PingEvent",
+    "ProtocolError",
+    "ServerSession",
+    "Since",
+    "entries_frame",
+    "error_frame",
+    "message_id",
+    "pong_frame",
+    "presence_frame",
+    "synced_frame",
+    "valid_doc_name",
+    "welcome_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_DOC: Final = "default"
+POLICY_VIOLATION: Final = 1008
+"""The close code after a failed handshake."""
+
+_DOC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def valid_doc_name(name: str) -> bool:
+    """Whether ``name`` is a document name: 1–128 of ``[A-Za-z0-9._-]``, not starting with ``.``."""
+    return _DOC_NAME.fullmatch(name) is not None
+
+
+class ProtocolError(SyncdError):
+    """A frame the protocol rejects, with the ``error`` frame that answers it.
+
+    ``close_code`` is set when the connection must close after the answer.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        id: int | None = None,
+        close_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.id = id
+        self.close_code = close_code
+
+    @classmethod
+    def from_crdt(cls, error: CrdtError) -> ProtocolError:
+        """The protocol error for a frame the core rejected (the connection stays open)."""
+        return cls(error.code, str(error), id=error.id)
+
+    def frame(self) -> str:
+        """The ``error`` frame, as JSON text."""
+        return error_frame(self.code, self.message, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """A client's resume point: the lineage and the greatest seq it has seen."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A valid ``hello`` frame."""
+
+    doc: str
+    node: str
+    token: str | None = None
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may connect: with ``token`` set, only clients presenting it (read-write) or
+    ``read_token`` (read-only); with neither, everyone, read-write."""
+
+    token: str | None = None
+    read_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_token is not None and self.token is None:
+            raise ValueError("a read-only token needs a read-write token (--token) too")
+
+    def readonly(self, presented: str | None) -> bool:
+        """Whether a client presenting ``presented`` is read-only; raises ``unauthorized``."""
+        if self.token is None:
+            return False
+        if presented is not None:
+            if hmac.compare_digest(presented.encode(), self.token.encode()):
+                return False
+            if self.read_token is not None and hmac.compare_digest(
+                presented.encode(), self.read_token.encode()
+            ):
+                return True
+        raise ProtocolError(
+            "unauthorized",
+            "a valid token is required" if presented is None else "wrong token",
+            close_code=POLICY_VIOLATION,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HelloEvent:
+    """The handshake succeeded: answer with the welcome and the document's state."""
+
+    hello: Hello
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpsEvent:
+    """An ``ops`` frame to apply (the core validates it)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingEvent:
+    """A ``ping``: answer with a ``pong`` echoing ``id``."""
+
+    id: int | None
+
+
+class ServerSession:
+    """The protocol state of one connection: awaiting ``hello``, then open."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+        self.hello: Hello | None = None
+        self.readonly = False
+
+    def receive(self, text: str) -> HelloEvent | OpsEvent | PingEvent:
+        """The event for one text frame; raises :class:`ProtocolError` to reject it."""
+        try:
+            kind = frame_type(text)
+        except CrdtError as error:
+            close = POLICY_VIOLATION if self.hello is None else None
+            raise ProtocolError(error.code, str(error), close_code=close) from None
+        if self.hello is None:
+            return self._handshake(kind, text)
+        if kind == "ops":
+            if self.readonly:
+                raise ProtocolError(
+                    "forbidden", "this connection is read-only", id=message_id(text)
+                )
+            return OpsEvent(text)
+        if kind == "ping":
+            return PingEvent(_ping_id(text))
+        if kind == "hello":
+            raise ProtocolError("bad_message", "the connection already said hello")
+        raise ProtocolError("bad_message", f"unknown frame type {kind!r}", id=message_id(text))
+
+    def receive_binary(self) -> ProtocolError:
+        """The error for a binary frame, which the protocol does not use."""
+        close = POLICY_VIOLATION if self.hello is None else None
+        return ProtocolError("bad_message", "binary frames are not supported", close_code=close)
+
+    def _handshake(self, kind: str, text: str) -> HelloEvent:
+        if kind != "hello":
+            raise ProtocolError(
+                "not_ready", "the first frame must be hello", close_code=POLICY_VIOLATION
+            )
+        hello = parse_hello(text)
+        readonly = self.access.readonly(hello.token)
+        self.hello, self.readonly = hello, readonly
+        return HelloEvent(hello, readonly)
+
+
+def parse_hello(text: str) -> Hello:
+    """A validated ``hello`` frame; raises :class:`ProtocolError` (closing) if invalid."""
+
+    def bad(message: str, code: str = "bad_message") -> ProtocolError:
+        return ProtocolError(code, message, close_code=POLICY_VIOLATION)
+
+    frame = json.loads(text)
+    if "v" not in frame:
+        raise bad('hello needs "v": 1')
+    version = frame["v"]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise bad(
+            f"protocol version {version!r} is not supported (this server speaks 1)",
+            "unsupported_version",
+        )
+    doc = frame.get("doc", DEFAULT_DOC)
+    if not isinstance(doc, str) or not valid_doc_name(doc):
+        raise bad(
+            f"invalid doc {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
+        )
+    node = frame.get("node")
+    if not isinstance(node, str):
+        raise bad('hello needs "node", a string')
+    try:
+        validate_node(node)
+    except CrdtError as error:
+        raise bad(str(error)) from None
+    token = frame.get("token")
+    if token is not None and not isinstance(token, str):
+        raise bad('"token" must be a string')
+    return Hello(doc=doc, node=node, token=token, since=_parse_since(frame.get("since"), bad))
+
+
+def _parse_since(raw: Any, bad: Any) -> Since | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise bad('"since" must be an object {"epoch", "seq"}')
+    epoch, seq = raw.get("epoch"), raw.get("seq")
+    if not isinstance(epoch, str) or not isinstance(seq, int) or not _is_id(seq):
+        raise bad('"since" needs a string "epoch" and an integer "seq" >= 0')
+    return Since(epoch, seq)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def message_id(text: str) -> int | None:
+    """The ``id`` of a frame already known to be a JSON object, if it has a valid one."""
+    value = json.loads(text).get("id")
+    return value if _is_id(value) else None
+
+
+def _ping_id(text: str) -> int | None:
+    frame = json.loads(text)
+    if "id" not in frame:
+        return None
+    if not _is_id(frame["id"]):
+        raise ProtocolError("bad_message", f'"id" must be an integer from 0 to {MAX_ID}')
+    value: int = frame["id"]
+    return value
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def welcome_frame(
+    *,
+    doc: str,
+    node: str,
+    epoch: str,
+    seq: int,
+    time: str,
+    full: bool,
+    readonly: bool,
+    peers: list[str],
+) -> str:
+    """The ``welcome`` frame that answers a valid ``hello``."""
+    return _dumps(
+        {
+            "type": "welcome",
+            "v": PROTOCOL_VERSION,
+            "doc": doc,
+            "node": node,
+            "epoch": epoch,
+            "seq": seq,
+            "time": time,
+            "full": full,
+            "readonly": readonly,
+            "peers": peers,
+        }
+    )
+
+
+def entries_frame(entries_json: str) -> str:
+    """An ``entries`` frame from its entries' comma-separated wire form."""
+    return f'{{"type":"entries","entries":[{entries_json}]}}'
+
+
+def synced_frame(seq: int) -> str:
+    """The ``synced`` frame that ends a handshake."""
+    return f'{{"type":"synced","seq":{seq}}}'
+
+
+def pong_frame(id: int | None, time: str) -> str:
+    """The ``pong`` that answers a ``ping``."""
+    frame: dict[str, Any] = {"type": "pong", "time": time}
+    if id is not None:
+        frame["id"] = id
+    return _dumps(frame)
+
+
+def presence_frame(*, joined: list[str] | None = None, left: list[str] | None = None) -> str:
+    """A ``presence`` frame announcing nodes that joined or left the document."""
+    frame: dict[str, Any] = {"type": "presence"}
+    if joined:
+        frame["joined"] = joined
+    if left:
+        frame["left"] = left
+    return _dumps(frame)
+
+
+def error_frame(code: str, message: str, id: int | None = None) -> str:
+    """An ``error`` frame."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if id is not None:
+        frame["id"] = id
+    return _dumps(frame)

@@ -1,0 +1,247 @@
+"""``syncd serve``: the WebSocket server, a thin layer over the protocol and the rooms.
+
+One port answers both the protocol at ``/ws`` and plain HTTP: ``/healthz``,
+``/metrics`` and the built web client at ``/``. Each connection runs
+:class:`~syncd.protocol.ServerSession` over its frames and hands writes to the
+:class:`~syncd.room.Room` of its document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import signal
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from syncd.crdt import Clock, CrdtError, Document
+from syncd.metrics import CONTENT_TYPE, Metrics
+from syncd.protocol import (
+    Access,
+    HelloEvent,
+    OpsEvent,
+    PingEvent,
+    ProtocolError,
+    ServerSession,
+    pong_frame,
+)
+from syncd.room import Client, Room, RoomSettings
+from syncd.store import DataDirectory
+
+__all__ = ["ServerConfig", "SyncServer", "run"]
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web-client" / "dist"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``syncd serve`` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data: Path = Path("syncd-data")
+    token: str | None = None
+    read_token: str | None = None
+    max_frame_bytes: int = 1 << 20
+    max_ops: int = 1000
+    max_value_bytes: int = 65_536
+    max_skew: float = 60.0
+    """Seconds an entry's timestamp may be ahead of the server's clock."""
+    queue_limit: int = 8 << 20
+    """Bytes a client may have unsent before it is dropped with 1013."""
+    tombstone_retention: float = 30.0
+    """Days a tombstone is kept."""
+    close_timeout: float = 3.0
+    web_root: Path = field(default=WEB_ROOT)
+
+
+class SyncServer:
+    """A running server: start it, then stop it (or run it until a signal)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.access = Access(config.token, config.read_token)
+        self.metrics = Metrics()
+        self.data = DataDirectory(config.data)
+        self.rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+        self._settings = RoomSettings(
+            max_frame_bytes=config.max_frame_bytes,
+            max_skew_ms=int(config.max_skew * 1000),
+            queue_limit=config.queue_limit,
+            tombstone_retention_ms=int(config.tombstone_retention * DAY_MS),
+        )
+        self._clock: Clock | None = None
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the real one when configured with port 0)."""
+        assert self._server is not None, "start() first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return f"ws://{self.config.host}:{self.port}/ws"
+
+    async def start(self) -> None:
+        """Load every stored document, then listen."""
+        self.data.open()
+        self._clock = Clock(self.data.node)
+        for name in self.data.document_names():
+            await self.room(name)
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._process_request,
+            max_size=self.config.max_frame_bytes,
+            close_timeout=self.config.close_timeout,
+            compression=None,
+        )
+        logger.info("syncd listening on %s, data in %s", self.url, self.config.data.resolve())
+
+    async def stop(self) -> None:
+        """Stop accepting, commit and answer what is in flight, close clients with 1001."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        for room in self.rooms.values():
+            await room.drain()
+        await asyncio.gather(
+            *(c.close(1001, "server shutting down") for c in self._server.connections)
+        )
+        await self._server.wait_closed()
+        for room in self.rooms.values():
+            await room.close()
+        self._server = None
+        logger.info("syncd stopped")
+
+    async def room(self, name: str) -> Room:
+        """The room of document ``name``, loading or creating it on first use."""
+        if (room := self.rooms.get(name)) is not None:
+            return room
+        async with self._loading.setdefault(name, asyncio.Lock()):
+            if (room := self.rooms.get(name)) is not None:
+                return room
+            assert self._clock is not None
+            doc = Document(max_value_bytes=self.config.max_value_bytes, max_ops=self.config.max_ops)
+            store = self.data.document(name)
+            await asyncio.to_thread(store.load, doc)
+            room = Room(name, doc, store, self._clock, self._settings, self.metrics)
+            self.rooms[name] = room
+            self.metrics.documents.set(len(self.rooms))
+            logger.debug("document %s loaded: %d keys, seq %d", name, len(doc), doc.seq)
+            return room
+
+    # -- WebSocket ------------------------------------------------------------
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        session = ServerSession(self.access)
+        room: Room | None = None
+        client: Client | None = None
+        self.metrics.connections.inc()
+        logger.debug("connection from %s", connection.remote_address)
+        try:
+            async for message in connection:
+                try:
+                    if isinstance(message, bytes):
+                        raise session.receive_binary()
+                    event = session.receive(message)
+                    if isinstance(event, OpsEvent):
+                        assert room is not None and client is not None
+                        try:
+                            room.submit(client, event.text)
+                        except CrdtError as error:
+                            raise ProtocolError.from_crdt(error) from None
+                    elif isinstance(event, PingEvent):
+                        assert self._clock is not None
+                        answer = pong_frame(event.id, self._clock.now())
+                        if room is not None and client is not None:
+                            room.send(client, answer)
+                        else:
+                            await connection.send(answer)
+                    elif isinstance(event, HelloEvent):
+                        room = await self.room(event.hello.doc)
+                        client = Client(connection, event.hello.node, event.readonly)
+                        for frame in room.join(client, event.hello):
+                            await connection.send(frame)
+                        room.synced(client)
+                except ProtocolError as error:
+                    self.metrics.errors.labels(error.code).inc()
+                    if room is not None and client is not None:
+                        room.send(client, error.frame())
+                    else:
+                        await connection.send(error.frame())
+                    if error.close_code is not None:
+                        await connection.close(error.close_code, error.code)
+                        return
+        finally:
+            if room is not None and client is not None:
+                room.leave(client)
+            self.metrics.connections.dec()
+            logger.debug(
+                "connection from %s closed (%s)", connection.remote_address, connection.close_code
+            )
+
+    # -- plain HTTP -------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            return None
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            return _response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
+        return self._static(connection, path)
+
+    def _static(self, connection: ServerConnection, path: str) -> Response:
+        root = self.config.web_root.resolve()
+        if not (root / "index.html").is_file():
+            return connection.respond(
+                HTTPStatus.NOT_FOUND,
+                "The web client is not built: run `npm ci && npm run build` in web-client/, "
+                "then reload.\n",
+            )
+        relative = unquote(path).lstrip("/") or "index.html"
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not found.\n")
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return _response(HTTPStatus.OK, target.read_bytes(), kind)
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers()
+    headers["Content-Type"] = content_type
+    headers["Content-Length"] = str(len(body))
+    headers["Cache-Control"] = "no-cache"
+    return Response(status.value, status.phrase, headers, body)
+
+
+async def run(config: ServerConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    server = SyncServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("shutting down")
+        await server.stop()

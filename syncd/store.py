@@ -1,0 +1,245 @@
+"""Durable documents: a TinyDB file per document plus an fsync'd append-only log.
+
+Under the data directory (``--data``, default ``./syncd-data``)::
+
+    server.json        TinyDB: the server's node id
+    docs/NAME.json     TinyDB: table "meta" (epoch, seq, horizon, server node) and
+                       table "entries", one record per key, its doc_id the entry's seq
+    docs/NAME.N.log    log segment N: one line per applied message, {"seq", "ops"}
+
+A commit appends its lines to the newest segment and fsyncs it; only then is it
+acknowledged. Its cost does not depend on the document's size. When the log has
+grown as large as the file, a *fold* writes the whole document to a new file
+(write, fsync, rename: :func:`syncd.files.atomic_write`) and deletes the
+segments it covers; tombstones past the retention period are purged then.
+Every server start opens a new segment, so a line torn by a crash is always the
+last of its segment and is skipped when loading; any other unreadable line or
+file stops the server with an error that names the file, which is left as is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinydb import TinyDB
+
+from syncd.crdt import CrdtError, Document
+from syncd.errors import SyncdError
+from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
+
+__all__ = ["CorruptFileError", "DataDirectory", "DocumentStore", "StoreError"]
+
+logger = logging.getLogger(__name__)
+
+_SEGMENT = re.compile(r"(?P<doc>.+)\.(?P<number>[0-9]+)\.log")
+# A fold is due when the log outgrows the file, but never for less than this.
+_MIN_FOLD_BYTES = 4 << 20
+
+
+class StoreError(SyncdError):
+    """The data directory cannot be read or written."""
+
+
+class CorruptFileError(StoreError):
+    """A data file cannot be read; it is left untouched."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+class DataDirectory:
+    """The server's data directory: its node id and one store per document."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.docs = root / "docs"
+        self.node = ""
+
+    def open(self) -> None:
+        """Create the folders if needed and read (or make) the server's node id."""
+        try:
+            self.docs.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the data directory {self.root}: {error}") from None
+        path = self.root / "server.json"
+        try:
+            with TinyDB(path, storage=AtomicJSONStorage) as db:
+                table = db.table("server")
+                record = table.get(doc_id=1)
+                if record is None:
+                    table.insert({"node": _new_id("srv")})
+                    record = table.get(doc_id=1)
+        except (ValueError, OSError) as error:
+            raise CorruptFileError(path, f"unreadable ({error})") from None
+        assert record is not None and not isinstance(record, list)
+        self.node = str(record["node"])
+
+    def document_names(self) -> list[str]:
+        """The documents stored here (those with a file or a log)."""
+        names = {p.name.removesuffix(".json") for p in self.docs.glob("*.json")}
+        names.update(m["doc"] for p in self.docs.glob("*.log") if (m := _SEGMENT.fullmatch(p.name)))
+        return sorted(names)
+
+    def document(self, name: str) -> DocumentStore:
+        """The store of the document ``name`` (which must be a valid document name)."""
+        return DocumentStore(self.docs, name, self.node)
+
+
+@dataclass
+class _Segment:
+    number: int
+    path: Path
+
+
+@dataclass
+class DocumentStore:
+    """The files of one document."""
+
+    directory: Path
+    name: str
+    server_node: str
+    epoch: str = ""
+    _segments: list[_Segment] = field(default_factory=list)
+    _fd: int | None = None
+    _log_bytes: int = 0
+    _file_bytes: int = 0
+
+    @property
+    def path(self) -> Path:
+        """The document's TinyDB file."""
+        return self.directory / f"{self.name}.json"
+
+    def load(self, doc: Document) -> None:
+        """Fill ``doc`` from the file and the log, then open a new log segment.
+
+        A document with no files is created (with a new epoch).
+        """
+        temporary_path(self.path).unlink(missing_ok=True)
+        after = 0
+        if self.path.exists():
+            after = self._load_file(doc)
+        self._segments = self._find_segments()
+        for segment in self._segments:
+            self._replay(doc, segment.path, after)
+        if not self.epoch:
+            if self._segments:
+                logger.warning("%s: no file for the log; starting a new epoch", self.path)
+            self.epoch = _new_id("e")
+            self.write_file(doc)
+        self._open_segment()
+
+    def _load_file(self, doc: Document) -> int:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            meta = json.loads(doc.restore_file_json(text)).get("1") or {}
+            self.epoch = str(meta["epoch"])
+            seq, horizon = int(meta["seq"]), int(meta.get("horizon", 0))
+        except (OSError, UnicodeDecodeError, CrdtError, KeyError, ValueError, TypeError) as error:
+            raise CorruptFileError(self.path, f"not a readable syncd document ({error})") from None
+        doc.restore([], head=seq, horizon=horizon)
+        self._file_bytes = len(text)
+        return seq
+
+    def _find_segments(self) -> list[_Segment]:
+        found = []
+        # Document names hold no glob metacharacters: [A-Za-z0-9._-] only.
+        for path in self.directory.glob(f"{self.name}.*.log"):
+            match = _SEGMENT.fullmatch(path.name)
+            if match and match["doc"] == self.name:
+                found.append(_Segment(int(match["number"]), path))
+        return sorted(found, key=lambda s: s.number)
+
+    def _replay(self, doc: Document, path: Path, after: int) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CorruptFileError(path, f"unreadable ({error})") from None
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) < len(data):
+            torn = len(data) - len(complete)
+            logger.warning("%s: skipping a torn last line (%d bytes)", path, torn)
+        try:
+            doc.restore_log_json(complete.decode("utf-8"), after=after)
+        except (UnicodeDecodeError, CrdtError) as error:
+            raise CorruptFileError(path, str(error)) from None
+        self._log_bytes += len(data)
+
+    def _open_segment(self) -> None:
+        number = self._segments[-1].number + 1 if self._segments else 1
+        path = self.directory / f"{self.name}.{number}.log"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fsync_directory(self.directory)
+        self._segments.append(_Segment(number, path))
+
+    def append(self, lines: str) -> None:
+        """Append log lines and fsync them; on failure the segment is cut back, not torn."""
+        assert self._fd is not None, "load() opens the log"
+        data = lines.encode("utf-8")
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(f"short write ({written} of {len(data)} bytes)")
+            os.fsync(self._fd)
+        except OSError as error:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                logger.exception("%s: could not cut back a failed write", self._segments[-1].path)
+            raise StoreError(f"cannot write {self._segments[-1].path}: {error}") from None
+        self._log_bytes += len(data)
+
+    def fold_due(self) -> bool:
+        """Whether the log has grown enough to be folded into the file."""
+        return self._log_bytes > max(_MIN_FOLD_BYTES, self._file_bytes)
+
+    def begin_fold(self) -> list[Path]:
+        """Switch appends to a new segment; returns the segments the next fold covers.
+
+        Call between appends, then :meth:`fold` (in a thread) with what this returned.
+        """
+        covered = [s.path for s in self._segments]
+        self.close()
+        self._open_segment()
+        self._log_bytes = 0
+        return covered
+
+    def fold(self, doc: Document, covered: list[Path], purge_before: str | None) -> int:
+        """Write the whole document to its file, then delete the ``covered`` segments.
+
+        Tombstones older than ``purge_before`` are purged first. Returns how many.
+        """
+        purged = doc.purge_tombstones(purge_before) if purge_before else 0
+        self.write_file(doc)
+        for path in covered:
+            path.unlink(missing_ok=True)
+        self._segments = [s for s in self._segments if s.path not in covered]
+        fsync_directory(self.directory)
+        return purged
+
+    def write_file(self, doc: Document) -> None:
+        """Write the document's TinyDB file atomically."""
+        seq, horizon, table = doc.snapshot()
+        meta = json.dumps(
+            {"1": {"epoch": self.epoch, "seq": seq, "horizon": horizon, "server": self.server_node}}
+        )
+        text = f'{{"meta":{meta},"entries":{table}}}'
+        atomic_write(self.path, text)
+        self._file_bytes = len(text)
+
+    def close(self) -> None:
+        """Close the open log segment."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
