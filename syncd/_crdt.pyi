@@ -140,7 +140,10 @@ class Document:
     def merge(self, other: Document) -> MergeResult:
         """Merge every entry of another document into this one."""
     def merge_entries(self, entries: Iterable[Mapping[str, Any]]) -> MergeResult:
-        """Merge wire-form entries in order; validated as a whole first."""
+        """Merge wire-form entries in order; validated as a whole first.
+
+        Not held to ``max_ops``: this is how a replica takes in a snapshot.
+        """
     def apply_frame(
         self, text: str, *, now_ms: int | None = None, max_skew_ms: int = 60000
     ) -> FrameResult:
@@ -167,7 +170,10 @@ class Document:
         Returns how many entries were replayed; a malformed line names its number.
         """
     def restore(self, entries: Iterable[Mapping[str, Any]], *, head: int, horizon: int = 0) -> None:
-        """Put back entries with their ``seq`` (as loaded from disk), then set head and horizon."""
+        """Put back entries with their ``seq`` (as loaded from disk), then set head and horizon.
+
+        Every seq, and the head, must be at most 2**53 - 1 (seqs start at 1).
+        """
 
 @final
 class Clock:

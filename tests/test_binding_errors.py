@@ -288,33 +288,12 @@ def parsers_may_disagree(frame: object) -> bool:
     return False
 
 
-def starts_as_object(text: str) -> bool:
-    """Whether the first JSON value in ``text`` would be an object."""
-    return text.lstrip(" \t\n\r").startswith("{")
-
-
-# KNOWN BUG (reported; pinned by test_text_that_is_no_object_gets_the_contract_code, an
-# xfail): the binding classes text whose first value is not an object by that value
-# alone, before it looks at the rest, so "1 2" is bad_message (it is not JSON: bad_json)
-# and [null,null,null,null] is bad_json (it is JSON: bad_message). Until that is fixed,
-# the properties below accept either code for such text; remove this when it is.
-TOLERATE_NON_OBJECT_CODE_BUG = True
-
-
 def check_frame(doc: Document, model: LwwModel, text: str, skew: Skew | None) -> None:
     """Apply ``text`` and check the outcome against the validator and the model."""
     kwargs: dict[str, int] = {}
     if skew is not None:
         kwargs = {"now_ms": skew.now_ms, "max_skew_ms": skew.max_skew_ms}
     before = snapshot(doc)
-    if TOLERATE_NON_OBJECT_CODE_BUG and not starts_as_object(text):
-        error = rejects(lambda: doc.apply_frame(text, **kwargs))
-        assert (error.code, error.entry, error.id) in (
-            ("bad_json", None, None),
-            ("bad_message", None, None),
-        )
-        assert snapshot(doc) == before
-        return
     try:
         frame = parse_frame(text)
     except (ValueError, RecursionError):
@@ -677,11 +656,6 @@ def test_values_nested_deeper_than_the_limit_are_bad_message() -> None:
     assert snapshot(doc) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CrdtError,
-    reason="BUG: set() accepts a value nested 128 deep that the document cannot read back",
-)
 def test_every_value_the_document_accepts_can_be_read_back() -> None:
     for depth in range(MAX_DEPTH - 3, MAX_DEPTH + 3):
         doc = Document()
@@ -700,11 +674,6 @@ def test_every_value_the_document_accepts_can_be_read_back() -> None:
 SURROGATE = "\ud800"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BUG: a str argument with an unpaired surrogate raises UnicodeEncodeError",
-)
 @pytest.mark.parametrize(
     "call",
     [
@@ -721,18 +690,10 @@ SURROGATE = "\ud800"
 def test_unpaired_surrogates_in_str_arguments(call: Callable[[Document], object]) -> None:
     doc, _ = seeded()
     before = snapshot(doc)
-    # Not rejects(): the UnicodeEncodeError must surface as itself for the xfail to match.
-    with pytest.raises(CrdtError) as caught:
-        call(doc)
-    assert caught.value.code == "bad_message"
+    assert rejects(lambda: call(doc)).code == "bad_message"
     assert snapshot(doc) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BUG: looking up a key with an unpaired surrogate raises UnicodeEncodeError",
-)
 def test_looking_up_an_unpaired_surrogate_is_a_missing_key() -> None:
     doc, _ = seeded()
     assert SURROGATE not in doc
@@ -790,13 +751,11 @@ def test_random_json_is_rejected_as_bad_message(value: Any) -> None:
         return
     before = snapshot(doc)
     error = rejects(lambda: doc.apply_frame(text))
-    expected = {"bad_message"} | ({"bad_json"} if TOLERATE_NON_OBJECT_CODE_BUG else set())
-    assert error.code in expected
+    assert error.code == "bad_message"
     assert (error.entry, error.id) == (None, None)
     assert snapshot(doc) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: non-object text is classed by its first value")
 @pytest.mark.parametrize(
     ("text", "code"),
     [
@@ -995,11 +954,6 @@ def test_a_rejected_frame_after_accepted_ones_leaves_the_head_alone() -> None:
     assert doc.to_dict() == {"a": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a restored head of 2**64 - 1 wraps to 0 on the next write",
-)
 def test_the_head_never_goes_backwards_after_a_restore() -> None:
     doc = Document()
     top = 2**64 - 1

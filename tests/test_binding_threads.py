@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from crdt_strategies import doc_state, frame_text, merge_wire, same_json, ts_of
 from model import LwwModel, canonical
 
@@ -275,12 +274,6 @@ FINALIZER_DURING_CHANGES_SINCE = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason="BUG: changes_since() runs Python code (a GC finalizer) while it holds the "
-    "document's lock, and a thread that waits for the lock keeps the GIL: deadlock",
-)
 def test_a_finalizer_that_runs_during_changes_since_cannot_deadlock() -> None:
     # In a child process, so that a deadlock costs a timeout rather than the test run.
     done = subprocess.run(

@@ -11,12 +11,18 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::entry::{write_entry_json, Entry, Limits};
+use crate::error::{CrdtError, Result};
 use crate::timestamp::{unpack, Timestamp};
+
+/// The greatest seq: seqs travel as JSON numbers, which every client holds exactly up to
+/// 2^53 − 1.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// The winning entry for one key. Key and value share one allocation to keep a slot small.
 struct Slot {
-    /// The key followed by the value's canonical JSON text (nothing for a tombstone).
-    text: Box<str>,
+    /// The key followed by the value's canonical JSON text (nothing for a tombstone); its
+    /// allocation is reused when a later write fits in it.
+    text: String,
     /// Wall and counter of the timestamp, packed.
     clock: u64,
     /// The sequence number this entry took when it was applied.
@@ -60,7 +66,7 @@ impl EntryView<'_> {
 
     /// Appends the entry's wire form.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        write_entry_json(out, self.key, &self.ts_display(), self.value);
+        write_entry_json(out, self.key, self.ts().as_str(), self.value);
     }
 
     /// An owned [`Entry`] with the same content.
@@ -70,16 +76,6 @@ impl EntryView<'_> {
             ts: self.ts(),
             value: self.value.map(|v| v.to_owned().into()),
         }
-    }
-
-    fn ts_display(&self) -> impl std::fmt::Display + '_ {
-        struct Ts<'a>(u64, u32, &'a str);
-        impl std::fmt::Display for Ts<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{:013}-{:05}-{}", self.0, self.1, self.2)
-            }
-        }
-        Ts(self.wall, self.counter, self.node)
     }
 }
 
@@ -231,11 +227,18 @@ impl Document {
     /// Puts back entries with the seqs they took before, as when loading a document from
     /// disk. For each key the entry with the greatest seq is kept; the head rises to the
     /// greatest seq restored.
-    pub fn restore_all(&mut self, mut batch: Vec<(Entry<'_>, u64)>) {
+    /// Every seq must be from 1 to [`MAX_SEQ`]; otherwise nothing is restored.
+    pub fn restore_all(&mut self, mut batch: Vec<(Entry<'_>, u64)>) -> Result<()> {
+        if let Some((_, seq)) = batch.iter().find(|(_, seq)| !(1..=MAX_SEQ).contains(seq)) {
+            return Err(CrdtError::bad_message(format!(
+                "seq {seq} is outside 1 to {MAX_SEQ}"
+            )));
+        }
         batch.sort_unstable_by_key(|(_, seq)| *seq);
         for (entry, seq) in &batch {
             self.restore(entry, *seq);
         }
+        Ok(())
     }
 
     fn restore(&mut self, entry: &Entry<'_>, seq: u64) {
@@ -258,10 +261,17 @@ impl Document {
 
     /// Sets the head and horizon, as when loading a document from disk. The head never
     /// goes below the greatest seq the document holds.
-    pub fn set_position(&mut self, head: u64, horizon: u64) {
+    /// A head above [`MAX_SEQ`] is an error.
+    pub fn set_position(&mut self, head: u64, horizon: u64) -> Result<()> {
+        if head > MAX_SEQ {
+            return Err(CrdtError::bad_message(format!(
+                "head {head} is above {MAX_SEQ}"
+            )));
+        }
         let greatest = self.log.last().map_or(0, |&(seq, _)| seq);
         self.head = head.max(greatest);
         self.horizon = horizon.min(self.head);
+        Ok(())
     }
 
     /// Drops the tombstones whose timestamp is older than `before`, raising the horizon
@@ -363,11 +373,15 @@ impl Document {
     fn put(&mut self, found: Option<u32>, hash: u64, entry: &Entry<'_>, seq: u64) {
         let node = self.intern(entry.ts.node());
         let value = entry.value.as_deref();
-        let mut text = String::with_capacity(entry.key.len() + value.map_or(0, str::len));
+        let mut text = match found {
+            Some(i) => std::mem::take(&mut self.slots[i as usize].text),
+            None => String::with_capacity(entry.key.len() + value.map_or(0, str::len)),
+        };
+        text.clear();
         text.push_str(&entry.key);
         text.push_str(value.unwrap_or(""));
         let slot = Slot {
-            text: text.into_boxed_str(),
+            text,
             clock: entry.ts.packed(),
             seq,
             node,

@@ -1,8 +1,11 @@
 //! Entries: the winning write for one key, a live value or a tombstone, and their wire form.
 
 use std::borrow::Cow;
-use std::io::Write;
 
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -63,38 +66,9 @@ impl<'a> Entry<'a> {
 
     /// Parses one wire entry, `{"key", "ts", "value" | "deleted": true}`, checked against `limits`.
     pub fn from_json(text: &'a str, limits: &Limits) -> Result<Self> {
-        if !is_json_object(text) {
-            return Err(CrdtError::bad_message("an entry must be a JSON object"));
-        }
-        let raw: RawEntry<'a> = serde_json::from_str(text)
+        let raw: WireEntry<'a> = serde_json::from_str(text)
             .map_err(|e| CrdtError::bad_message(format!("not an entry object: {e}")))?;
-        let key = raw
-            .key
-            .ok_or_else(|| CrdtError::bad_message("missing \"key\""))?;
-        let ts = raw
-            .ts
-            .ok_or_else(|| CrdtError::bad_message("missing \"ts\""))?;
-        let ts = Timestamp::parse(&ts)?;
-        let value = match (raw.value, raw.deleted) {
-            (Some(_), Some(_)) => {
-                return Err(CrdtError::bad_message(
-                    "an entry has \"value\" or \"deleted\", never both",
-                ))
-            }
-            (None, None) => {
-                return Err(CrdtError::bad_message(
-                    "an entry needs \"value\" or \"deleted\": true",
-                ))
-            }
-            (None, Some(deleted)) if deleted.get() != "true" => {
-                return Err(CrdtError::bad_message(
-                    "\"deleted\", when present, must be true",
-                ))
-            }
-            (None, Some(_)) => None,
-            (Some(value), None) => Some(canonicalize(value.get())?),
-        };
-        Entry::new(key, ts, value, limits)
+        raw.check(limits)
     }
 
     /// An owned copy that outlives the text it was parsed from.
@@ -155,40 +129,128 @@ pub(crate) fn is_json_object(text: &str) -> bool {
 
 /// An entry's fields as they arrive, before validation. `value: null` is a present value,
 /// so `value` and `deleted` are kept raw rather than as `Option`s that would swallow `null`.
-#[derive(Deserialize)]
-struct RawEntry<'a> {
-    #[serde(borrow, default)]
+/// Only a JSON object is an entry: serde's derive would also read an array of the fields
+/// in order, so deserializing is written out.
+#[derive(Default)]
+pub(crate) struct WireEntry<'a> {
     key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     ts: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
     value: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     deleted: Option<&'a RawValue>,
 }
 
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(deserializer).map(Some)
+impl<'a> WireEntry<'a> {
+    /// The entry these fields make, checked against the protocol and `limits`.
+    pub(crate) fn check(self, limits: &Limits) -> Result<Entry<'a>> {
+        let key = self
+            .key
+            .ok_or_else(|| CrdtError::bad_message("missing \"key\""))?;
+        let ts = self
+            .ts
+            .ok_or_else(|| CrdtError::bad_message("missing \"ts\""))?;
+        let ts = Timestamp::parse(&ts)?;
+        let value = match (self.value, self.deleted) {
+            (Some(_), Some(_)) => {
+                return Err(CrdtError::bad_message(
+                    "an entry has \"value\" or \"deleted\", never both",
+                ))
+            }
+            (None, None) => {
+                return Err(CrdtError::bad_message(
+                    "an entry needs \"value\" or \"deleted\": true",
+                ))
+            }
+            (None, Some(deleted)) if deleted.get() != "true" => {
+                return Err(CrdtError::bad_message(
+                    "\"deleted\", when present, must be true",
+                ))
+            }
+            (None, Some(_)) => None,
+            (Some(value), None) => Some(canonicalize(value.get())?),
+        };
+        Entry::new(key, ts, value, limits)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireEntry<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(WireEntryVisitor(PhantomData))
+    }
+}
+
+struct WireEntryVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for WireEntryVisitor<'a> {
+    type Value = WireEntry<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireEntry<'a>, A::Error> {
+        fn once<T, E: de::Error>(
+            slot: &mut Option<T>,
+            value: T,
+            name: &'static str,
+        ) -> Result<(), E> {
+            match slot.replace(value) {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let mut entry = WireEntry::default();
+        while let Some(field) = map.next_key::<Text<'a>>()? {
+            match &*field.0 {
+                "key" => once(&mut entry.key, map.next_value::<Text<'a>>()?.0, "key")?,
+                "ts" => once(&mut entry.ts, map.next_value::<Text<'a>>()?.0, "ts")?,
+                "value" => once(&mut entry.value, map.next_value()?, "value")?,
+                "deleted" => once(&mut entry.deleted, map.next_value()?, "deleted")?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(entry)
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor(PhantomData))
+    }
 }
 
 /// Writes one entry in its wire form, `{"key":…,"ts":…,"value":…}` or `…,"deleted":true}`.
-pub fn write_entry_json(
-    out: &mut Vec<u8>,
-    key: &str,
-    ts: &dyn std::fmt::Display,
-    value: Option<&str>,
-) {
+pub fn write_entry_json(out: &mut Vec<u8>, key: &str, ts: &str, value: Option<&str>) {
     out.extend_from_slice(b"{\"key\":");
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, key);
-    let _ = write!(out, ",\"ts\":\"{ts}\"");
+    out.extend_from_slice(b",\"ts\":\"");
+    // A valid timestamp is ASCII digits, dashes and [A-Za-z0-9_-]: nothing to escape.
+    out.extend_from_slice(ts.as_bytes());
     match value {
         Some(value) => {
-            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(b"\",\"value\":");
             out.extend_from_slice(value.as_bytes());
             out.push(b'}');
         }
-        None => out.extend_from_slice(b",\"deleted\":true}"),
+        None => out.extend_from_slice(b"\",\"deleted\":true}"),
     }
 }
 
@@ -263,7 +325,7 @@ mod tests {
     #[test]
     fn writes_the_wire_form() {
         let mut out = Vec::new();
-        write_entry_json(&mut out, "a\"b", &"1764028800123-00000-a", Some("1"));
+        write_entry_json(&mut out, "a\"b", "1764028800123-00000-a", Some("1"));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"key":"a\"b","ts":"1764028800123-00000-a","value":1}"#

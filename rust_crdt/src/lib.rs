@@ -15,7 +15,7 @@ mod python;
 pub mod timestamp;
 
 pub use clock::Clock;
-pub use document::{Document, EntryView, MergeOutcome};
+pub use document::{Document, EntryView, MergeOutcome, MAX_SEQ};
 pub use entry::{Entry, Limits, MAX_KEY_BYTES};
 pub use error::{CrdtError, ErrorCode};
 pub use frame::{FrameOutcome, OpsFrame, SkewCheck};

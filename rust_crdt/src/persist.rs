@@ -76,7 +76,7 @@ impl Document {
             batch.push((entry, seq));
         }
         let count = batch.len();
-        self.restore_all(batch);
+        self.restore_all(batch)?;
         Ok(count)
     }
 
@@ -107,7 +107,7 @@ impl Document {
             }
         }
         let count = batch.len();
-        self.restore_all(batch);
+        self.restore_all(batch)?;
         Ok(count)
     }
 }

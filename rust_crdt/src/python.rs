@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard};
 
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyUnicodeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -24,8 +24,8 @@ mod exceptions {
 }
 use exceptions::CrdtError as PyCrdtError;
 
-/// Deeper Python values are refused rather than risk the stack (serde_json's own limit).
-const MAX_DEPTH: usize = 128;
+/// The deepest nesting of containers a value may have: the most serde_json reads back.
+const MAX_DEPTH: usize = 127;
 
 fn to_py_err(error: CrdtError) -> PyErr {
     PyCrdtError::new_err((error.message, error.code.as_str(), error.entry, error.id))
@@ -46,9 +46,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A Python object as a JSON value, refusing what JSON cannot carry: non-finite floats,
 /// non-string dict keys, strings with unpaired surrogates, other types.
 fn json_from_py(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
-    if depth > MAX_DEPTH {
-        return Err(bad(format!("value nests deeper than {MAX_DEPTH} levels")));
-    }
+    let too_deep = || bad(format!("value nests deeper than {MAX_DEPTH} levels"));
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -75,6 +73,9 @@ fn json_from_py(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::String(s.to_owned()));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
         let mut map = Map::new();
         for (k, v) in dict.iter() {
             let k = k
@@ -88,6 +89,9 @@ fn json_from_py(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Object(map));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
         return obj
             .try_iter()?
             .map(|item| json_from_py(&item?, depth + 1))
@@ -115,6 +119,32 @@ fn canonical_from_py(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 fn py_from_json<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     pythonize::pythonize(py, &value).map_err(|e| bad(e.to_string()))
+}
+
+/// A `str` argument. One that is not valid Unicode (it holds an unpaired surrogate) is a
+/// `CrdtError` like any other invalid input, not a `UnicodeEncodeError`.
+struct Utf8<'a>(&'a str);
+
+impl<'a> FromPyObject<'a, '_> for Utf8<'a> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, '_, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        <&'a str as FromPyObject<'a, '_>>::extract(obj)
+            .map(Utf8)
+            .map_err(|e| {
+                if e.is_instance_of::<PyUnicodeError>(py) {
+                    bad("string is not valid Unicode (an unpaired surrogate?)")
+                } else {
+                    e
+                }
+            })
+    }
+}
+
+/// A key to look up: one that is not valid Unicode can never be stored, so it is absent.
+fn lookup_key<'a>(key: &'a Bound<'_, PyString>) -> Option<&'a str> {
+    key.to_str().ok()
 }
 
 fn parse_ts(text: &str) -> PyResult<Timestamp> {
@@ -200,19 +230,37 @@ struct PyEntry {
     value_json: Option<String>,
 }
 
-impl PyEntry {
-    fn from_view(py: Python<'_>, view: &EntryView<'_>) -> PyResult<Self> {
-        let value = match view.value {
+/// An entry copied out of a document, so that Python objects are made after the
+/// document's lock is released.
+struct Copied {
+    key: String,
+    ts: String,
+    value: Option<String>,
+    seq: u64,
+}
+
+impl Copied {
+    fn of(view: &EntryView<'_>) -> Self {
+        Copied {
+            key: view.key.to_owned(),
+            ts: view.ts().to_string(),
+            value: view.value.map(str::to_owned),
+            seq: view.seq,
+        }
+    }
+
+    fn into_py(self, py: Python<'_>) -> PyResult<PyEntry> {
+        let value = match &self.value {
             Some(text) => py_from_json(py, text)?.unbind(),
             None => py.None(),
         };
         Ok(PyEntry {
-            key: view.key.to_owned(),
-            ts: view.ts().to_string(),
+            key: self.key,
+            ts: self.ts,
             value,
-            deleted: view.value.is_none(),
-            seq: view.seq,
-            value_json: view.value.map(str::to_owned),
+            deleted: self.value.is_none(),
+            seq: self.seq,
+            value_json: self.value,
         })
     }
 }
@@ -302,8 +350,8 @@ impl PyFrameResult {
     fn ack(&self) -> String {
         self.0.ack_json()
     }
-    fn broadcast(&self, origin: &str) -> Option<String> {
-        self.0.broadcast_json(origin)
+    fn broadcast(&self, origin: Utf8<'_>) -> Option<String> {
+        self.0.broadcast_json(origin.0)
     }
     fn log_line(&self) -> Option<String> {
         (self.0.applied > 0).then(|| log_line(self.0.seq, &self.0.ops_json))
@@ -317,6 +365,9 @@ impl PyFrameResult {
 }
 
 /// A Last-Write-Wins element dictionary, safe to share between threads.
+///
+/// The document's lock is only ever taken with the GIL released, and no Python code runs
+/// while it is held: a thread waiting for it never holds the GIL that its holder needs.
 #[pyclass(module = "syncd._crdt", name = "Document", frozen)]
 struct PyDocument {
     inner: Mutex<Document>,
@@ -324,8 +375,21 @@ struct PyDocument {
 }
 
 impl PyDocument {
-    fn entries_to_py(&self, py: Python<'_>, views: Vec<EntryView<'_>>) -> PyResult<Vec<PyEntry>> {
-        views.iter().map(|v| PyEntry::from_view(py, v)).collect()
+    /// Runs `f` on the document under its lock, with the GIL released.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Document) -> R + Send) -> R {
+        py.detach(|| f(&mut lock(&self.inner)))
+    }
+
+    fn value_of<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'_, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(key) = lookup_key(key) else {
+            return Ok(None);
+        };
+        let text = self.with(py, |doc| doc.lookup(key).map(str::to_owned));
+        text.map(|text| py_from_json(py, &text)).transpose()
     }
 }
 
@@ -345,18 +409,18 @@ impl PyDocument {
     }
 
     #[getter]
-    fn seq(&self) -> u64 {
-        lock(&self.inner).seq()
+    fn seq(&self, py: Python<'_>) -> u64 {
+        self.with(py, |doc| doc.seq())
     }
 
     #[getter]
-    fn horizon(&self) -> u64 {
-        lock(&self.inner).horizon()
+    fn horizon(&self, py: Python<'_>) -> u64 {
+        self.with(py, |doc| doc.horizon())
     }
 
     #[getter]
-    fn tombstone_count(&self) -> usize {
-        lock(&self.inner).tombstone_count()
+    fn tombstone_count(&self, py: Python<'_>) -> usize {
+        self.with(py, |doc| doc.tombstone_count())
     }
 
     #[getter]
@@ -369,71 +433,74 @@ impl PyDocument {
         self.limits.max_ops
     }
 
-    fn __len__(&self) -> usize {
-        lock(&self.inner).live_count()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.with(py, |doc| doc.live_count())
     }
 
-    fn __contains__(&self, key: &str) -> bool {
-        lock(&self.inner).lookup(key).is_some()
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyString>) -> bool {
+        lookup_key(key).is_some_and(|key| self.with(py, |doc| doc.lookup(key).is_some()))
     }
 
-    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        let text = lock(&self.inner).lookup(key).map(str::to_owned);
-        match text {
-            Some(text) => py_from_json(py, &text),
-            None => Err(PyKeyError::new_err(key.to_owned())),
-        }
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'_, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.value_of(py, key)?
+            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
     }
 
     #[pyo3(signature = (key, default = None))]
     fn get<'py>(
         &self,
         py: Python<'py>,
-        key: &str,
+        key: &Bound<'_, PyString>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let text = lock(&self.inner).lookup(key).map(str::to_owned);
-        match text {
-            Some(text) => py_from_json(py, &text),
-            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
-        }
+        Ok(self
+            .value_of(py, key)?
+            .unwrap_or_else(|| default.unwrap_or_else(|| py.None().into_bound(py))))
     }
 
-    fn entry(&self, py: Python<'_>, key: &str) -> PyResult<Option<PyEntry>> {
-        let doc = lock(&self.inner);
-        doc.get(key).map(|v| PyEntry::from_view(py, &v)).transpose()
+    fn entry(&self, py: Python<'_>, key: &Bound<'_, PyString>) -> PyResult<Option<PyEntry>> {
+        let Some(key) = lookup_key(key) else {
+            return Ok(None);
+        };
+        let copied = self.with(py, |doc| doc.get(key).map(|v| Copied::of(&v)));
+        copied.map(|c| c.into_py(py)).transpose()
     }
 
-    fn set(&self, key: String, value: &Bound<'_, PyAny>, ts: &str) -> PyResult<bool> {
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: Utf8<'_>,
+        value: &Bound<'_, PyAny>,
+        ts: Utf8<'_>,
+    ) -> PyResult<bool> {
         let text = canonical_from_py(value)?;
-        let entry =
-            Entry::new(key, parse_ts(ts)?, Some(text.into()), &self.limits).map_err(to_py_err)?;
-        Ok(lock(&self.inner).merge(&entry))
+        let entry = Entry::new(key.0, parse_ts(ts.0)?, Some(text.into()), &self.limits)
+            .map_err(to_py_err)?;
+        Ok(self.with(py, |doc| doc.merge(&entry)))
     }
 
-    fn remove(&self, key: String, ts: &str) -> PyResult<bool> {
-        let entry = Entry::new(key, parse_ts(ts)?, None, &self.limits).map_err(to_py_err)?;
-        Ok(lock(&self.inner).merge(&entry))
+    fn remove(&self, py: Python<'_>, key: Utf8<'_>, ts: Utf8<'_>) -> PyResult<bool> {
+        let entry = Entry::new(key.0, parse_ts(ts.0)?, None, &self.limits).map_err(to_py_err)?;
+        Ok(self.with(py, |doc| doc.merge(&entry)))
     }
 
     fn keys(&self, py: Python<'_>) -> Vec<String> {
-        py.detach(|| {
-            let mut keys: Vec<String> = lock(&self.inner).keys().map(str::to_owned).collect();
-            keys.sort_unstable();
-            keys
-        })
+        let mut keys: Vec<String> = self.with(py, |doc| doc.keys().map(str::to_owned).collect());
+        py.detach(|| keys.sort_unstable());
+        keys
     }
 
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let pairs: Vec<(String, String)> = py.detach(|| {
-            let doc = lock(&self.inner);
-            let mut pairs: Vec<(String, String)> = doc
-                .entries()
+        let mut pairs: Vec<(String, String)> = self.with(py, |doc| {
+            doc.entries()
                 .filter_map(|e| e.value.map(|v| (e.key.to_owned(), v.to_owned())))
-                .collect();
-            pairs.sort_unstable();
-            pairs
+                .collect()
         });
+        py.detach(|| pairs.sort_unstable());
         let dict = PyDict::new(py);
         for (key, text) in pairs {
             dict.set_item(key, py_from_json(py, &text)?)?;
@@ -442,25 +509,22 @@ impl PyDocument {
     }
 
     fn merge(&self, py: Python<'_>, other: &PyDocument) -> PyMergeResult {
-        py.detach(|| {
-            let theirs: Vec<Entry<'static>> = lock(&other.inner)
-                .changes_since(0)
-                .map(|e| e.to_entry())
-                .collect();
-            lock(&self.inner).merge_all(&theirs).into()
-        })
+        let theirs: Vec<Entry<'static>> = other.with(py, |doc| {
+            doc.changes_since(0).map(|e| e.to_entry()).collect()
+        });
+        self.with(py, |doc| doc.merge_all(&theirs).into())
     }
 
     fn merge_entries(&self, py: Python<'_>, entries: &Bound<'_, PyAny>) -> PyResult<PyMergeResult> {
         let entries = entries_from_py(entries, |e| entry_from_py(e, &self.limits))?;
-        Ok(py.detach(|| lock(&self.inner).merge_all(&entries).into()))
+        Ok(self.with(py, |doc| doc.merge_all(&entries).into()))
     }
 
     #[pyo3(signature = (text, *, now_ms = None, max_skew_ms = 60_000))]
     fn apply_frame(
         &self,
         py: Python<'_>,
-        text: &str,
+        text: Utf8<'_>,
         now_ms: Option<u64>,
         max_skew_ms: u64,
     ) -> PyResult<PyFrameResult> {
@@ -468,14 +532,16 @@ impl PyDocument {
             now_ms,
             max_skew_ms,
         });
-        py.detach(|| lock(&self.inner).apply_frame(text, skew))
+        self.with(py, |doc| doc.apply_frame(text.0, skew))
             .map(PyFrameResult)
             .map_err(to_py_err)
     }
 
     fn changes_since(&self, py: Python<'_>, seq: u64) -> PyResult<Vec<PyEntry>> {
-        let doc = lock(&self.inner);
-        self.entries_to_py(py, doc.changes_since(seq).collect())
+        let copied: Vec<Copied> = self.with(py, |doc| {
+            doc.changes_since(seq).map(|v| Copied::of(&v)).collect()
+        });
+        copied.into_iter().map(|c| c.into_py(py)).collect()
     }
 
     #[pyo3(signature = (since = None, max_frame_bytes = 1_048_576))]
@@ -485,29 +551,26 @@ impl PyDocument {
         since: Option<u64>,
         max_frame_bytes: usize,
     ) -> Vec<String> {
-        py.detach(|| lock(&self.inner).entries_frames(since, max_frame_bytes))
+        self.with(py, |doc| doc.entries_frames(since, max_frame_bytes))
     }
 
-    fn purge_tombstones(&self, py: Python<'_>, before: &str) -> PyResult<usize> {
-        let before = parse_ts(before)?;
-        Ok(py.detach(|| lock(&self.inner).purge_tombstones(&before)))
+    fn purge_tombstones(&self, py: Python<'_>, before: Utf8<'_>) -> PyResult<usize> {
+        let before = parse_ts(before.0)?;
+        Ok(self.with(py, |doc| doc.purge_tombstones(&before)))
     }
 
     fn snapshot(&self, py: Python<'_>) -> (u64, u64, String) {
-        py.detach(|| {
-            let doc = lock(&self.inner);
-            (doc.seq(), doc.horizon(), doc.table_json())
-        })
+        self.with(py, |doc| (doc.seq(), doc.horizon(), doc.table_json()))
     }
 
-    fn restore_file_json(&self, py: Python<'_>, text: &str) -> PyResult<String> {
-        py.detach(|| lock(&self.inner).restore_file_json(text))
+    fn restore_file_json(&self, py: Python<'_>, text: Utf8<'_>) -> PyResult<String> {
+        self.with(py, |doc| doc.restore_file_json(text.0))
             .map_err(to_py_err)
     }
 
     #[pyo3(signature = (text, *, after = 0))]
-    fn restore_log_json(&self, py: Python<'_>, text: &str, after: u64) -> PyResult<usize> {
-        py.detach(|| lock(&self.inner).restore_log_json(text, after))
+    fn restore_log_json(&self, py: Python<'_>, text: Utf8<'_>, after: u64) -> PyResult<usize> {
+        self.with(py, |doc| doc.restore_log_json(text.0, after))
             .map_err(to_py_err)
     }
 
@@ -520,29 +583,31 @@ impl PyDocument {
         horizon: u64,
     ) -> PyResult<()> {
         let batch = entries_from_py(entries, |e| {
-            let seq: u64 = e
+            let seq = e
                 .get_item("seq")
-                .and_then(|s| s.extract())
-                .map_err(|_| bad("a restored entry needs an integer \"seq\""))?;
+                .ok()
+                .filter(|s| !s.is_instance_of::<PyBool>())
+                .and_then(|s| s.extract::<u64>().ok())
+                .ok_or_else(|| bad("a restored entry needs an integer \"seq\""))?;
             Ok((entry_from_py(e, &self.limits)?, seq))
         })?;
-        py.detach(|| {
-            let mut doc = lock(&self.inner);
-            doc.restore_all(batch);
-            doc.set_position(head, horizon);
-        });
-        Ok(())
+        self.with(py, |doc| {
+            doc.restore_all(batch)?;
+            doc.set_position(head, horizon)
+        })
+        .map_err(to_py_err)
     }
 
-    fn __repr__(&self) -> String {
-        let doc = lock(&self.inner);
-        format!(
-            "Document(live={}, tombstones={}, seq={}, horizon={})",
-            doc.live_count(),
-            doc.tombstone_count(),
-            doc.seq(),
-            doc.horizon()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.with(py, |doc| {
+            format!(
+                "Document(live={}, tombstones={}, seq={}, horizon={})",
+                doc.live_count(),
+                doc.tombstone_count(),
+                doc.seq(),
+                doc.horizon()
+            )
+        })
     }
 }
 
@@ -550,81 +615,84 @@ impl PyDocument {
 #[pyclass(module = "syncd._crdt", name = "Clock", frozen)]
 struct PyClock(Mutex<Clock>);
 
+impl PyClock {
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Clock) -> R + Send) -> R {
+        py.detach(|| f(&mut lock(&self.0)))
+    }
+}
+
 #[pymethods]
 impl PyClock {
     #[new]
-    fn new(node: &str) -> PyResult<Self> {
-        Clock::new(node)
+    fn new(node: Utf8<'_>) -> PyResult<Self> {
+        Clock::new(node.0)
             .map(|c| PyClock(Mutex::new(c)))
             .map_err(to_py_err)
     }
 
     #[getter]
-    fn node(&self) -> String {
-        lock(&self.0).node().to_owned()
+    fn node(&self, py: Python<'_>) -> String {
+        self.with(py, |clock| clock.node().to_owned())
     }
 
     #[getter]
-    fn last(&self) -> (u64, u32) {
-        lock(&self.0).last()
+    fn last(&self, py: Python<'_>) -> (u64, u32) {
+        self.with(py, |clock| clock.last())
     }
 
-    fn now(&self) -> PyResult<String> {
-        lock(&self.0)
-            .now()
-            .map(|t| t.to_string())
+    fn now(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |clock| clock.now().map(|t| t.to_string()))
             .map_err(to_py_err)
     }
 
-    fn tick(&self, physical_ms: u64) -> PyResult<String> {
-        lock(&self.0)
-            .tick(physical_ms)
-            .map(|t| t.to_string())
+    fn tick(&self, py: Python<'_>, physical_ms: u64) -> PyResult<String> {
+        self.with(py, |clock| clock.tick(physical_ms).map(|t| t.to_string()))
             .map_err(to_py_err)
     }
 
-    fn observe(&self, ts: &str) -> PyResult<()> {
-        let ts = parse_ts(ts)?;
-        lock(&self.0).observe(&ts);
+    fn observe(&self, py: Python<'_>, ts: Utf8<'_>) -> PyResult<()> {
+        let ts = parse_ts(ts.0)?;
+        self.with(py, |clock| clock.observe(&ts));
         Ok(())
     }
 
-    fn __repr__(&self) -> String {
-        let clock = lock(&self.0);
-        let (wall, counter) = clock.last();
-        format!(
-            "Clock(node={:?}, last={wall:013}-{counter:05})",
-            clock.node()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.with(py, |clock| {
+            let (wall, counter) = clock.last();
+            format!(
+                "Clock(node={:?}, last={wall:013}-{counter:05})",
+                clock.node()
+            )
+        })
     }
 }
 
 #[pyfunction(name = "broadcast_frame")]
-fn py_broadcast_frame(seq: u64, origin: &str, ops_json: &str) -> String {
-    broadcast_json(seq, origin, ops_json)
+fn py_broadcast_frame(seq: u64, origin: Utf8<'_>, ops_json: Utf8<'_>) -> String {
+    broadcast_json(seq, origin.0, ops_json.0)
 }
 
 #[pyfunction(name = "frame_type")]
-fn py_frame_type(text: &str) -> PyResult<String> {
-    frame_type(text).map_err(to_py_err)
+fn py_frame_type(text: Utf8<'_>) -> PyResult<String> {
+    frame_type(text.0).map_err(to_py_err)
 }
 
 #[pyfunction]
-fn parse_timestamp(ts: &str) -> PyResult<(u64, u32, String)> {
-    let ts = parse_ts(ts)?;
+fn parse_timestamp(ts: Utf8<'_>) -> PyResult<(u64, u32, String)> {
+    let ts = parse_ts(ts.0)?;
     Ok((ts.wall(), ts.counter(), ts.node().to_owned()))
 }
 
 #[pyfunction]
-fn format_timestamp(wall: u64, counter: u32, node: &str) -> PyResult<String> {
-    Timestamp::new(wall, counter, node)
+fn format_timestamp(wall: u64, counter: u32, node: Utf8<'_>) -> PyResult<String> {
+    Timestamp::new(wall, counter, node.0)
         .map(|t| t.to_string())
         .map_err(to_py_err)
 }
 
 #[pyfunction(name = "validate_node")]
-fn py_validate_node(node: &str) -> PyResult<()> {
-    validate_node(node).map_err(to_py_err)
+fn py_validate_node(node: Utf8<'_>) -> PyResult<()> {
+    validate_node(node.0).map_err(to_py_err)
 }
 
 #[pyfunction]
@@ -633,8 +701,8 @@ fn canonical_json(value: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 #[pyfunction]
-fn canonicalize_json(text: &str) -> PyResult<String> {
-    canonicalize(text).map(Cow::into_owned).map_err(to_py_err)
+fn canonicalize_json(text: Utf8<'_>) -> PyResult<String> {
+    canonicalize(text.0).map(Cow::into_owned).map_err(to_py_err)
 }
 
 #[pyfunction(name = "wall_clock_ms")]

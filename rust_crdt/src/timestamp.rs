@@ -37,12 +37,19 @@ pub fn validate_node(node: &str) -> Result<()> {
     Ok(())
 }
 
-/// A parsed timestamp. Ordering is by wall, then counter, then node.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The longest wire form: 13 + 1 + 5 + 1 + 64 characters.
+const MAX_TEXT: usize = NODE_START + MAX_NODE_LEN;
+
+/// A parsed timestamp, holding its wire form inline (no allocation). Ordering is by wall,
+/// then counter, then node, which is the wire form's string ordering.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp {
     wall: u64,
     counter: u32,
-    node: Box<str>,
+    /// The wire form, ASCII, padded with zero bytes (which order before every character,
+    /// so comparing the padded arrays compares the strings).
+    text: [u8; MAX_TEXT],
+    len: u8,
 }
 
 impl Timestamp {
@@ -59,11 +66,24 @@ impl Timestamp {
             )));
         }
         validate_node(node)?;
-        Ok(Timestamp {
+        let mut ts = Timestamp {
             wall,
             counter,
-            node: node.into(),
-        })
+            text: [0; MAX_TEXT],
+            len: (NODE_START + node.len()) as u8,
+        };
+        let mut digits = |start: usize, width: usize, mut value: u64| {
+            for i in (start..start + width).rev() {
+                ts.text[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        digits(0, WALL_DIGITS, wall);
+        digits(WALL_DIGITS + 1, COUNTER_DIGITS, u64::from(counter));
+        ts.text[WALL_DIGITS] = b'-';
+        ts.text[NODE_START - 1] = b'-';
+        ts.text[NODE_START..usize::from(ts.len)].copy_from_slice(node.as_bytes());
+        Ok(ts)
     }
 
     /// Parses the wire form, which must match `[0-9]{13}-[0-9]{5}-[A-Za-z0-9_-]{1,64}` whole.
@@ -83,13 +103,21 @@ impl Timestamp {
         }
         let counter = parse_digits(&bytes[WALL_DIGITS + 1..NODE_START - 1])
             .ok_or_else(|| invalid("counter field"))?;
-        let node = &text[NODE_START..];
-        validate_node(node).map_err(|e| invalid(&e.message))?;
+        validate_node(&text[NODE_START..]).map_err(|e| invalid(&e.message))?;
+        let mut inline = [0; MAX_TEXT];
+        inline[..bytes.len()].copy_from_slice(bytes);
         Ok(Timestamp {
             wall,
             counter: counter as u32,
-            node: node.into(),
+            text: inline,
+            len: bytes.len() as u8,
         })
+    }
+
+    /// The wire form.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..usize::from(self.len)])
+            .expect("a timestamp's text is ASCII, checked when it was made")
     }
 
     /// Wall-clock milliseconds since the Unix epoch.
@@ -104,7 +132,7 @@ impl Timestamp {
 
     /// The writing replica's node id.
     pub fn node(&self) -> &str {
-        &self.node
+        &self.as_str()[NODE_START..]
     }
 
     /// Wall and counter packed into one integer with the same ordering.
@@ -131,7 +159,13 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:013}-{:05}-{}", self.wall, self.counter, self.node)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({:?})", self.as_str())
     }
 }
 

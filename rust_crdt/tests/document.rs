@@ -9,7 +9,7 @@ use std::thread;
 
 use serde_json::{json, Value};
 use syncd_crdt::canonical::canonicalize;
-use syncd_crdt::{Clock, Document, Entry, ErrorCode, Limits, Timestamp};
+use syncd_crdt::{Clock, Document, Entry, ErrorCode, Limits, Timestamp, MAX_SEQ};
 
 fn ts(text: &str) -> Timestamp {
     Timestamp::parse(text).unwrap()
@@ -434,7 +434,8 @@ fn restore_all_keeps_the_greatest_seq_per_key_and_raises_the_head() {
         (live("b", T1, "1"), 2),
         (live("a", T1, "1"), 3),
         (dead("c", T3), 7),
-    ]);
+    ])
+    .unwrap();
     assert_eq!(doc.seq(), 7);
     assert_eq!(doc.lookup("a"), Some("2"));
     assert_eq!(doc.get("a").unwrap().seq, 5);
@@ -445,7 +446,8 @@ fn restore_all_keeps_the_greatest_seq_per_key_and_raises_the_head() {
     );
     assert_eq!(changes(&doc, 4), [("a".into(), 5), ("c".into(), 7)]);
     // A second batch with lower seqs still leaves changes_since in seq order.
-    doc.restore_all(vec![(live("d", T1, "4"), 4), (live("b", T1, "0"), 1)]);
+    doc.restore_all(vec![(live("d", T1, "4"), 4), (live("b", T1, "0"), 1)])
+        .unwrap();
     assert_eq!(
         doc.lookup("b"),
         Some("1"),
@@ -468,19 +470,19 @@ fn restore_all_keeps_the_greatest_seq_per_key_and_raises_the_head() {
 #[test]
 fn set_position_sets_head_and_horizon_within_bounds() {
     let mut doc = Document::default();
-    doc.restore_all(vec![(live("a", T1, "1"), 7)]);
-    doc.set_position(20, 4);
+    doc.restore_all(vec![(live("a", T1, "1"), 7)]).unwrap();
+    doc.set_position(20, 4).unwrap();
     assert_eq!((doc.seq(), doc.horizon()), (20, 4));
     assert!(doc.merge(&live("b", T1, "1")));
     assert_eq!(doc.get("b").unwrap().seq, 21);
-    doc.set_position(3, 50);
+    doc.set_position(3, 50).unwrap();
     assert_eq!(
         (doc.seq(), doc.horizon()),
         (21, 21),
         "never below the greatest seq held"
     );
     let mut empty = Document::default();
-    empty.set_position(0, 9);
+    empty.set_position(0, 9).unwrap();
     assert_eq!((empty.seq(), empty.horizon()), (0, 0));
 }
 
@@ -711,4 +713,24 @@ fn apply_frame_checks_the_document_limits() {
         (ErrorCode::TooLarge, None, Some(1))
     );
     assert_eq!(doc.seq(), 1);
+}
+
+#[test]
+fn restore_refuses_seqs_no_client_can_hold() {
+    let mut doc = Document::default();
+    for seq in [0, MAX_SEQ + 1, u64::MAX] {
+        assert!(
+            doc.restore_all(vec![(live("a", T1, "1"), seq)]).is_err(),
+            "{seq}"
+        );
+    }
+    assert!(doc.set_position(MAX_SEQ + 1, 0).is_err());
+    assert_eq!(
+        (doc.seq(), doc.live_count()),
+        (0, 0),
+        "nothing was restored"
+    );
+    doc.restore_all(vec![(live("a", T1, "1"), MAX_SEQ)])
+        .unwrap();
+    assert_eq!(doc.seq(), MAX_SEQ);
 }

@@ -90,12 +90,7 @@ fn state(doc: &Document) -> Vec<(String, String, Option<String>)> {
 /// Contract §1 stated directly: per key, the greatest entry by (ts, live over tombstone,
 /// canonical value as UTF-8 bytes).
 fn model(entries: &[Entry<'_>]) -> Vec<(String, String, Option<String>)> {
-    let rank = |e: &Entry<'_>| {
-        (
-            e.ts.clone(),
-            e.value.as_ref().map(|v| v.as_bytes().to_vec()),
-        )
-    };
+    let rank = |e: &Entry<'_>| (e.ts, e.value.as_ref().map(|v| v.as_bytes().to_vec()));
     let mut best: BTreeMap<String, &Entry<'_>> = BTreeMap::new();
     for e in entries {
         let slot = best.entry(e.key.to_string()).or_insert(e);
@@ -252,7 +247,7 @@ fn the_entry_strategy_exercises_both_tie_rules() {
         let mut by_slot: BTreeMap<(String, Timestamp), Vec<Option<String>>> = BTreeMap::new();
         for e in &xs {
             by_slot
-                .entry((e.key.to_string(), e.ts.clone()))
+                .entry((e.key.to_string(), e.ts))
                 .or_default()
                 .push(e.value.as_deref().map(str::to_owned));
         }
