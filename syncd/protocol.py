@@ -169,8 +169,11 @@ class ServerSession:
         try:
             kind = frame_type(text)
         except CrdtError as error:
-            close = POLICY_VIOLATION if self.hello is None else None
-            raise ProtocolError(error.code, str(error), close_code=close) from None
+            if self.hello is None:
+                raise ProtocolError(error.code, str(error), close_code=POLICY_VIOLATION) from None
+            # An object without a valid "type" may still carry an id to echo.
+            echoed = message_id(text) if error.code == "bad_message" else None
+            raise ProtocolError(error.code, str(error), id=echoed) from None
         if self.hello is None:
             return self._handshake(kind, text)
         if kind == "ops":
@@ -193,7 +196,10 @@ class ServerSession:
     def _handshake(self, kind: str, text: str) -> HelloEvent:
         if kind != "hello":
             raise ProtocolError(
-                "not_ready", "the first frame must be hello", close_code=POLICY_VIOLATION
+                "not_ready",
+                "the first frame must be hello",
+                id=message_id(text),
+                close_code=POLICY_VIOLATION,
             )
         hello = parse_hello(text)
         readonly = self.access.readonly(hello.token)
@@ -207,7 +213,7 @@ def parse_hello(text: str) -> Hello:
     def bad(message: str, code: str = "bad_message") -> ProtocolError:
         return ProtocolError(code, message, close_code=POLICY_VIOLATION)
 
-    frame = json.loads(text)
+    frame = _parse(text, POLICY_VIOLATION)
     if "v" not in frame:
         raise bad('hello needs "v": 1')
     version = frame["v"]
@@ -229,8 +235,8 @@ def parse_hello(text: str) -> Hello:
     except CrdtError as error:
         raise bad(str(error)) from None
     token = frame.get("token")
-    if token is not None and not isinstance(token, str):
-        raise bad('"token" must be a string')
+    if token is not None and (not isinstance(token, str) or not _is_unicode(token)):
+        raise bad('"token" must be a string of valid Unicode')
     return Hello(doc=doc, node=node, token=token, since=_parse_since(frame.get("since"), bad))
 
 
@@ -249,14 +255,42 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
 
 
+def _is_unicode(text: str) -> bool:
+    # json.loads keeps an escaped unpaired surrogate ("\ud800"), which cannot be encoded.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parse(text: str, close_code: int | None) -> dict[str, Any]:
+    """A frame the core has already found to be a JSON object, parsed by Python.
+
+    Python's parser refuses some JSON the core accepts (nesting deeper than its
+    recursion limit, integers of more than 4300 digits): that is ``bad_message``.
+    """
+    try:
+        frame: dict[str, Any] = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ProtocolError(
+            "bad_message", f"unreadable frame: {error}", close_code=close_code
+        ) from None
+    return frame
+
+
 def message_id(text: str) -> int | None:
-    """The ``id`` of a frame already known to be a JSON object, if it has a valid one."""
-    value = json.loads(text).get("id")
+    """The ``id`` of a frame, if it is a JSON object with a valid one."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    value = frame.get("id") if isinstance(frame, dict) else None
     return value if _is_id(value) else None
 
 
 def _ping_id(text: str) -> int | None:
-    frame = json.loads(text)
+    frame = _parse(text, None)
     if "id" not in frame:
         return None
     if not _is_id(frame["id"]):

@@ -26,10 +26,11 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from tinydb import TinyDB
 
-from syncd.crdt import CrdtError, Document
+from syncd.crdt import CrdtError, Document, validate_node
 from syncd.errors import SyncdError
 from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
 
@@ -52,6 +53,10 @@ class CorruptFileError(StoreError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _new_id(prefix: str) -> str:
@@ -80,10 +85,13 @@ class DataDirectory:
                 if record is None:
                     table.insert({"node": _new_id("srv")})
                     record = table.get(doc_id=1)
-        except (ValueError, OSError) as error:
-            raise CorruptFileError(path, f"unreadable ({error})") from None
-        assert record is not None and not isinstance(record, list)
-        self.node = str(record["node"])
+            assert record is not None and not isinstance(record, list)
+            node = record["node"]
+            validate_node(node)
+        # TinyDB reports a file of the wrong shape with TypeError, AttributeError or KeyError.
+        except (ValueError, OSError, TypeError, AttributeError, KeyError) as error:
+            raise CorruptFileError(path, f"unreadable ({error!r})") from None
+        self.node = node
 
     def document_names(self) -> list[str]:
         """The documents stored here (those with a file or a log)."""
@@ -142,12 +150,17 @@ class DocumentStore:
     def _load_file(self, doc: Document) -> int:
         try:
             text = self.path.read_text(encoding="utf-8")
-            meta = json.loads(doc.restore_file_json(text)).get("1") or {}
-            self.epoch = str(meta["epoch"])
-            seq, horizon = int(meta["seq"]), int(meta.get("horizon", 0))
-        except (OSError, UnicodeDecodeError, CrdtError, KeyError, ValueError, TypeError) as error:
+            meta = json.loads(doc.restore_file_json(text))
+            record = meta.get("1") if isinstance(meta, dict) else None
+            if not isinstance(record, dict):
+                raise ValueError('no record 1 in table "meta"')
+            epoch, seq, horizon = record.get("epoch"), record.get("seq"), record.get("horizon", 0)
+            if not (isinstance(epoch, str) and epoch and _is_count(seq) and _is_count(horizon)):
+                raise ValueError("invalid epoch, seq or horizon")
+            doc.restore([], head=seq, horizon=horizon)
+        except (OSError, UnicodeDecodeError, CrdtError, ValueError, OverflowError) as error:
             raise CorruptFileError(self.path, f"not a readable syncd document ({error})") from None
-        doc.restore([], head=seq, horizon=horizon)
+        self.epoch = epoch
         self._file_bytes = len(text)
         return seq
 

@@ -239,8 +239,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// Writes one entry in its wire form, `{"key":…,"ts":…,"value":…}` or `…,"deleted":true}`.
 pub fn write_entry_json(out: &mut Vec<u8>, key: &str, ts: &str, value: Option<&str>) {
     out.extend_from_slice(b"{\"key\":");
-    // Writing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, key);
+    if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, key);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b",\"ts\":\"");
     // A valid timestamp is ASCII digits, dashes and [A-Za-z0-9_-]: nothing to escape.
     out.extend_from_slice(ts.as_bytes());
@@ -320,6 +326,16 @@ mod tests {
             "k".repeat(1025)
         );
         assert_eq!(parse(&long_key).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn writes_keys_that_need_escapes_escaped() {
+        for key in ["plain", "a\"b", "back\\slash", "tab\there", "\u{1}", "é😀"] {
+            let mut out = Vec::new();
+            write_entry_json(&mut out, key, "1764028800123-00000-a", None);
+            let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(parsed["key"], key);
+        }
     }
 
     #[test]

@@ -239,33 +239,25 @@ impl Document {
     /// if any entry is invalid.
     pub fn apply_frame(&mut self, text: &str, skew: Option<SkewCheck>) -> Result<FrameOutcome> {
         let frame = OpsFrame::parse(text, self, skew)?;
-        let mut outcome = FrameOutcome {
-            id: frame.id,
-            applied: 0,
-            ignored: 0,
-            seq: 0,
-            ops_json: String::new(),
-        };
         let mut ops = Vec::with_capacity(text.len() + 64);
-        for entry in &frame.entries {
-            if self.merge(entry) {
-                if outcome.applied > 0 {
-                    ops.push(b',');
-                }
-                write_entry_json(
-                    &mut ops,
-                    &entry.key,
-                    entry.ts.as_str(),
-                    entry.value.as_deref(),
-                );
-                outcome.applied += 1;
-            } else {
-                outcome.ignored += 1;
+        let merged = self.merge_each(&frame.entries, |entry| {
+            if !ops.is_empty() {
+                ops.push(b',');
             }
-        }
-        outcome.seq = self.seq();
-        outcome.ops_json = String::from_utf8(ops).expect("entries are written from UTF-8 strings");
-        Ok(outcome)
+            write_entry_json(
+                &mut ops,
+                &entry.key,
+                entry.ts.as_str(),
+                entry.value.as_deref(),
+            );
+        });
+        Ok(FrameOutcome {
+            id: frame.id,
+            applied: merged.applied,
+            ignored: merged.ignored,
+            seq: merged.seq,
+            ops_json: String::from_utf8(ops).expect("entries are written from UTF-8 strings"),
+        })
     }
 }
 

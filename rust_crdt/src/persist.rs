@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::Document;
-use crate::entry::{Entry, Limits};
+use crate::entry::{is_json_object, Entry, Limits};
 use crate::error::{CrdtError, Result};
 
 /// Stored entries were checked when they were written; a lowered value limit must not
@@ -47,6 +47,11 @@ impl Document {
     /// entries table was written by [`Document::table_json`]; returns the text of its
     /// `meta` table (`{}` if it has none).
     pub fn restore_file_json(&mut self, text: &str) -> Result<String> {
+        if !is_json_object(text) {
+            return Err(CrdtError::bad_message(
+                "not a syncd TinyDB file: not a JSON object",
+            ));
+        }
         let file: File<'_> = serde_json::from_str(text)
             .map_err(|e| CrdtError::bad_message(format!("not a syncd TinyDB file: {e}")))?;
         if let Some(entries) = file.entries {
@@ -224,6 +229,7 @@ mod tests {
         );
         assert_eq!(copy.lookup("a"), Some("[1,2]"));
         assert!(copy.restore_file_json("{\"entries\":[]}").is_err());
+        assert!(copy.restore_file_json("[1]").is_err());
     }
 
     #[test]

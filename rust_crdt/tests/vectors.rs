@@ -201,7 +201,8 @@ fn expected_state(case: &Value) -> State {
 
 fn merged(entries: &[&Entry<'_>]) -> Document {
     let mut doc = Document::default();
-    doc.merge_all(entries.iter().copied());
+    let owned: Vec<Entry<'_>> = entries.iter().map(|&e| e.clone()).collect();
+    doc.merge_all(&owned);
     doc
 }
 
@@ -268,7 +269,7 @@ fn merge_cases_reach_the_expected_state_in_every_order() {
         let all: Vec<&Entry<'_>> = entries.iter().collect();
         let mut doc = merged(&all);
         let head = doc.seq();
-        let again = doc.merge_all(all.iter().copied());
+        let again = doc.merge_all(&entries);
         assert_eq!((again.applied, again.seq), (0, head), "{}", name(case));
         assert_eq!(state(&doc), expected, "{} twice", name(case));
     }
