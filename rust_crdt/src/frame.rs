@@ -3,12 +3,16 @@
 //! The frame is validated as a whole before anything is merged (contract §5): one invalid
 //! entry rejects it all, applying nothing.
 
-use serde::de::IgnoredAny;
+use std::fmt;
+
+use std::borrow::Cow;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::Document;
-use crate::entry::{is_json_object, write_entry_json, Entry, Text, WireEntry};
+use crate::entry::{is_json_object, write_entry_json, Entry, Limits, Text, WireEntry};
 use crate::error::{CrdtError, ErrorCode, Result};
 
 /// The greatest message id: 2^53 − 1, the largest integer every JSON client holds exactly.
@@ -105,14 +109,108 @@ fn parse_raw(text: &str) -> Result<RawFrame<'_>> {
     Ok(frame)
 }
 
-/// A valid `ops` frame's fields, read in one pass.
-#[derive(Deserialize)]
+/// A valid `ops` frame's fields, read in one pass; each entry is checked as it is read
+/// (against the fixed limits: the document's own are checked after).
 struct TypedFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Text<'a>,
+    kind: Cow<'a, str>,
     id: u64,
-    #[serde(borrow)]
-    ops: Vec<WireEntry<'a>>,
+    entries: Vec<Entry<'a>>,
+}
+
+impl<'a> TypedFrame<'a> {
+    /// Reads the frame; `None` for anything but a well-formed one.
+    fn read(text: &'a str) -> Option<Self> {
+        // About 60 bytes of text per entry: room for them all without growing.
+        let seed = FrameSeed {
+            capacity: text.len() / 60 + 1,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let frame = seed.deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+        Some(frame)
+    }
+}
+
+struct FrameSeed {
+    capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for FrameSeed {
+    type Value = TypedFrame<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FrameSeed {
+    type Value = TypedFrame<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an ops frame")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut kind, mut id, mut entries) = (None, None, None);
+        while let Some(field) = map.next_key::<Text<'de>>()? {
+            let duplicate = match &*field.0 {
+                "type" => kind.replace(map.next_value::<Text<'de>>()?.0).is_some(),
+                "id" => id.replace(map.next_value::<u64>()?).is_some(),
+                "ops" => entries
+                    .replace(map.next_value_seed(EntriesSeed {
+                        capacity: self.capacity,
+                    })?)
+                    .is_some(),
+                _ => map.next_value::<IgnoredAny>().map(|_| false)?,
+            };
+            if duplicate {
+                return Err(de::Error::custom("duplicate field"));
+            }
+        }
+        match (kind, id, entries) {
+            (Some(kind), Some(id), Some(entries)) => Ok(TypedFrame { kind, id, entries }),
+            _ => Err(de::Error::custom("missing field")),
+        }
+    }
+}
+
+/// The `ops` array, each entry checked as it is read, with no value limit.
+struct EntriesSeed {
+    capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed {
+    type Value = Vec<Entry<'de>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed {
+    type Value = Vec<Entry<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let unlimited = Limits {
+            max_value_bytes: usize::MAX,
+            max_ops: usize::MAX,
+        };
+        let mut entries = Vec::with_capacity(self.capacity);
+        while let Some(wire) = seq.next_element::<WireEntry<'de>>()? {
+            entries.push(wire.check(&unlimited).map_err(de::Error::custom)?);
+        }
+        Ok(entries)
+    }
 }
 
 impl<'a> OpsFrame<'a> {
@@ -128,27 +226,21 @@ impl<'a> OpsFrame<'a> {
     /// The frame in one pass over the text, if it is valid; `None` for anything else, which
     /// [`OpsFrame::parse_checked`] then reads again to say exactly what is wrong.
     fn parse_valid(text: &'a str, doc: &Document, skew: Option<SkewCheck>) -> Option<Self> {
-        if !is_json_object(text) {
-            return None;
-        }
-        let frame: TypedFrame<'a> = serde_json::from_str(text).ok()?;
+        let frame = TypedFrame::read(text)?;
         let limits = doc.limits();
-        let count = frame.ops.len();
-        if frame.kind.0 != "ops" || frame.id > MAX_ID || count == 0 || count > limits.max_ops {
+        let entries = frame.entries;
+        let count = entries.len();
+        if frame.kind != "ops" || frame.id > MAX_ID || count == 0 || count > limits.max_ops {
             return None;
         }
-        let entries = frame
-            .ops
-            .into_iter()
-            .map(|wire| {
-                let entry = wire.check(limits).ok()?;
-                match skew {
-                    Some(skew) if check_skew(&entry, skew).is_err() => None,
-                    _ => Some(entry),
-                }
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(OpsFrame {
+        let within = |entry: &Entry<'_>| {
+            entry
+                .value
+                .as_ref()
+                .is_none_or(|v| v.len() <= limits.max_value_bytes)
+                && skew.is_none_or(|skew| check_skew(entry, skew).is_ok())
+        };
+        entries.iter().all(within).then_some(OpsFrame {
             id: frame.id,
             entries,
         })
