@@ -6,9 +6,17 @@ PY := $(VENV)/bin/python
 # Marks a venv whose install matches the current sources.
 INSTALLED := $(VENV)/.installed
 RUST_SOURCES := $(wildcard rust_crdt/src/*.rs) rust_crdt/Cargo.toml rust_crdt/Cargo.lock
+WEB := web-client
+# Marks node_modules installed from the current package-lock.json.
+WEB_DEPS := $(WEB)/node_modules/.installed
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) $(WEB)/index.html \
+	$(WEB)/vite.config.ts $(wildcard $(WEB)/tsconfig*.json) $(WEB)/package.json
+WEB_BUILT := $(WEB)/dist/index.html
+# The end-to-end tests drive Debian's Chromium; `make test-web` installs it when missing.
+CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client test test-rust test-python bench lint
+.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,13 +31,29 @@ $(INSTALLED): $(VENV)/bin/python pyproject.toml $(RUST_SOURCES)
 
 build-lib: $(INSTALLED) ## Build the Rust CRDT core and install syncd into .venv
 
-run-server: $(INSTALLED) ## Build everything and start the server on 127.0.0.1:8765 (data: ./syncd-data)
+run-server: $(INSTALLED) $(WEB_BUILT) ## Build everything and start the server on 127.0.0.1:8765 (data: ./syncd-data)
 	$(VENV)/bin/syncd serve
 
-run-client: ## Run the web client's dev server (lands with the web client)
-	@echo "The web client is not built yet: it lands with issue #6." >&2; exit 2
+run-client: $(WEB_DEPS) ## Web client dev server on 127.0.0.1:5173, proxying /ws to the syncd of `make run-server`
+	cd $(WEB) && npm run dev
 
-test: test-rust test-python ## Build, then run every test (cargo test, pytest)
+web-deps: $(WEB_DEPS) ## Install the web client's npm packages (npm ci)
+
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+build-web: $(WEB_BUILT) ## Build the web client into web-client/dist (served by syncd at /)
+
+$(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
+	cd $(WEB) && npm run build
+	touch $@
+
+$(CHROMIUM):
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y chromium
+
+test: test-rust test-python test-web ## Build, then run every test (cargo test, pytest, vitest, Chromium end-to-end)
 
 test-rust: ## Run the Rust core's tests (unit, conformance vectors, property laws)
 	cd rust_crdt && cargo test --locked
@@ -37,8 +61,16 @@ test-rust: ## Run the Rust core's tests (unit, conformance vectors, property law
 test-python: $(INSTALLED) ## Run the Python tests
 	$(PY) -m pytest
 
-bench: $(INSTALLED) ## Run the benchmarks (results: docs/benchmarks.md)
+test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: vitest (vectors, HLC, replica) and end-to-end in headless Chromium
+	cd $(WEB) && npm test
+	cd $(WEB) && CHROMIUM_PATH=$(CHROMIUM) npm run test:e2e
+
+bench: $(INSTALLED) ## Run the CRDT core benchmarks (results: docs/benchmarks.md)
 	$(PY) -m bench
+
+bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and y-websocket (~6 min)
+	npm ci --prefix bench/yjs --no-audit --no-fund
+	$(PY) -m bench.server
 
 lint: $(INSTALLED) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check
 	$(VENV)/bin/ruff check .

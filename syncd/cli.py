@@ -1,4 +1,9 @@
-"""The ``syncd`` command line (contract §8)."""
+"""The ``syncd`` command line (contract §8).
+
+``serve`` runs the server; the client commands (``get``, ``set``, ``rm``,
+``dump``, ``load``, ``watch``) are implemented in :mod:`syncd.commands` and only
+registered here. A usage error is one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import argparse
 import asyncio
 import logging
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from syncd import __version__
 from syncd.errors import SyncdError
@@ -34,11 +41,19 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``syncd`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd",
         description="Terminal-first real-time key-value sync.",
+        epilog="Run 'syncd COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -84,7 +99,87 @@ def build_parser() -> argparse.ArgumentParser:
         help="days deleted keys are remembered",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    _add_client_commands(commands)
     return parser
+
+
+def _client_command(
+    commands: Any, name: str, help: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 79),
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return command
+
+
+def _add_client_commands(commands: Any) -> None:
+    from syncd.commands import add_client_options
+
+    get = _client_command(
+        commands,
+        "get",
+        "print a key's value",
+        "Print the value of KEY: a string as it is, anything else as JSON. "
+        "Exit code 1 if the key is absent.",
+        "  syncd get greeting\n  syncd get --doc notes title",
+    )
+    get.add_argument("key", metavar="KEY")
+    set_ = _client_command(
+        commands,
+        "set",
+        "store a value under a key",
+        "Store VALUE under KEY, as a string (or as JSON with --json). Without VALUE, "
+        "the value is read from stdin (one trailing newline is dropped). Returns once the "
+        "server has stored it.",
+        "  syncd set greeting hello\n  syncd set --json config '{\"retries\": 3}'\n"
+        "  date | syncd set last-run",
+    )
+    set_.add_argument("key", metavar="KEY")
+    set_.add_argument("value", metavar="VALUE", nargs="?", help="the value (default: stdin)")
+    set_.add_argument("--json", action="store_true", help="parse VALUE as JSON")
+    rm = _client_command(
+        commands,
+        "rm",
+        "delete a key",
+        "Delete KEY. Deleting an absent key still records the delete (exit code 0).",
+        "  syncd rm greeting",
+    )
+    rm.add_argument("key", metavar="KEY")
+    dump = _client_command(
+        commands,
+        "dump",
+        "print the whole document as JSON",
+        "Print the whole document as one JSON object {key: value}, keys sorted.",
+        "  syncd dump > backup.json\n  syncd dump --pretty --doc notes",
+    )
+    dump.add_argument("--pretty", action="store_true", help="indent the JSON")
+    load = _client_command(
+        commands,
+        "load",
+        "import a JSON object of keys and values",
+        "Write every key of FILE, a JSON object {key: value} ('-' reads stdin), in batches, "
+        "with a progress bar. Keys that already hold the file's value are skipped, so "
+        "running it again after an interruption sends only what is missing.",
+        "  syncd load backup.json\n  syncd dump --doc a | syncd load --doc b -",
+    )
+    load.add_argument("file", metavar="FILE")
+    watch = _client_command(
+        commands,
+        "watch",
+        "print each change as a JSON line",
+        "Print every change to the document as one JSON line "
+        '{"key", "value" | "deleted": true, "ts", "origin", "seq"}, from now on, '
+        "until interrupted (Ctrl-C exits 0). Survives server restarts: changes missed "
+        "while disconnected are printed on reconnection.",
+        "  syncd watch\n  syncd watch --initial | jq -r .key",
+    )
+    watch.add_argument("--initial", action="store_true", help="first print every key as it is now")
+    for command in (get, set_, rm, dump, load, watch):
+        add_client_options(command)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,11 +203,12 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(run(config))
+    # Plain prints, not the log: rich wraps a long message (a path) over several lines.
     except SyncdError as error:
-        logger.error("%s", error)
+        print(f"syncd serve: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as error:
-        logger.error("cannot serve on %s:%s: %s", args.host, args.port, error)
+        print(f"syncd serve: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 
@@ -127,4 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(getattr(args, "verbose", False))
     if args.command == "serve":
         return _serve(args)
-    raise AssertionError(f"unhandled command {args.command}")
+    from syncd.commands import run
+
+    return run(args)

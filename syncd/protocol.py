@@ -68,22 +68,24 @@ class ProtocolError(SyncdError):
         message: str,
         *,
         id: int | None = None,
+        entry: int | None = None,
         close_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id
+        self.entry = entry
         self.close_code = close_code
 
     @classmethod
     def from_crdt(cls, error: CrdtError) -> ProtocolError:
         """The protocol error for a frame the core rejected (the connection stays open)."""
-        return cls(error.code, str(error), id=error.id)
+        return cls(error.code, str(error), id=error.id, entry=error.entry)
 
     def frame(self) -> str:
         """The ``error`` frame, as JSON text."""
-        return error_frame(self.code, self.message, self.id)
+        return error_frame(self.code, self.message, self.id, self.entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,9 +361,11 @@ def presence_frame(*, joined: list[str] | None = None, left: list[str] | None = 
     return _dumps(frame)
 
 
-def error_frame(code: str, message: str, id: int | None = None) -> str:
-    """An ``error`` frame."""
+def error_frame(code: str, message: str, id: int | None = None, entry: int | None = None) -> str:
+    """An ``error`` frame; ``entry`` (an extra field) is the index of the offending entry."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if id is not None:
         frame["id"] = id
+    if entry is not None:
+        frame["entry"] = entry
     return _dumps(frame)

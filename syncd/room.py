@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
@@ -35,7 +36,7 @@ from syncd.protocol import (
 )
 from syncd.store import DocumentStore, StoreError
 
-__all__ = ["Client", "Room", "RoomSettings"]
+__all__ = ["Client", "Room", "RoomSettings", "close_or_abort"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class RoomSettings:
     queue_limit: int
     """The most bytes a client may have unsent before it is dropped."""
     tombstone_retention_ms: int
+    close_timeout: float = 3.0
+    """Seconds a dropped client has to complete the close before its TCP is cut."""
 
 
 @dataclass(eq=False)
@@ -190,7 +193,12 @@ class Room:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except Exception:
+                    # Never leave writers waiting forever on a commit that cannot finish.
+                    logger.exception("document %s: commit failed", self.name)
+                    self._fail(batch, StoreError("unexpected failure while committing"))
             if not self._pending:
                 self._idle.set()
 
@@ -202,12 +210,7 @@ class Room:
             try:
                 await asyncio.to_thread(self.store.append, lines)
             except StoreError as error:
-                logger.error("document %s: %s; refusing writes until restarted", self.name, error)
-                self._failed = error
-                for client, result in batch:
-                    self.send(
-                        client, error_frame("internal", "the write could not be stored", result.id)
-                    )
+                self._fail(batch, error)
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -215,7 +218,16 @@ class Room:
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in batch))
         self._dispatch(batch)
         if self._folding is None and self.store.fold_due():
-            self._folding = asyncio.create_task(self._fold(), name=f"fold {self.name}")
+            # Here, between two appends: the commit loop is the only one to append.
+            covered = self.store.begin_fold()
+            self._folding = asyncio.create_task(self._fold(covered), name=f"fold {self.name}")
+
+    def _fail(self, batch: list[tuple[Client, FrameResult]], error: StoreError) -> None:
+        """Answer a commit that did not reach the disk, and refuse writes from now on."""
+        logger.error("document %s: %s; refusing writes until restarted", self.name, error)
+        self._failed = error
+        for client, result in batch:
+            self.send(client, error_frame("internal", "the write could not be stored", result.id))
 
     def _dispatch(self, batch: list[tuple[Client, FrameResult]]) -> None:
         """Ack each writer and broadcast to the others, run by run of one origin."""
@@ -236,19 +248,21 @@ class Room:
             return
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
-        shared: str | None = None
+        limit = self.settings.max_frame_bytes
+        shared: list[str] | None = None
         for client in self.clients:
             if client is writer or client.floor >= last_seq:
                 continue
             if client.floor < first_seq:
                 if shared is None:
-                    shared = _coalesce(writer.node, run)
-                self.send(client, shared)
+                    shared = _coalesce(writer.node, run, limit)
+                frames = shared
             else:  # it joined while this run was being committed
-                self.send(client, _coalesce(writer.node, [r for r in run if r.seq > client.floor]))
+                frames = _coalesce(writer.node, [r for r in run if r.seq > client.floor], limit)
+            for frame in frames:
+                self.send(client, frame)
 
-    async def _fold(self) -> None:
-        covered = self.store.begin_fold()
+    async def _fold(self, covered: list[Path]) -> None:
         retention = self.settings.tombstone_retention_ms
         cutoff = max(wall_clock_ms() - retention, 0)
         purge_before = f"{cutoff:013d}-00000-0"
@@ -288,10 +302,48 @@ class Room:
         client.dropped = True
         self.metrics.queue_drops.inc()
         logger.info("document %s: dropping %s, too far behind", self.name, client.node)
-        task = asyncio.create_task(client.connection.close(TRY_AGAIN_LATER, "too far behind"))
+        task = asyncio.create_task(
+            close_or_abort(
+                client.connection, TRY_AGAIN_LATER, "too far behind", self.settings.close_timeout
+            )
+        )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
 
-def _coalesce(origin: str, run: list[FrameResult]) -> str:
-    return broadcast_frame(run[-1].seq, origin, ",".join(r.ops_json for r in run))
+async def close_or_abort(
+    connection: ServerConnection, code: int, reason: str, timeout: float
+) -> None:
+    """Close with ``code``, cutting the TCP connection if that takes over ``timeout`` seconds.
+
+    ``close()`` first waits for the client to read what is queued, which a stuck
+    client never does: websockets' own close timeout only starts after that.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await connection.close(code, reason)
+    except TimeoutError:
+        connection.transport.abort()
+
+
+def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[str]:
+    """The broadcasts of a run: as few frames as fit within the frame limit.
+
+    A message's own entries are never split, so a frame holding a single
+    message may exceed the limit by the little its ``seq`` and ``origin`` add.
+    """
+    overhead = len(broadcast_frame(run[-1].seq, origin, "").encode())
+    frames: list[str] = []
+    chunk: list[FrameResult] = []
+    size = overhead
+    for result in run:
+        grows = len(result.ops_json.encode()) + 1  # its entries and a comma
+        if chunk and size + grows > max_frame_bytes:
+            frames.append(
+                broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk))
+            )
+            chunk, size = [], overhead
+        chunk.append(result)
+        size += grows
+    frames.append(broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk)))
+    return frames

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosedError
 from websockets.http11 import Request, Response
 
 from syncd.crdt import Clock, CrdtError, Document
@@ -32,7 +33,7 @@ from syncd.protocol import (
     ServerSession,
     pong_frame,
 )
-from syncd.room import Client, Room, RoomSettings
+from syncd.room import Client, Room, RoomSettings, close_or_abort
 from syncd.store import DataDirectory
 
 __all__ = ["ServerConfig", "SyncServer", "run"]
@@ -80,6 +81,7 @@ class SyncServer:
             max_skew_ms=int(config.max_skew * 1000),
             queue_limit=config.queue_limit,
             tombstone_retention_ms=int(config.tombstone_retention * DAY_MS),
+            close_timeout=config.close_timeout,
         )
         self._clock: Clock | None = None
         self._server: Server | None = None
@@ -121,7 +123,10 @@ class SyncServer:
         for room in self.rooms.values():
             await room.drain()
         await asyncio.gather(
-            *(c.close(1001, "server shutting down") for c in self._server.connections)
+            *(
+                close_or_abort(c, 1001, "server shutting down", self.config.close_timeout)
+                for c in self._server.connections
+            )
         )
         await self._server.wait_closed()
         for room in self.rooms.values():
@@ -188,6 +193,8 @@ class SyncServer:
                     if error.close_code is not None:
                         await connection.close(error.close_code, error.code)
                         return
+        except ConnectionClosedError:
+            pass  # the client vanished without a close frame: routine, not a handler failure
         finally:
             if room is not None and client is not None:
                 room.leave(client)
@@ -217,8 +224,12 @@ class SyncServer:
                 "then reload.\n",
             )
         relative = unquote(path).lstrip("/") or "index.html"
-        target = (root / relative).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
+        try:
+            target = (root / relative).resolve()
+            found = target.is_relative_to(root) and target.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+            found = False
+        if not found:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found.\n")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return _response(HTTPStatus.OK, target.read_bytes(), kind)

@@ -199,15 +199,17 @@ class DocumentStore:
         """Append log lines and fsync them; on failure the segment is cut back, not torn."""
         assert self._fd is not None, "load() opens the log"
         data = lines.encode("utf-8")
-        size = os.fstat(self._fd).st_size
+        size: int | None = None
         try:
+            size = os.fstat(self._fd).st_size
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError(f"short write ({written} of {len(data)} bytes)")
             os.fsync(self._fd)
         except OSError as error:
             try:
-                os.ftruncate(self._fd, size)
+                if size is not None:
+                    os.ftruncate(self._fd, size)
             except OSError:
                 logger.exception("%s: could not cut back a failed write", self._segments[-1].path)
             raise StoreError(f"cannot write {self._segments[-1].path}: {error}") from None

@@ -771,3 +771,28 @@ def test_valid_hellos_round_trip_their_fields(
         assert ServerSession(Access(token)).receive(text) == HelloEvent(expected, readonly=False)
         read_only = ServerSession(Access(token + "!", token)).receive(text)
         assert read_only == HelloEvent(expected, readonly=True)
+
+
+def test_an_error_about_an_entry_names_its_index_and_the_message_id() -> None:
+    doc = Document()
+    frame = json.dumps(
+        {
+            "type": "ops",
+            "id": 9,
+            "ops": [
+                {"key": "ok", "ts": "1764028800123-00000-a", "value": 1},
+                {"key": "bad", "ts": "yesterday", "value": 2},
+            ],
+        }
+    )
+    with pytest.raises(CrdtError) as caught:
+        doc.apply_frame(frame)
+    answer = json.loads(ProtocolError.from_crdt(caught.value).frame())
+    assert answer == {
+        "type": "error",
+        "code": "bad_message",
+        "message": answer["message"],
+        "id": 9,
+        "entry": 1,
+    }
+    assert answer["message"].startswith("ops[1]:")

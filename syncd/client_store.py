@@ -1,0 +1,186 @@
+"""A client's optional local persistence: its replica, resume point and pending writes.
+
+Two TinyDB JSON files, both written atomically (:func:`syncd.files.atomic_write`:
+new file, fsync, rename), so a crash leaves either the old or the new content::
+
+    PATH               table "meta" (doc, url, epoch, seq, local head) and table
+                       "entries" (the local replica, one record per key, keyed by
+                       its local seq) — the layout of the server's document files
+    PATH.pending.json  table "pending": the unacknowledged writes, wire form
+
+A third file, ``PATH.lock``, is locked (``flock``) while a client uses the
+store: two clients sharing one store would overwrite each other's pending
+writes, so the second one is refused.
+
+They are split because they change at different rates. Pending writes are the
+user's own data, saved as soon as they are made; the file is small. The replica
+can be large (every key of the document) and can always be fetched again, so
+it is saved lazily — at most every few seconds and when the client closes.
+
+The resume point is saved **with** the replica, never ahead of it: resuming
+from a seq whose changes the saved replica lacks would skip them for good.
+Pending writes saved after the replica are merged back into it on load.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncd.crdt import CrdtError, Document
+from syncd.errors import SyncdError
+from syncd.files import atomic_write, temporary_path
+from syncd.replica import Pending
+
+__all__ = ["ClientStore", "Saved", "StoreFileError"]
+
+FORMAT = 1
+
+
+class StoreFileError(SyncdError):
+    """A client store file cannot be read or written."""
+
+
+@dataclass
+class Saved:
+    """What a store held: the replica (if saved) with its resume point, and pending writes."""
+
+    document: Document | None
+    epoch: str | None
+    seq: int
+    pending: list[dict[str, Any]]
+
+
+class ClientStore:
+    """The files that keep one client's state of one document across runs.
+
+    With ``replica=False`` only pending writes are kept (no replica, no resume
+    point: every connection starts from a snapshot).
+    """
+
+    def __init__(self, path: Path, *, doc: str, url: str, replica: bool = True) -> None:
+        self.path = path
+        self.pending_path = path.with_name(path.name + ".pending.json")
+        self.doc = doc
+        self.url = url
+        self.keep_replica = replica
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Take the store for this client; :class:`StoreFileError` if another one has it."""
+        if self._lock is not None:
+            return
+        path = self.path.with_name(self.path.name + ".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreFileError(f"cannot open {path}: {error}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreFileError(f"{self.path} is in use by another client") from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        """Let another client take the store."""
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
+
+    def load(self, max_value_bytes: int = 65_536) -> Saved:
+        """Lock the store and read what was saved (nothing yet: an empty :class:`Saved`)."""
+        self.lock()
+        for path in (self.path, self.pending_path):
+            temporary_path(path).unlink(missing_ok=True)
+        saved = Saved(None, None, 0, [])
+        if self.keep_replica and self.path.exists():
+            saved.document, saved.epoch, saved.seq = self._load_replica(max_value_bytes)
+        if self.pending_path.exists():
+            saved.pending = self._load_pending()
+        return saved
+
+    def _load_replica(self, max_value_bytes: int) -> tuple[Document | None, str | None, int]:
+        document = Document(max_value_bytes=max_value_bytes)
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            record = json.loads(document.restore_file_json(text)).get("1")
+            if not isinstance(record, dict) or record.get("format") != FORMAT:
+                raise ValueError('no record 1 of a known format in table "meta"')
+            if record.get("doc") != self.doc:
+                raise StoreFileError(
+                    f"{self.path} holds document {record.get('doc')!r}, not {self.doc!r}"
+                )
+            epoch, seq, head = record.get("epoch"), record.get("seq"), record.get("head")
+            if not (isinstance(epoch, str) or epoch is None):
+                raise ValueError("invalid epoch")
+            if not (isinstance(seq, int) and isinstance(head, int) and seq >= 0 and head >= 0):
+                raise ValueError("invalid seq or head")
+            document.restore([], head=head)
+        except (OSError, UnicodeDecodeError, CrdtError, ValueError, AttributeError) as error:
+            raise StoreFileError(f"{self.path}: not a readable client store ({error})") from None
+        if record.get("url") != self.url:
+            # Another server: its epochs mean nothing here, but the pending writes still do.
+            return None, None, 0
+        return document, epoch, seq
+
+    def _load_pending(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(self.pending_path.read_text(encoding="utf-8"))
+            table = data.get("pending", {})
+            if not isinstance(table, dict):
+                raise ValueError('table "pending" is not an object')
+            entries = list(table.values())
+            if not all(isinstance(e, dict) and isinstance(e.get("ts"), str) for e in entries):
+                raise ValueError("a pending write is not an entry")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+            raise StoreFileError(f"{self.pending_path}: unreadable ({error})") from None
+        return entries
+
+    def save_pending(self, pending: list[Pending]) -> None:
+        """Replace the saved pending writes (small: one entry per key written offline)."""
+        records = ",".join(f'"{i}":{p.text}' for i, p in enumerate(pending, start=1))
+        self._write(self.pending_path, f'{{"pending":{{{records}}}}}')
+
+    def save_replica(self, document: Document, epoch: str | None, seq: int) -> None:
+        """Save the replica with the resume point it matches (call when they are consistent)."""
+        text = self.replica_text(document, epoch, seq)
+        if text is not None:
+            self.write_replica(text)
+
+    def write_replica(self, text: str) -> None:
+        """Write the replica file's text (from :meth:`replica_text`); safe in another thread."""
+        self._write(self.path, text)
+
+    def replica_text(self, document: Document, epoch: str | None, seq: int) -> str | None:
+        """The replica file's text for ``document`` at resume point ``(epoch, seq)``,
+        or ``None`` when this store keeps no replica."""
+        if not self.keep_replica:
+            return None
+        head, _horizon, table = document.snapshot()
+        meta = json.dumps(
+            {
+                "1": {
+                    "format": FORMAT,
+                    "doc": self.doc,
+                    "url": self.url,
+                    "epoch": epoch,
+                    "seq": seq,
+                    "head": head,
+                }
+            },
+            ensure_ascii=False,
+        )
+        return f'{{"meta":{meta},"entries":{table}}}'
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text)
+        except OSError as error:
+            raise StoreFileError(f"cannot write {path}: {error}") from None

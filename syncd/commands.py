@@ -1,0 +1,540 @@
+"""The client commands of the ``syncd`` command line (contract §8), on :mod:`syncd.client`.
+
+``get``, ``set``, ``rm``, ``dump``, ``load`` and ``watch`` each open one
+:class:`~syncd.client.Client`, do their work, and return an exit code:
+
+    0  success
+    1  ``get``: the key is absent
+    2  usage error or invalid input (bad JSON, a key or value the protocol refuses)
+    3  connection, auth or server failure
+
+Every failure is one line on stderr, never a traceback.
+
+**Offline writes.** ``set`` and ``rm`` that cannot reach the server keep the
+write in an *outbox* (one file per write under ``$SYNCD_HOME/outbox/``, with
+its original timestamp) and exit 3 saying so. Every later command that
+connects to the same server and document delivers the outbox first. One file
+per write means concurrent commands never overwrite each other's writes; two
+commands delivering the same file at once is harmless (merging is idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final, NoReturn, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from syncd.client import Client, Subscription, default_node, normalize_url, syncd_home
+from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
+from syncd.errors import ServerError, SyncdError, SyncdTimeoutError
+from syncd.files import atomic_write
+from syncd.replica import Acked, Change, Event, State, Status
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_ABSENT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Outbox",
+    "UsageError",
+    "add_client_options",
+    "run",
+]
+
+EXIT_OK: Final = 0
+EXIT_ABSENT: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_FAILURE: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
+DEFAULT_TIMEOUT: Final = 10.0
+MAX_VALUE_BYTES: Final = 65_536
+LOAD_CHUNK: Final = 5_000
+"""Keys ``load`` queues at a time before letting the sender run."""
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(SyncdError):
+    """Invalid arguments or input (exit 2)."""
+
+
+# -- options shared by the client commands -------------------------------------------
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """``--url``, ``--doc``, ``--token``, ``--timeout`` and ``-v``, with their variables."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--url",
+        default=os.environ.get("SYNCD_URL") or DEFAULT_URL,
+        help="server WebSocket URL (env SYNCD_URL; default %(default)s)",
+    )
+    group.add_argument(
+        "--doc",
+        default=os.environ.get("SYNCD_DOC") or "default",
+        help="document name (env SYNCD_DOC; default %(default)s)",
+    )
+    group.add_argument(
+        "--token",
+        default=os.environ.get("SYNCD_TOKEN") or None,
+        help="access token (env SYNCD_TOKEN)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for the server before giving up (default %(default)g)",
+    )
+    group.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+# -- running a command ---------------------------------------------------------------
+
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the client command ``args.command``; its exit code."""
+    command = COMMANDS[args.command]
+    name = f"syncd {args.command}"
+    if not args.verbose:
+        # The commands report what matters in one line; the client's own logs are for -v.
+        logging.getLogger("syncd").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(command(args))
+    except UsageError as error:
+        return _fail(name, str(error), EXIT_USAGE)
+    except CrdtError as error:  # a key or value the protocol refuses
+        return _fail(name, f"invalid input: {error}", EXIT_USAGE)
+    except ServerError as error:
+        return _fail(name, f"the server refused: {error}", EXIT_FAILURE)
+    except SyncdError as error:  # connection failures, timeouts
+        return _fail(name, str(error), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return _fail(name, "interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (``syncd dump | head``): nothing left to say.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _fail(name: str, message: str, code: int) -> int:
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"{name}: {first}", file=sys.stderr)
+    return code
+
+
+def _client(args: argparse.Namespace, *, give_up: bool = True) -> Client:
+    try:
+        url = normalize_url(args.url)
+        return Client(
+            url,
+            args.doc,
+            token=args.token,
+            node=default_node("cli"),
+            timeout=args.timeout,
+            give_up_after=args.timeout if give_up else None,
+        )
+    except ValueError as error:  # a bad URL or document name
+        raise UsageError(str(error)) from None
+
+
+async def _open(args: argparse.Namespace, *, give_up: bool = True) -> Client:
+    """A connected, synced client that has delivered the outbox."""
+    client = _client(args, give_up=give_up)
+    await client.connect()
+    try:
+        await Outbox(client.url, client.doc).deliver(client)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+# -- the outbox of offline writes ----------------------------------------------------
+
+
+class Outbox:
+    """Writes that ``set`` and ``rm`` could not deliver, one file each, per server and doc."""
+
+    def __init__(self, url: str, doc: str) -> None:
+        digest = hashlib.sha256(f"{url}\n{doc}".encode()).hexdigest()[:16]
+        self.url, self.doc = url, doc
+        self.directory = syncd_home() / "outbox" / f"{doc}-{digest}"
+
+    def save(self, entries: list[dict[str, Any]]) -> list[Path]:
+        """Keep entries (wire form) for a later command; returns their files."""
+        saved = []
+        for entry in entries:
+            path = self.directory / f"{entry['ts']}-{secrets.token_hex(3)}.json"
+            record = {"url": self.url, "doc": self.doc, "entry": entry}
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(record, ensure_ascii=False))
+            saved.append(path)
+        return saved
+
+    def read(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The saved entries and their files (unreadable files are skipped)."""
+        found = []
+        for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                entry = record["entry"]
+                if record.get("url") == self.url and record.get("doc") == self.doc:
+                    found.append((path, entry))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                logger.warning("skipping unreadable outbox file %s: %s", path, error)
+        return found
+
+    async def deliver(self, client: Client) -> int:
+        """Send the saved writes through ``client``, then delete their files."""
+        found = self.read()
+        if not found or client.readonly:
+            return 0
+        client.resend([entry for _, entry in found])
+        await client.flush()
+        for path, _ in found:
+            path.unlink(missing_ok=True)
+        return len(found)
+
+
+# -- get, set, rm, dump --------------------------------------------------------------
+
+
+async def get(args: argparse.Namespace) -> int:
+    """``syncd get KEY``: print the value (strings as-is, else JSON); exit 1 if absent."""
+    client = await _open(args)
+    try:
+        entry = client.entry(args.key)
+    finally:
+        await client.close()
+    if entry is None or entry.deleted:
+        print(f"syncd get: no such key: {args.key}", file=sys.stderr)
+        return EXIT_ABSENT
+    value = entry.value
+    _print(value if isinstance(value, str) else _json(value))
+    return EXIT_OK
+
+
+async def set_(args: argparse.Namespace) -> int:
+    """``syncd set KEY [VALUE]``: store VALUE (or stdin) as a string, or as JSON with --json."""
+    text: str = args.value if args.value is not None else _read_stdin_value()
+    value: JSONValue = _parse_json(text, "VALUE") if args.json else text
+    return await _write(args, args.key, value, deleted=False)
+
+
+async def rm(args: argparse.Namespace) -> int:
+    """``syncd rm KEY``: delete the key (a tombstone, even if it is absent)."""
+    return await _write(args, args.key, None, deleted=True)
+
+
+async def _write(args: argparse.Namespace, key: str, value: JSONValue, *, deleted: bool) -> int:
+    _check_key(key)
+    if not deleted:
+        _check_value(value, key)
+    client = _client(args)
+    try:
+        await client.connect()
+    except ServerError:
+        raise
+    except SyncdError as error:
+        # Offline: keep the write, stamped now, for the next command that connects.
+        change = client.replica.delete(key) if deleted else client.replica.set(key, value)
+        pending = [p.wire() for p in client.replica.pending if p.ts == change.ts]
+        Outbox(client.url, client.doc).save(pending)
+        raise SyncdError(
+            f"{error}; the write is saved and will be sent by the next syncd command "
+            "that connects to this server"
+        ) from None
+    try:
+        await Outbox(client.url, client.doc).deliver(client)
+        if deleted:
+            await client.delete(key)
+        else:
+            await client.set(key, value)
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def dump(args: argparse.Namespace) -> int:
+    """``syncd dump``: the whole document as one JSON object."""
+    client = await _open(args)
+    try:
+        data = client.to_dict()
+    finally:
+        await client.close()
+    ordered = {key: data[key] for key in sorted(data)}
+    _print(json.dumps(ordered, ensure_ascii=False, indent=2 if args.pretty else None))
+    return EXIT_OK
+
+
+# -- load ----------------------------------------------------------------------------
+
+
+async def load(args: argparse.Namespace) -> int:
+    """``syncd load FILE``: write every key of a JSON object, in batches, with a progress bar.
+
+    Keys whose value already equals the file's are skipped, so running it again
+    after an interruption only sends what is missing.
+    """
+    data = _read_object(args.file)
+    canonical = {}
+    for key, value in data.items():
+        _check_key(key)
+        canonical[key] = _check_value(value, key)
+    started = time.perf_counter()
+    client = await _open(args)
+    todo: list[tuple[str, Any]] = []
+    try:
+        todo = [
+            (key, data[key])
+            for key, text in canonical.items()
+            if (entry := client.entry(key)) is None or entry.deleted or entry.value_json != text
+        ]
+        skipped = len(data) - len(todo)
+        console = Console(stderr=True)
+        with (
+            client.subscribe(Acked, Status) as events,
+            Progress(
+                TextColumn("[bold]loading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                disable=not console.is_terminal or not todo,
+            ) as progress,
+        ):
+            task = progress.add_task("load", total=len(todo))
+            for start in range(0, len(todo), LOAD_CHUNK):
+                await client.update(todo[start : start + LOAD_CHUNK], wait=False)
+                await asyncio.sleep(0)  # let the first batches go out while the rest are queued
+            while client.pending_count:
+                event = await _next_event(events, client)
+                if isinstance(event, Acked):
+                    progress.update(task, completed=len(todo) - client.pending_count)
+                elif isinstance(event, Status) and event.state is State.FAILED:
+                    assert client.error is not None
+                    raise client.error
+            progress.update(task, completed=len(todo))
+    except SyncdError as error:
+        stored = len(todo) - client.pending_count
+        raise SyncdError(
+            f"{error} — {stored} keys were stored; run the same command again to resume"
+        ) from None
+    finally:
+        await client.close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"syncd load: {len(todo)} keys written, {skipped} already up to date, in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def _next_event(events: Subscription[Event], client: Client) -> Event:
+    """The next event; :class:`SyncdTimeoutError` if a synced server stops answering.
+
+    While offline, the client retries and gives up by itself (``give_up_after``).
+    """
+    while True:
+        try:
+            return await events.get(timeout=client.timeout)
+        except SyncdTimeoutError:
+            if client.synced:
+                raise SyncdTimeoutError(
+                    f"the server acknowledged nothing for {client.timeout:g} s"
+                ) from None
+
+
+def _read_object(name: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {name}: {error}") from None
+    data = _parse_json(text, name)
+    if not isinstance(data, dict):
+        raise UsageError(f"{name}: expected a JSON object {{key: value}}, got {_kind(data)}")
+    return data
+
+
+# -- watch ---------------------------------------------------------------------------
+
+
+async def watch(args: argparse.Namespace) -> int:
+    """``syncd watch``: print each change as one JSON line until interrupted (exit 0).
+
+    The subscription starts before the connection, so nothing slips between the
+    handshake and the first printed change: the handshake's own changes (every
+    key, for a new client) are the ``--initial`` dump, or are skipped.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = _client(args, give_up=False)
+    try:
+        with client.subscribe(Change, Status) as events:
+            printer = asyncio.create_task(_print_changes(client, events, initial=args.initial))
+            stopping = asyncio.create_task(stop.wait())
+            connecting = asyncio.create_task(_connect_and_deliver(client))
+            tasks = {printer, stopping, connecting}
+            try:
+                while not (stopping.done() or printer.done()):
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    if connecting.done():
+                        if connecting.exception() is not None:
+                            break  # the first connection failed
+                        tasks.discard(connecting)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                outcomes = await asyncio.gather(connecting, printer, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await client.close()
+    return EXIT_OK
+
+
+async def _connect_and_deliver(client: Client) -> None:
+    await client.connect()
+    await Outbox(client.url, client.doc).deliver(client)
+
+
+async def _print_changes(
+    client: Client, events: Subscription[Change | Status], *, initial: bool
+) -> None:
+    """Print remote changes as JSON lines (a delta after a reconnect included), and
+    the connection's ups and downs on stderr."""
+    started = False
+    async for event in events:
+        if isinstance(event, Change):
+            if not event.local and (started or (initial and not event.deleted)):
+                _print(_json(event.to_json()))
+        elif event.state is State.SYNCED:
+            if not started:
+                started = True
+                where = f"document {client.doc!r} at {client.url}"
+                print(f"syncd watch: watching {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            else:
+                print("syncd watch: synced again", file=sys.stderr, flush=True)
+        elif event.state is State.OFFLINE and started:
+            print(f"syncd watch: {event.error}; {event}", file=sys.stderr, flush=True)
+        elif event.state is State.FAILED:
+            raise SyncdError(event.error or "the connection failed")
+
+
+# -- input and output helpers --------------------------------------------------------
+
+
+def _print(text: str, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(text + "\n")
+    out.flush()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise UsageError(f"{what}: JSON nested too deeply") from None
+    except ValueError as error:
+        raise UsageError(f"{what}: invalid JSON: {error}") from None
+
+
+def _read_stdin_value() -> str:
+    text = sys.stdin.read()
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise UsageError("invalid key: a key must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError(f"invalid key {key!r}: not valid Unicode") from None
+    if size > MAX_KEY_BYTES:
+        raise UsageError(f"invalid key: {size} bytes, over the limit of {MAX_KEY_BYTES}")
+
+
+def _check_value(value: JSONValue, key: str) -> str:
+    """The value's canonical JSON text; :class:`UsageError` if the protocol refuses it."""
+    try:
+        text = canonical_json(value)
+    except CrdtError as error:
+        raise UsageError(f"invalid value for {key!r}: {error}") from None
+    if len(text.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise UsageError(
+            f"the value of {key!r} is {len(text.encode('utf-8'))} bytes of JSON, "
+            f"over the limit of {MAX_VALUE_BYTES}"
+        )
+    return text
+
+
+COMMANDS: Final[dict[str, Command]] = {
+    "get": get,
+    "set": set_,
+    "rm": rm,
+    "dump": dump,
+    "load": load,
+    "watch": watch,
+}

@@ -1,0 +1,814 @@
+"""The client's side of the wire protocol, without I/O (contract §2, §4–§6).
+
+A :class:`Replica` is what a client knows: a local copy of one document (a
+:class:`~syncd.crdt.Document`), its own Hybrid Logical Clock, the writes the
+server has not acknowledged yet, the resume point ``(epoch, seq)`` and the
+peers online. It never touches a socket or a clock it was not given: the
+I/O layer (:mod:`syncd.client`) feeds it the text frames it receives
+(:meth:`Replica.receive`, which returns :data:`Event` objects) and sends the
+frames it asks for (:meth:`Replica.hello_frame`, :meth:`Replica.outgoing`,
+:meth:`Replica.ping_frame`).
+
+What it implements, in the contract's words:
+
+- **Handshake (§4).** ``hello`` carries ``since`` once a resume point is known.
+  A delta (``full: false``) is merged as it arrives. A snapshot
+  (``full: true``) is collected into a fresh document and swapped in at
+  ``synced``, with the client's own unacknowledged writes merged back: every
+  local key the snapshot does not contain is thereby dropped, except those.
+- **Clock (§2).** ``welcome.time``, every ``pong.time`` and every received
+  entry's ``ts`` are observed by the clock. The client also estimates how far
+  its wall clock is from the server's (``welcome``; ``ping``/``pong`` halves the
+  round trip) and stamps local writes with the corrected time, so a client
+  whose clock runs minutes ahead still passes the server's skew check.
+- **Writes (§5).** A local write is merged into the local document at once and
+  becomes *pending*: one per key (a newer write of the same key replaces the
+  older one, which could never win anyway). Pending writes go out in ``ops``
+  messages of at most ``max_ops`` entries and ``max_frame_bytes`` bytes, and
+  stay pending until acknowledged; after a reconnect they are sent again with
+  their original timestamps. A pending write is also settled when the
+  handshake or a broadcast shows the server already has it (its ack was lost
+  with the connection), or holds a newer entry for its key
+  (:class:`Overridden`: the write lost).
+- **Errors (§6).** An ``error`` answering one of the client's messages puts
+  its writes back in the queue when a retry can help (``rate_limited``,
+  ``clock_skew``, ``internal``; ``too_large`` for too many ops halves the
+  batch size) and drops them otherwise (:class:`Rejected`). When the error
+  names the offending entry, only that entry is dropped and the others are
+  sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Literal, TypeAlias
+
+from syncd.crdt import (
+    MAX_ID,
+    Clock,
+    CrdtError,
+    Document,
+    Entry,
+    JSONValue,
+    parse_timestamp,
+    validate_node,
+    wall_clock_ms,
+)
+from syncd.errors import ReadOnlyError, UnexpectedFrame
+from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, valid_doc_name
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_OPS",
+    "RETRYABLE",
+    "Acked",
+    "Change",
+    "ErrorReceived",
+    "Event",
+    "Overridden",
+    "Pending",
+    "Presence",
+    "Rejected",
+    "Replica",
+    "State",
+    "Status",
+    "Synced",
+    "Write",
+]
+
+DEFAULT_MAX_OPS: Final = 1000
+"""The server's default ``max_ops`` (contract §5); the welcome does not say it."""
+DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
+"""The server's default frame limit (contract §6)."""
+RETRYABLE: Final = frozenset({"rate_limited", "clock_skew", "internal"})
+"""Error codes after which a rejected message is sent again, after a pause."""
+RETRY_PAUSE: Final = 1.0
+"""Seconds to wait before sending again a message rejected with a retryable code."""
+
+_OPS_OVERHEAD: Final = len('{"type":"ops","id":9007199254740991,"ops":[]}')
+
+
+# -- events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One local write, named by its key and the timestamp it was given."""
+
+    key: str
+    ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A key's entry changed in the local replica, by a local or a remote write.
+
+    ``seq`` is the server's seq that covers the change: the ``seq`` of the
+    broadcast that carried it, or the head of the handshake that brought it;
+    ``None`` for a local write (it gets its seq when acknowledged).
+    ``origin`` is the node that wrote the entry.
+    """
+
+    key: str
+    value: JSONValue
+    deleted: bool
+    ts: str
+    origin: str
+    seq: int | None
+    local: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The change as ``syncd watch`` prints it: key, value or deleted, ts, origin, seq."""
+        record: dict[str, Any] = {"key": self.key}
+        if self.deleted:
+            record["deleted"] = True
+        else:
+            record["value"] = self.value
+        record.update(ts=self.ts, origin=self.origin, seq=self.seq)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """The peers online changed (or were announced by a ``welcome``)."""
+
+    peers: frozenset[str]
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """A handshake ended: the replica holds the server's state up to ``seq``."""
+
+    epoch: str
+    seq: int
+    full: bool
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """Pending writes reached the server.
+
+    ``id`` is the acknowledged message's; it is ``None`` when a handshake or a
+    broadcast showed that the server already had the writes.
+    """
+
+    id: int | None
+    seq: int
+    applied: int
+    ignored: int
+    writes: tuple[Write, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Overridden:
+    """A pending write lost: the server holds a newer entry for its key (``winner``)."""
+
+    write: Write
+    value: JSONValue
+    deleted: bool
+    winner: Change
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The server refused a message of pending writes.
+
+    With ``retry_after`` set, the writes are pending again and will be sent after
+    that many seconds; otherwise they are dropped (they stay in the local replica
+    until the next snapshot replaces it).
+    """
+
+    code: str
+    message: str
+    id: int | None
+    writes: tuple[Write, ...]
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    """An ``error`` frame that answers none of the pending messages.
+
+    ``fatal`` when it answers the ``hello``: the server closes the connection.
+    """
+
+    code: str
+    message: str
+    id: int | None
+    fatal: bool
+
+
+class State(StrEnum):
+    """Where a client's connection stands."""
+
+    CONNECTING = "connecting"
+    SYNCED = "synced"
+    OFFLINE = "offline"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The connection status a UI shows (the I/O layer emits it).
+
+    ``retry_in`` is set while offline: seconds until the next attempt.
+    ``error`` says why the client is offline or failed.
+    """
+
+    state: State
+    readonly: bool = False
+    retry_in: float | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        if self.state is State.SYNCED:
+            return "synced (read-only)" if self.readonly else "synced"
+        if self.state is State.OFFLINE and self.retry_in is not None:
+            return f"offline (retrying in {max(self.retry_in, 0):.0f} s)"
+        if self.state is State.FAILED and self.error:
+            return f"failed: {self.error}"
+        return self.state.value
+
+
+Event: TypeAlias = (
+    Change | Presence | Synced | Acked | Overridden | Rejected | ErrorReceived | Status
+)
+"""Everything a client reports."""
+
+
+# -- pending writes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A local write not yet acknowledged, with its entry's wire form (JSON text)."""
+
+    key: str
+    ts: str
+    value_json: str | None
+    """The value's canonical JSON text; ``None`` for a delete."""
+    text: str
+    size: int
+    """``text``'s length in UTF-8 bytes."""
+
+    @classmethod
+    def make(cls, key: str, ts: str, value_json: str | None) -> Pending:
+        """The pending write of ``key`` at ``ts`` (``value_json`` None: a delete)."""
+        body = '"deleted":true' if value_json is None else f'"value":{value_json}'
+        text = f'{{"key":{json.dumps(key, ensure_ascii=False)},"ts":"{ts}",{body}}}'
+        return cls(key, ts, value_json, text, len(text.encode("utf-8")))
+
+    @property
+    def write(self) -> Write:
+        """Its name."""
+        return Write(self.key, self.ts)
+
+    @property
+    def deleted(self) -> bool:
+        """Whether it is a delete."""
+        return self.value_json is None
+
+    def value(self) -> JSONValue:
+        """The written value (``None`` for a delete)."""
+        if self.value_json is None:
+            return None
+        value: JSONValue = json.loads(self.value_json)
+        return value
+
+    def wire(self) -> dict[str, Any]:
+        """The entry in its wire form."""
+        entry: dict[str, Any] = json.loads(self.text)
+        return entry
+
+
+# -- the state machine ---------------------------------------------------------------
+
+_Phase = Literal["offline", "hello", "syncing", "synced"]
+
+
+@dataclass(slots=True)
+class _Welcome:
+    epoch: str
+    seq: int
+    full: bool
+    server: str
+
+
+def _node_of(ts: str) -> str:
+    # The node is everything after the second dash (node ids may hold dashes too).
+    return ts.split("-", 2)[2]
+
+
+class Replica:
+    """A client's replica of one document and its sync state (no I/O).
+
+    ``wall`` reads the local wall clock in milliseconds (replaceable for tests).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        doc: str = DEFAULT_DOC,
+        *,
+        token: str | None = None,
+        max_ops: int = DEFAULT_MAX_OPS,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_value_bytes: int = 65_536,
+        wall: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        validate_node(node)
+        if not valid_doc_name(doc):
+            raise ValueError(
+                f"invalid document name {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, "
+                "not starting with '.'"
+            )
+        if max_ops < 1 or max_frame_bytes < 1:
+            raise ValueError("max_ops and max_frame_bytes must be positive")
+        self.node = node
+        self.doc = doc
+        self.token = token
+        self.max_ops = max_ops
+        self.max_frame_bytes = max_frame_bytes
+        self.max_value_bytes = max_value_bytes
+        self.wall = wall
+        self.clock = Clock(node)
+        self.document = Document(max_value_bytes=max_value_bytes)
+        self.epoch: str | None = None
+        """The resume point's lineage (``None`` until the first handshake)."""
+        self.seq = 0
+        """The resume point: the greatest seq seen (meaningful with ``epoch``)."""
+        self.peers: frozenset[str] = frozenset()
+        self.readonly = False
+        self.server: str | None = None
+        """The server's node id, from the last ``welcome``."""
+        self.offset_ms = 0
+        """The server's wall clock minus ours, as last estimated."""
+        self.phase: _Phase = "offline"
+        self._unacked: dict[str, Pending] = {}
+        self._unsent: dict[str, Pending] = {}
+        self._inflight: dict[int, list[Pending]] = {}
+        self._next_id = 1
+        self._welcome: _Welcome | None = None
+        self._incoming: Document | None = None
+        self._pings: dict[int, int] = {}
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        """Whether the current connection finished its handshake."""
+        return self.phase == "synced"
+
+    @property
+    def pending(self) -> list[Pending]:
+        """The unacknowledged writes, oldest first."""
+        return list(self._unacked.values())
+
+    @property
+    def pending_count(self) -> int:
+        """How many writes are unacknowledged."""
+        return len(self._unacked)
+
+    @property
+    def inflight_count(self) -> int:
+        """How many messages are sent and not answered."""
+        return len(self._inflight)
+
+    def is_pending(self, key: str) -> bool:
+        """Whether ``key`` has an unacknowledged local write."""
+        return key in self._unacked
+
+    # -- local writes -----------------------------------------------------------------
+
+    def stamp(self) -> str:
+        """A new timestamp for a local write, by the wall clock corrected to the server's."""
+        return self.clock.tick(max(self.wall() + self.offset_ms, 0))
+
+    def set(self, key: str, value: JSONValue) -> Change:
+        """Write ``value`` under ``key``: merged at once, pending until acknowledged.
+
+        Raises :class:`~syncd.errors.CrdtError` for an invalid key or value and
+        :class:`~syncd.errors.ReadOnlyError` on a read-only connection.
+        """
+        return self._write(key, value, deleted=False)
+
+    def delete(self, key: str) -> Change:
+        """Delete ``key`` (a tombstone, written even if the key is absent)."""
+        return self._write(key, None, deleted=True)
+
+    def _write(self, key: str, value: JSONValue, *, deleted: bool) -> Change:
+        if self.readonly:
+            raise ReadOnlyError()
+        ts = self.stamp()
+        if deleted:
+            self.document.remove(key, ts)
+            pending = Pending.make(key, ts, None)
+        else:
+            self.document.set(key, value, ts)
+            entry = self.document.entry(key)
+            assert entry is not None and entry.ts == ts, "a fresh timestamp always wins"
+            pending = Pending.make(key, ts, entry.value_json)
+            value = entry.value  # canonical: 1.0 reads back as 1, as every replica sees it
+        self._queue(pending)
+        return Change(key, value, deleted, ts, self.node, None, True)
+
+    def _queue(self, pending: Pending) -> None:
+        # One pending write per key, in write order: a newer write replaces the older.
+        self._unacked.pop(pending.key, None)
+        self._unacked[pending.key] = pending
+        self._unsent.pop(pending.key, None)
+        self._unsent[pending.key] = pending
+
+    def restore(self, document: Document | None, epoch: str | None, seq: int) -> None:
+        """Start from a saved replica and resume point (before connecting)."""
+        assert self.phase == "offline", "restore before connecting"
+        if document is not None:
+            latest = max((e.ts for e in document.changes_since(0)), default=None)
+            if latest is not None:
+                self.clock.observe(latest)
+            self.document = document
+        self.epoch, self.seq = epoch, seq
+
+    def restore_pending(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Put back saved pending writes (wire-form entries): merged and queued again."""
+        for raw in sorted(entries, key=lambda e: str(e.get("ts"))):
+            key, ts = raw["key"], raw["ts"]
+            if raw.get("deleted") is True:
+                self.document.remove(key, ts)
+                pending = Pending.make(key, ts, None)
+            else:
+                self.document.set(key, raw["value"], ts)
+                entry = self.document.entry(key)
+                # A saved snapshot may already hold something newer for the key.
+                if entry is None or entry.ts != ts:
+                    continue
+                pending = Pending.make(key, ts, entry.value_json)
+            self.clock.observe(ts)
+            self._queue(pending)
+
+    # -- frames to send ---------------------------------------------------------------
+
+    def hello_frame(self) -> str:
+        """The ``hello`` that opens a connection (with ``since`` once a resume point exists)."""
+        frame: dict[str, Any] = {
+            "type": "hello",
+            "v": PROTOCOL_VERSION,
+            "doc": self.doc,
+            "node": self.node,
+        }
+        if self.token is not None:
+            frame["token"] = self.token
+        if self.epoch is not None:
+            frame["since"] = {"epoch": self.epoch, "seq": self.seq}
+        self.disconnected()
+        self.phase = "hello"
+        return json.dumps(frame, ensure_ascii=False)
+
+    def outgoing(self, window: int | None = None) -> list[str]:
+        """``ops`` frames for the pending writes not sent on this connection yet.
+
+        At most ``window`` messages are left unanswered at once. Nothing is sent
+        before the handshake ends, nor on a read-only connection.
+        """
+        frames: list[str] = []
+        if self.phase != "synced" or self.readonly:
+            return frames
+        while self._unsent and (window is None or len(self._inflight) < window):
+            batch: list[Pending] = []
+            size = _OPS_OVERHEAD
+            for pending in self._unsent.values():
+                grows = pending.size + 1
+                if batch and (len(batch) >= self.max_ops or size + grows > self.max_frame_bytes):
+                    break
+                batch.append(pending)
+                size += grows
+            for pending in batch:
+                del self._unsent[pending.key]
+            id = self._take_id()
+            self._inflight[id] = batch
+            ops = ",".join(p.text for p in batch)
+            frames.append(f'{{"type":"ops","id":{id},"ops":[{ops}]}}')
+        return frames
+
+    def ping_frame(self) -> str:
+        """A ``ping``; its ``pong`` refines the clock offset."""
+        id = self._take_id()
+        self._pings[id] = self.wall()
+        return f'{{"type":"ping","id":{id}}}'
+
+    def _take_id(self) -> int:
+        id = self._next_id
+        self._next_id = id + 1 if id < MAX_ID else 1
+        return id
+
+    def disconnected(self) -> None:
+        """The connection ended: every pending write is to be sent again on the next one."""
+        self.phase = "offline"
+        self._welcome = None
+        self._incoming = None
+        self._inflight.clear()
+        self._pings.clear()
+        self._unsent = dict(self._unacked)
+        self.peers = frozenset()
+
+    # -- frames received --------------------------------------------------------------
+
+    def receive(self, text: str) -> list[Event]:
+        """Take in one frame from the server; what it changed, as events.
+
+        Raises :class:`~syncd.errors.UnexpectedFrame` for a frame the protocol
+        does not allow (the connection should then be dropped).
+        """
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            raise UnexpectedFrame(f"the server sent a non-JSON frame: {text[:80]!r}") from None
+        if not isinstance(frame, dict):
+            raise UnexpectedFrame(f"the server sent a frame that is not an object: {text[:80]!r}")
+        kind = frame.get("type")
+        try:
+            if kind == "error":
+                return self._on_error(frame)
+            if self.phase == "hello":
+                if kind != "welcome":
+                    raise UnexpectedFrame(f"expected welcome, got {kind!r}")
+                return self._on_welcome(frame)
+            if self.phase == "offline":
+                raise UnexpectedFrame(f"{kind!r} frame before hello")
+            if kind == "presence":
+                return self._on_presence(frame)
+            if kind == "pong":
+                return self._on_pong(frame)
+            if self.phase == "syncing":
+                if kind == "entries":
+                    return self._on_entries(frame)
+                if kind == "synced":
+                    return self._on_synced(frame)
+                raise UnexpectedFrame(f"{kind!r} frame during the handshake")
+            if kind == "ops":
+                return self._on_ops(frame)
+            if kind == "ack":
+                return self._on_ack(frame)
+            if kind in ("welcome", "entries", "synced"):
+                raise UnexpectedFrame(f"{kind!r} frame after the handshake")
+        except CrdtError as error:
+            raise UnexpectedFrame(f"the server sent an invalid {kind} frame: {error}") from None
+        return []  # a frame type this client does not know: ignored, for forward compatibility
+
+    def _on_welcome(self, frame: dict[str, Any]) -> list[Event]:
+        epoch = _field(frame, "epoch", str)
+        seq = _count(frame, "seq")
+        time = _field(frame, "time", str)
+        full = _field(frame, "full", bool)
+        readonly = _field(frame, "readonly", bool)
+        peers = _field(frame, "peers", list)
+        server = frame.get("node")
+        if not all(isinstance(p, str) for p in peers):
+            raise UnexpectedFrame('"peers" must be a list of node ids')
+        if not full and epoch != self.epoch:
+            raise UnexpectedFrame("the server sent a delta for another epoch")
+        self.clock.observe(time)
+        self.offset_ms = parse_timestamp(time)[0] - self.wall()
+        self._welcome = _Welcome(epoch, seq, full, server if isinstance(server, str) else "")
+        self.server = self._welcome.server or None
+        self._incoming = Document(max_value_bytes=self.max_value_bytes) if full else None
+        self.readonly = readonly
+        self.peers = frozenset(peers)
+        self.phase = "syncing"
+        return [Presence(self.peers)]
+
+    def _on_entries(self, frame: dict[str, Any]) -> list[Event]:
+        entries = _entries(frame, "entries")
+        assert self._welcome is not None
+        if self._incoming is not None:
+            self._observe(entries)
+            self._incoming.merge_entries(entries)
+            return []
+        return self._merge_remote(entries, None, self._welcome.seq)
+
+    def _on_synced(self, frame: dict[str, Any]) -> list[Event]:
+        seq = _count(frame, "seq")
+        welcome = self._welcome
+        assert welcome is not None
+        events: list[Event] = []
+        if self._incoming is not None:
+            events = self._swap(self._incoming, seq)
+            self._incoming = None
+        self.epoch, self.seq = welcome.epoch, seq
+        self.phase = "synced"
+        self._unsent = dict(self._unacked)
+        events.append(Synced(welcome.epoch, seq, welcome.full, self.readonly))
+        return events
+
+    def _swap(self, fresh: Document, seq: int) -> list[Event]:
+        """Replace the local document by a snapshot, keeping the unacknowledged writes."""
+        events: list[Event] = []
+        settled: list[Write] = []
+        for key, pending in list(self._unacked.items()):
+            theirs = fresh.entry(key)
+            if theirs is not None and theirs.ts == pending.ts:
+                settled.append(self._settle(pending))
+            elif theirs is not None and theirs.ts > pending.ts:
+                self._settle(pending)
+                events.append(self._overridden(pending, theirs, seq))
+            elif pending.value_json is None:
+                fresh.remove(key, pending.ts)
+            else:
+                fresh.set(key, json.loads(pending.value_json), pending.ts)
+        if settled:
+            events.append(Acked(None, seq, 0, len(settled), tuple(settled)))
+        old, self.document = self.document, fresh
+        changes: list[Event] = []
+        if len(old) == 0 and old.seq == 0:
+            changes.extend(self._change(e, None, seq) for e in fresh.changes_since(0))
+        else:
+            for entry in fresh.changes_since(0):
+                before = old.entry(entry.key)
+                if before is None or before.ts != entry.ts:
+                    changes.append(self._change(entry, None, seq))
+            for entry in old.changes_since(0):
+                if not entry.deleted and fresh.entry(entry.key) is None:
+                    # Dropped: the server forgot the key (a new epoch, or a purged delete).
+                    changes.append(
+                        Change(entry.key, None, True, entry.ts, self.server or "", seq, False)
+                    )
+        return changes + events
+
+    def _on_ops(self, frame: dict[str, Any]) -> list[Event]:
+        seq = _count(frame, "seq")
+        origin = _field(frame, "origin", str)
+        entries = _entries(frame, "ops")
+        events = self._merge_remote(entries, origin, seq)
+        self.seq = max(self.seq, seq)
+        return events
+
+    def _on_ack(self, frame: dict[str, Any]) -> list[Event]:
+        id = _count(frame, "id")
+        seq = _count(frame, "seq")
+        applied = _count(frame, "applied")
+        ignored = _count(frame, "ignored")
+        self.seq = max(self.seq, seq)
+        batch = self._inflight.pop(id, None)
+        if batch is None:
+            return []  # not ours on this connection: nothing to settle
+        for pending in batch:
+            self._settle(pending)
+        return [Acked(id, seq, applied, ignored, tuple(p.write for p in batch))]
+
+    def _on_error(self, frame: dict[str, Any]) -> list[Event]:
+        code = frame.get("code")
+        message = frame.get("message")
+        code = code if isinstance(code, str) else "unknown"
+        message = message if isinstance(message, str) else ""
+        raw_id = frame.get("id")
+        id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
+        if self.phase == "hello":
+            return [ErrorReceived(code, message, id, fatal=True)]
+        batch = self._inflight.pop(id, None) if id is not None else None
+        if batch is None:
+            return [ErrorReceived(code, message, id, fatal=False)]
+        index = frame.get("entry")
+        if (
+            code not in RETRYABLE
+            and isinstance(index, int)
+            and not isinstance(index, bool)
+            and 0 <= index < len(batch)
+            and len(batch) > 1
+        ):
+            # One entry is at fault: drop it, send the others again.
+            bad = batch.pop(index)
+            self._settle(bad)
+            self._requeue(batch)
+            return [Rejected(code, message, id, (bad.write,), None)]
+        writes = tuple(p.write for p in batch)
+        if code == "too_large" and len(batch) > 1:
+            # Too many ops for this server: it has a lower max_ops than assumed.
+            self.max_ops = max(1, len(batch) // 2)
+            self._requeue(batch)
+            return [Rejected(code, message, id, writes, 0.0)]
+        if code in RETRYABLE:
+            self._requeue(batch)
+            return [Rejected(code, message, id, writes, RETRY_PAUSE)]
+        if code == "forbidden":
+            self.readonly = True
+            self._requeue(batch)  # kept: a later connection may be allowed to write
+            return [Rejected(code, message, id, writes, None)]
+        for pending in batch:
+            self._settle(pending)
+        return [Rejected(code, message, id, writes, None)]
+
+    def _on_presence(self, frame: dict[str, Any]) -> list[Event]:
+        joined = _nodes(frame, "joined")
+        left = _nodes(frame, "left")
+        self.peers = (self.peers | set(joined)) - set(left)
+        return [Presence(self.peers, joined, left)]
+
+    def _on_pong(self, frame: dict[str, Any]) -> list[Event]:
+        time = _field(frame, "time", str)
+        self.clock.observe(time)
+        id = frame.get("id")
+        sent = self._pings.pop(id, None) if isinstance(id, int) else None
+        if sent is not None:
+            # The server read its clock about halfway through the round trip.
+            self.offset_ms = parse_timestamp(time)[0] - (sent + self.wall()) // 2
+        return []
+
+    # -- merging ----------------------------------------------------------------------
+
+    def _observe(self, entries: list[dict[str, Any]]) -> None:
+        stamps = [e.get("ts") for e in entries]
+        latest = max((ts for ts in stamps if isinstance(ts, str)), default=None)
+        if latest is not None:
+            self.clock.observe(latest)
+
+    def _merge_remote(
+        self, entries: list[dict[str, Any]], origin: str | None, seq: int
+    ) -> list[Event]:
+        self._observe(entries)
+        before = self.document.seq
+        self.document.merge_entries(entries)
+        events: list[Event] = [
+            self._change(e, origin, seq) for e in self.document.changes_since(before)
+        ]
+        if self._unacked:
+            settled: list[Write] = []
+            for raw in entries:
+                pending = self._unacked.get(raw["key"])
+                if pending is None:
+                    continue
+                if raw["ts"] == pending.ts:
+                    settled.append(self._settle(pending))
+                elif raw["ts"] > pending.ts:
+                    self._settle(pending)
+                    current = self.document.entry(pending.key)
+                    assert current is not None
+                    events.append(self._overridden(pending, current, seq))
+            if settled:
+                events.append(Acked(None, seq, 0, len(settled), tuple(settled)))
+        return events
+
+    def _change(self, entry: Entry, origin: str | None, seq: int) -> Change:
+        return Change(
+            entry.key,
+            entry.value,
+            entry.deleted,
+            entry.ts,
+            origin or _node_of(entry.ts),
+            seq,
+            False,
+        )
+
+    def _overridden(self, pending: Pending, winner: Entry, seq: int) -> Overridden:
+        return Overridden(
+            pending.write, pending.value(), pending.deleted, self._change(winner, None, seq)
+        )
+
+    def _settle(self, pending: Pending) -> Write:
+        """The write is no longer pending (unless a newer one of its key replaced it)."""
+        if self._unacked.get(pending.key) is pending:
+            del self._unacked[pending.key]
+            self._unsent.pop(pending.key, None)
+        return pending.write
+
+    def _requeue(self, batch: list[Pending]) -> None:
+        for pending in batch:
+            if self._unacked.get(pending.key) is pending:
+                self._unsent[pending.key] = pending
+
+
+# -- frame fields --------------------------------------------------------------------
+
+
+def _field(frame: dict[str, Any], name: str, kind: type[Any]) -> Any:
+    value = frame.get(name)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise UnexpectedFrame(f'{frame.get("type")} frame: "{name}" must be a {kind.__name__}')
+    return value
+
+
+def _count(frame: dict[str, Any], name: str) -> int:
+    value: int = _field(frame, name, int)
+    if not 0 <= value <= MAX_ID:
+        raise UnexpectedFrame(f'{frame.get("type")} frame: "{name}" out of range')
+    return value
+
+
+def _entries(frame: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    entries: list[Any] = _field(frame, name, list)
+    if not all(isinstance(e, dict) and isinstance(e.get("key"), str) for e in entries):
+        raise UnexpectedFrame(f'{frame.get("type")} frame: "{name}" must hold entries')
+    return entries
+
+
+def _nodes(frame: dict[str, Any], name: str) -> tuple[str, ...]:
+    nodes = frame.get(name, [])
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise UnexpectedFrame(f'presence frame: "{name}" must be a list of node ids')
+    return tuple(nodes)

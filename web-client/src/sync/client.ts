@@ -1,0 +1,523 @@
+/**
+ * The sync client: a {@link Replica} over a WebSocket, with reconnection,
+ * keep-alive and persistence — the I/O around the sans-I/O core, like
+ * `syncd.client` in Python.
+ *
+ * - **Reconnect** with exponential backoff and jitter (0.5 s doubling to
+ *   10 s, each delay drawn in its upper half), at once when the browser says
+ *   it is online again; the backoff resets once a handshake completes.
+ * - **Keep-alive**: a `ping` every 15 s while live; a connection that has been
+ *   silent for 40 s, or whose handshake has not finished in 10 s, is closed
+ *   and opened again.
+ * - **Persistence**: pending writes are saved synchronously whenever they
+ *   change; the state and resume point at most once a second while they
+ *   change, and when the page is hidden or the client stops.
+ * - A refused handshake (`unauthorized`, `unsupported_version`, …) stops the
+ *   reconnecting until the caller changes something (`setToken`, `reconnect`).
+ */
+
+import type { JsonValue } from "./canonical";
+import type { Entry } from "./entry";
+import type { Since } from "./frames";
+import { type Change, Replica, type ReplicaEvent } from "./replica";
+import { MemoryPersistence, type Persistence } from "./storage";
+
+/** The connection as a person would describe it. */
+export type Status =
+  | "loading" // reading the persisted replica
+  | "connecting" // socket opening, or hello sent
+  | "syncing" // receiving the document
+  | "live"
+  | "offline" // no connection; a retry is scheduled
+  | "unauthorized" // the server wants a (different) token
+  | "failed" // the server refused the handshake for another reason
+  | "stopped";
+
+/** What the UI shows of a client; a new object whenever anything in it changes. */
+export interface ClientView {
+  readonly status: Status;
+  readonly doc: string;
+  readonly node: string;
+  readonly peers: readonly string[];
+  readonly pending: number;
+  readonly readonly: boolean;
+  readonly since: Since | null;
+  /** The last error the server or the storage reported, if any. */
+  readonly error: { readonly code: string; readonly message: string } | null;
+  /** When the next connection attempt is due (ms since the epoch), while offline. */
+  readonly retryAt: number | null;
+  /** Bumped on every change of state or entries. */
+  readonly version: number;
+}
+
+/** The part of the DOM WebSocket this client uses. */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((event: Event) => void) | null;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: CloseEvent) => void) | null;
+  onerror: ((event: Event) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setInterval(callback: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export interface ClientOptions {
+  /** The server's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`. */
+  readonly url: string;
+  readonly doc: string;
+  readonly node: string;
+  readonly token?: string | null;
+  readonly persistence?: Persistence;
+  readonly socket?: (url: string) => SocketLike;
+  readonly timers?: Timers;
+  readonly clock?: () => number;
+  readonly random?: () => number;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  readonly pingIntervalMs?: number;
+  readonly silenceLimitMs?: number;
+  readonly handshakeTimeoutMs?: number;
+  /** How long after a change the state is saved. */
+  readonly saveDelayMs?: number;
+}
+
+const OPEN = 1;
+
+const browserTimers: Timers = {
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setInterval: (callback, ms) => globalThis.setInterval(callback, ms),
+  clearInterval: (handle) => globalThis.clearInterval(handle as ReturnType<typeof setInterval>),
+};
+
+/** The delay before reconnect attempt `attempt` (0-based): exponential, capped, jittered into its upper half. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+export class SyncClient {
+  readonly doc: string;
+  readonly node: string;
+  readonly url: string;
+
+  private replica: Replica | null = null;
+  private socket: SocketLike | null = null;
+  private statusValue: Status = "loading";
+  private errorValue: ClientView["error"] = null;
+  private retryAt: number | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private halted = false;
+  private token: string | null;
+  private version = 0;
+  private viewValue: ClientView;
+  private lastHeard = 0;
+  /** The resume point of the last state saved (as text), to save again when it moves. */
+  private savedSince = "";
+
+  private retryTimer: unknown = null;
+  private handshakeTimer: unknown = null;
+  private pingTimer: unknown = null;
+  private resendTimer: unknown = null;
+  private saveTimer: unknown = null;
+
+  private readonly persistence: Persistence;
+  private readonly openSocket: (url: string) => SocketLike;
+  private readonly timers: Timers;
+  private readonly clock: () => number;
+  private readonly random: () => number;
+  private readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  private readonly pingIntervalMs: number;
+  private readonly silenceLimitMs: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly saveDelayMs: number;
+  private readonly viewListeners = new Set<() => void>();
+  private readonly changeListeners = new Set<(changes: readonly Change[]) => void>();
+  /** The browser is online again: if waiting to retry, retry now. */
+  private readonly onOnline = (): void => {
+    if (this.socket === null) this.reconnect();
+  };
+  private readonly onPageHide = (): void => this.saveState();
+
+  constructor(options: ClientOptions) {
+    this.doc = options.doc;
+    this.node = options.node;
+    this.url = options.url;
+    this.token = options.token ?? null;
+    this.persistence = options.persistence ?? new MemoryPersistence();
+    this.openSocket = options.socket ?? ((url) => new WebSocket(url));
+    this.timers = options.timers ?? browserTimers;
+    this.clock = options.clock ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.backoff = options.backoff ?? { initialMs: 500, maxMs: 10_000 };
+    this.pingIntervalMs = options.pingIntervalMs ?? 15_000;
+    this.silenceLimitMs = options.silenceLimitMs ?? 40_000;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+    this.saveDelayMs = options.saveDelayMs ?? 1000;
+    this.viewValue = this.buildView();
+  }
+
+  /** Load the persisted replica, then connect. */
+  async start(): Promise<void> {
+    const pending = this.persistence.loadPending(this.node, this.doc);
+    let state = null;
+    try {
+      state = await this.persistence.loadState(this.node, this.doc);
+    } catch {
+      state = null; // no cache: the handshake brings a snapshot
+    }
+    if (this.stopped) return;
+    this.replica = new Replica({
+      doc: this.doc,
+      node: this.node,
+      token: this.token,
+      clock: this.clock,
+      state,
+      pending,
+    });
+    this.replica.on((event) => this.onReplicaEvent(event));
+    globalThis.addEventListener?.("online", this.onOnline);
+    globalThis.addEventListener?.("pagehide", this.onPageHide);
+    this.connect();
+  }
+
+  /** Close the connection for good and save the state. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    globalThis.removeEventListener?.("online", this.onOnline);
+    globalThis.removeEventListener?.("pagehide", this.onPageHide);
+    this.clearTimers();
+    const socket = this.socket;
+    this.socket = null;
+    if (socket !== null) {
+      detach(socket);
+      socket.close(1000, "bye");
+    }
+    this.replica?.disconnect();
+    this.saveState();
+    this.setStatus("stopped");
+  }
+
+  // -- what the UI reads ----------------------------------------------------------
+
+  /** The current view; the same object until something changes (for `useSyncExternalStore`). */
+  view(): ClientView {
+    return this.viewValue;
+  }
+
+  /** Subscribe to view changes. */
+  subscribe(listener: () => void): () => void {
+    this.viewListeners.add(listener);
+    return () => this.viewListeners.delete(listener);
+  }
+
+  /** Subscribe to changes of keys (to highlight them). */
+  onChanges(listener: (changes: readonly Change[]) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** Every live entry. */
+  entries(): Entry[] {
+    return this.replica === null ? [] : [...this.replica.entries()];
+  }
+
+  get(key: string): Entry | undefined {
+    return this.replica?.get(key);
+  }
+
+  isPending(key: string): boolean {
+    return this.replica?.isPending(key) ?? false;
+  }
+
+  // -- what the UI does --------------------------------------------------------------
+
+  set(key: string, value: JsonValue): Entry {
+    const entry = this.ready().set(key, value);
+    this.flush();
+    return entry;
+  }
+
+  remove(key: string): Entry {
+    const entry = this.ready().remove(key);
+    this.flush();
+    return entry;
+  }
+
+  /** Use another token and connect again. */
+  setToken(token: string | null): void {
+    this.token = token;
+    if (this.replica !== null) this.replica.token = token;
+    this.reconnect();
+  }
+
+  /** Forget the last error (the UI has shown it). */
+  clearError(): void {
+    if (this.errorValue === null) return;
+    this.errorValue = null;
+    this.refresh();
+  }
+
+  /** Drop the writes that could not be delivered. */
+  discardPending(): void {
+    this.replica?.discardPending();
+  }
+
+  /** Connect now (after a refusal, or when the network is back), skipping the backoff. */
+  reconnect(): void {
+    if (this.stopped || this.replica === null) return;
+    this.halted = false;
+    this.attempt = 0;
+    if (this.socket !== null) {
+      this.socket.close(1000, "reconnecting"); // onclose schedules the next attempt
+      return;
+    }
+    this.connect();
+  }
+
+  // -- the connection ------------------------------------------------------------------
+
+  private ready(): Replica {
+    if (this.replica === null) throw new Error("the client is still loading");
+    return this.replica;
+  }
+
+  private connect(): void {
+    if (this.stopped || this.halted || this.socket !== null) return;
+    this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryAt = null;
+    this.setStatus("connecting");
+    let socket: SocketLike;
+    try {
+      socket = this.openSocket(this.url);
+    } catch (error) {
+      this.errorValue = { code: "connection", message: (error as Error).message };
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      this.lastHeard = this.clock();
+      this.replica?.connect();
+      this.flush();
+      this.handshakeTimer = this.timers.setTimeout(() => {
+        if (this.socket === socket && this.replica?.phase !== "live") socket.close(4000, "handshake timed out");
+      }, this.handshakeTimeoutMs);
+    };
+    socket.onmessage = (event: MessageEvent) => {
+      if (this.socket !== socket || this.replica === null) return;
+      this.lastHeard = this.clock();
+      if (typeof event.data !== "string") return; // the protocol has only text frames
+      this.replica.receive(event.data);
+      this.flush();
+    };
+    socket.onerror = () => {
+      // A close event follows; it is what schedules the next attempt.
+    };
+    socket.onclose = (event: CloseEvent) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      detach(socket);
+      this.clearConnectionTimers();
+      this.replica?.disconnect();
+      if (event.code === 1009) {
+        this.errorValue = { code: "too_large", message: "the server closed the connection: a message was too large" };
+      }
+      this.scheduleReconnect();
+    };
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    if (this.halted) {
+      this.refresh();
+      return;
+    }
+    const delay = backoffDelay(this.attempt++, this.backoff.initialMs, this.backoff.maxMs, this.random);
+    this.retryAt = this.clock() + delay;
+    this.setStatus("offline");
+    this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = this.timers.setTimeout(() => {
+      this.retryTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** Send what the replica has queued. */
+  private flush(): void {
+    if (this.replica === null) return;
+    const frames = this.replica.takeOutgoing();
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== OPEN) return; // the replica resends on the next connection
+    for (const frame of frames) socket.send(frame);
+  }
+
+  private onReplicaEvent(event: ReplicaEvent): void {
+    switch (event.type) {
+      case "changes":
+        for (const listener of this.changeListeners) listener(event.changes);
+        this.scheduleSave();
+        this.refresh();
+        return;
+      case "pending":
+        this.savePending();
+        return;
+      case "state":
+        if (sinceText(this.replica?.since) !== this.savedSince) this.scheduleSave();
+        this.syncStatus();
+        return;
+      case "synced":
+        this.attempt = 0;
+        this.errorValue = null; // whatever went wrong before, this connection works
+        this.timers.clearTimeout(this.handshakeTimer);
+        this.startPinging();
+        this.scheduleSave();
+        return;
+      case "error":
+        this.errorValue = { code: event.code, message: event.message };
+        if (event.fatal) {
+          this.halted = true; // reconnecting as we are would be refused again
+          this.setStatus(event.code === "unauthorized" ? "unauthorized" : "failed");
+        } else {
+          this.refresh();
+        }
+        return;
+      case "retry":
+        this.timers.clearTimeout(this.resendTimer);
+        this.resendTimer = this.timers.setTimeout(() => {
+          this.resendTimer = null;
+          this.replica?.resend();
+          this.flush();
+        }, event.delayMs);
+        return;
+      case "resync":
+        this.scheduleSave();
+        this.socket?.close(1000, "resync");
+        return;
+    }
+  }
+
+  private startPinging(): void {
+    this.timers.clearInterval(this.pingTimer);
+    this.pingTimer = this.timers.setInterval(() => {
+      const socket = this.socket;
+      if (socket === null || this.replica === null) return;
+      if (this.clock() - this.lastHeard > this.silenceLimitMs) {
+        socket.close(4001, "the server went silent");
+        return;
+      }
+      this.replica.ping();
+      this.flush();
+    }, this.pingIntervalMs);
+  }
+
+  // -- persistence -------------------------------------------------------------------------
+
+  private savePending(): void {
+    if (this.replica === null) return;
+    try {
+      this.persistence.savePending(this.node, this.doc, this.replica.pendingEntries());
+    } catch (error) {
+      this.errorValue = { code: "storage", message: `offline writes could not be saved: ${(error as Error).message}` };
+    }
+    this.refresh();
+  }
+
+  private scheduleSave(): void {
+    if (this.saveTimer !== null) return;
+    this.saveTimer = this.timers.setTimeout(() => {
+      this.saveTimer = null;
+      this.saveState();
+    }, this.saveDelayMs);
+  }
+
+  private saveState(): void {
+    this.timers.clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (this.replica === null) return;
+    this.savedSince = sinceText(this.replica.since);
+    this.persistence.saveState(this.node, this.doc, this.replica.state()).catch((error: unknown) => {
+      this.errorValue = { code: "storage", message: `the local copy could not be saved: ${String(error)}` };
+      this.refresh();
+    });
+  }
+
+  // -- the view ------------------------------------------------------------------------------
+
+  private syncStatus(): void {
+    const phase = this.replica?.phase;
+    if (phase === "live") {
+      this.setStatus("live");
+      if (this.errorValue?.code === "connection") this.errorValue = null;
+    } else if (phase === "handshake") this.setStatus("syncing");
+    else if (phase === "hello") this.setStatus("connecting");
+    else this.refresh();
+  }
+
+  private setStatus(status: Status): void {
+    this.statusValue = status;
+    this.refresh();
+  }
+
+  private refresh(): void {
+    this.version++;
+    this.viewValue = this.buildView();
+    for (const listener of this.viewListeners) listener();
+  }
+
+  private buildView(): ClientView {
+    const replica = this.replica;
+    return {
+      status: this.statusValue,
+      doc: this.doc,
+      node: this.node,
+      peers: replica === null ? [] : [...replica.peers].sort(),
+      pending: replica?.pendingCount ?? 0,
+      readonly: replica?.readonly === true,
+      since: replica?.since ?? null,
+      error: this.errorValue,
+      retryAt: this.statusValue === "offline" ? this.retryAt : null,
+      version: this.version,
+    };
+  }
+
+  private clearConnectionTimers(): void {
+    this.timers.clearTimeout(this.handshakeTimer);
+    this.timers.clearInterval(this.pingTimer);
+    this.timers.clearTimeout(this.resendTimer);
+    this.handshakeTimer = this.pingTimer = this.resendTimer = null;
+  }
+
+  private clearTimers(): void {
+    this.clearConnectionTimers();
+    this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+}
+
+function sinceText(since: Since | null | undefined): string {
+  return since ? `${since.epoch}@${since.seq}` : "";
+}
+
+function detach(socket: SocketLike): void {
+  socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+}
+
+/** The WebSocket URL of the server that served this page: `ws` beside it (`/ws` for a page at `/`). */
+export function defaultServerUrl(location: Pick<Location, "href"> = window.location): string {
+  const url = new URL("ws", location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.hash = "";
+  url.search = "";
+  return url.href;
+}

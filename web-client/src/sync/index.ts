@@ -1,0 +1,17 @@
+/**
+ * The TypeScript sync client of syncd: the wire protocol's rules (timestamps,
+ * HLC, canonical JSON, merge), a sans-I/O replica, and the WebSocket client
+ * with persistence. The React editor in `src/ui/` uses only this module.
+ */
+
+export { type JsonValue, canonicalize, canonicalText, compareUtf8, isWellFormed, parseJson, utf8Length } from "./canonical";
+export { type ClientView, type SocketLike, type Status, SyncClient, backoffDelay, defaultServerUrl } from "./client";
+export { DEFAULT_LIMITS, Entry, type Limits, type WireEntry, parseEntry, readEntry } from "./entry";
+export { type ErrorCode, ProtocolError } from "./errors";
+export { type Since, applyOpsFrame, isDocName, readOpsFrame } from "./frames";
+export { Hlc } from "./hlc";
+export { LwwMap, wins } from "./merge";
+export { claimNodeId, newNodeId } from "./node";
+export { type Change, type ChangeSource, type Phase, Replica, type ReplicaEvent, type ReplicaState, validateKey, validateValue } from "./replica";
+export { BrowserPersistence, MemoryPersistence, type Persistence } from "./storage";
+export { compareTimestamps, formatTimestamp, isTimestamp, nodeOf, parseTimestamp, wallOf } from "./timestamp";

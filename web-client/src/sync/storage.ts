@@ -1,0 +1,164 @@
+/**
+ * Persistence of a replica in the browser, so that offline writes survive a
+ * reload and a reconnect resumes with a delta.
+ *
+ * - **Pending writes** go to `localStorage`, synchronously, the moment they
+ *   are made: nothing a user wrote can be lost to a reload or a crash between
+ *   the write and an asynchronous commit. They are small (one entry per key).
+ * - **The replica's state and resume point** go to IndexedDB, written as one
+ *   record (so the two always agree), a little after they change. It is a
+ *   cache: when it is missing or unreadable the client simply asks for a
+ *   snapshot.
+ *
+ * Both are keyed by node id and document. {@link MemoryPersistence} is the
+ * same contract in memory, for tests and for browsers that refuse storage.
+ */
+
+import type { WireEntry } from "./entry";
+import type { ReplicaState } from "./replica";
+
+export interface Persistence {
+  loadPending(node: string, doc: string): WireEntry[];
+  /** Store the unacknowledged writes; throws when storage refuses (quota, disabled). */
+  savePending(node: string, doc: string, entries: readonly WireEntry[]): void;
+  /** Documents that have unacknowledged writes of `node`. */
+  pendingDocs(node: string): string[];
+  loadState(node: string, doc: string): Promise<ReplicaState | null>;
+  saveState(node: string, doc: string, state: ReplicaState): Promise<void>;
+}
+
+const PREFIX = "syncd:v1";
+const pendingKey = (node: string, doc: string): string => `${PREFIX}:pending:${node}:${doc}`;
+
+/** Read a JSON array of entries stored under `key`, or nothing. */
+function readArray(storage: Storage, key: string): WireEntry[] {
+  const text = storage.getItem(key);
+  if (text === null) return [];
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? (value as WireEntry[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Pending writes in `localStorage`, state in IndexedDB (database `syncd`, store `replicas`). */
+export class BrowserPersistence implements Persistence {
+  private readonly storage: Storage;
+  private db: Promise<IDBDatabase | null> | null = null;
+
+  constructor(storage: Storage = window.localStorage, private readonly indexedDb: IDBFactory | undefined = globalThis.indexedDB) {
+    this.storage = storage;
+  }
+
+  loadPending(node: string, doc: string): WireEntry[] {
+    return readArray(this.storage, pendingKey(node, doc));
+  }
+
+  savePending(node: string, doc: string, entries: readonly WireEntry[]): void {
+    const key = pendingKey(node, doc);
+    if (entries.length === 0) this.storage.removeItem(key);
+    else this.storage.setItem(key, JSON.stringify(entries));
+  }
+
+  pendingDocs(node: string): string[] {
+    const prefix = `${PREFIX}:pending:${node}:`;
+    const docs: string[] = [];
+    for (let i = 0; i < this.storage.length; i++) {
+      const key = this.storage.key(i);
+      if (key?.startsWith(prefix)) docs.push(key.slice(prefix.length));
+    }
+    return docs.sort();
+  }
+
+  async loadState(node: string, doc: string): Promise<ReplicaState | null> {
+    const db = await this.open();
+    if (db === null) return null;
+    try {
+      const value = await request(db.transaction("replicas", "readonly").objectStore("replicas").get(`${node}/${doc}`));
+      return isState(value) ? value : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async saveState(node: string, doc: string, state: ReplicaState): Promise<void> {
+    const db = await this.open();
+    if (db === null) return;
+    const transaction = db.transaction("replicas", "readwrite");
+    transaction.objectStore("replicas").put({ since: state.since, entries: state.entries }, `${node}/${doc}`);
+    await new Promise<void>((resolve, reject) => {
+      transaction.oncomplete = () => resolve();
+      transaction.onerror = () => reject(transaction.error ?? new Error("IndexedDB write failed"));
+      transaction.onabort = () => reject(transaction.error ?? new Error("IndexedDB write aborted"));
+    });
+  }
+
+  private open(): Promise<IDBDatabase | null> {
+    this.db ??= new Promise((resolve) => {
+      if (this.indexedDb === undefined) {
+        resolve(null);
+        return;
+      }
+      try {
+        const opening = this.indexedDb.open("syncd", 1);
+        opening.onupgradeneeded = () => opening.result.createObjectStore("replicas");
+        opening.onsuccess = () => resolve(opening.result);
+        opening.onerror = () => resolve(null); // private mode, disabled storage: run without a cache
+        opening.onblocked = () => resolve(null);
+      } catch {
+        resolve(null);
+      }
+    });
+    return this.db;
+  }
+}
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
+  });
+}
+
+function isState(value: unknown): value is ReplicaState {
+  if (typeof value !== "object" || value === null) return false;
+  const record = value as Record<string, unknown>;
+  const since = record.since;
+  const sinceOk =
+    since === null ||
+    (typeof since === "object" &&
+      typeof (since as Record<string, unknown>).epoch === "string" &&
+      typeof (since as Record<string, unknown>).seq === "number");
+  return sinceOk && Array.isArray(record.entries);
+}
+
+/** The same contract in memory (tests; browsers that refuse storage). */
+export class MemoryPersistence implements Persistence {
+  readonly pending = new Map<string, WireEntry[]>();
+  readonly states = new Map<string, ReplicaState>();
+
+  loadPending(node: string, doc: string): WireEntry[] {
+    return [...(this.pending.get(`${node}/${doc}`) ?? [])];
+  }
+
+  savePending(node: string, doc: string, entries: readonly WireEntry[]): void {
+    if (entries.length === 0) this.pending.delete(`${node}/${doc}`);
+    else this.pending.set(`${node}/${doc}`, [...entries]);
+  }
+
+  pendingDocs(node: string): string[] {
+    return [...this.pending.keys()]
+      .filter((key) => key.startsWith(`${node}/`))
+      .map((key) => key.slice(node.length + 1))
+      .sort();
+  }
+
+  async loadState(node: string, doc: string): Promise<ReplicaState | null> {
+    return this.states.get(`${node}/${doc}`) ?? null;
+  }
+
+  async saveState(node: string, doc: string, state: ReplicaState): Promise<void> {
+    this.states.set(`${node}/${doc}`, { since: state.since, entries: [...state.entries] });
+  }
+}

@@ -1,0 +1,248 @@
+// The sync client's I/O layer, with a scripted socket and fake timers:
+// reconnect with backoff, keep-alive, persistence of pending writes across a
+// "reload", a refused handshake that waits for a token.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type SocketLike, SyncClient, backoffDelay, defaultServerUrl } from "../src/sync/client";
+import { MemoryPersistence } from "../src/sync/storage";
+
+type Frame = Record<string, unknown>;
+
+/** A socket whose server side the test plays. */
+class FakeSocket implements SocketLike {
+  readyState = 0;
+  onopen: ((event: Event) => void) | null = null;
+  onmessage: ((event: MessageEvent) => void) | null = null;
+  onclose: ((event: CloseEvent) => void) | null = null;
+  onerror: ((event: Event) => void) | null = null;
+  readonly sent: Frame[] = [];
+  closed: number | null = null;
+
+  constructor(readonly url: string) {}
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+    this.sent.push(JSON.parse(data) as Frame);
+  }
+
+  close(code = 1000): void {
+    if (this.closed !== null) return;
+    this.closed = code;
+    this.readyState = 3;
+    queueMicrotask(() => this.onclose?.({ code } as CloseEvent));
+  }
+
+  // -- the server's side --
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({} as Event);
+  }
+
+  receive(...frames: Frame[]): void {
+    for (const frame of frames) this.onmessage?.({ data: JSON.stringify(frame) } as MessageEvent);
+  }
+
+  drop(code = 1006): void {
+    this.readyState = 3;
+    this.closed = code;
+    this.onclose?.({ code } as CloseEvent);
+  }
+
+  /** Answer the hello with an empty snapshot (or what `fields` says). */
+  welcome(fields: Frame = {}, entries: Frame[] = []): void {
+    const seq = (fields.seq as number | undefined) ?? 0;
+    this.receive({
+      type: "welcome",
+      v: 1,
+      doc: "d",
+      node: "srv",
+      epoch: "e1",
+      seq,
+      time: new Date(Date.now()).getTime().toString().padStart(13, "0") + "-00000-srv",
+      full: true,
+      readonly: false,
+      peers: [],
+      ...fields,
+    });
+    if (entries.length > 0) this.receive({ type: "entries", entries });
+    this.receive({ type: "synced", seq });
+  }
+
+  ops(): Frame[] {
+    return this.sent.filter((frame) => frame.type === "ops");
+  }
+}
+
+function setup(options: { persistence?: MemoryPersistence; token?: string } = {}) {
+  const sockets: FakeSocket[] = [];
+  const persistence = options.persistence ?? new MemoryPersistence();
+  const client = new SyncClient({
+    url: "ws://test/ws",
+    doc: "d",
+    node: "web-a",
+    token: options.token ?? null,
+    persistence,
+    socket: (url) => {
+      const socket = new FakeSocket(url);
+      sockets.push(socket);
+      return socket;
+    },
+    random: () => 1, // no jitter: the full delay
+  });
+  return { client, sockets, persistence, last: () => sockets[sockets.length - 1]! };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 1_764_028_800_000 });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("backoffDelay", () => {
+  it("doubles up to the cap, with jitter in the upper half", () => {
+    expect([0, 1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, 500, 10_000, () => 1))).toEqual([
+      500, 1000, 2000, 4000, 8000, 10_000, 10_000,
+    ]);
+    expect(backoffDelay(3, 500, 10_000, () => 0)).toBe(2000);
+    for (let i = 0; i < 100; i++) {
+      const delay = backoffDelay(2, 500, 10_000, Math.random);
+      expect(delay).toBeGreaterThanOrEqual(1000);
+      expect(delay).toBeLessThanOrEqual(2000);
+    }
+  });
+});
+
+describe("defaultServerUrl", () => {
+  it("is ws beside the page, with the page's security", () => {
+    expect(defaultServerUrl({ href: "http://127.0.0.1:8765/#/doc/x" })).toBe("ws://127.0.0.1:8765/ws");
+    expect(defaultServerUrl({ href: "https://example.test/syncd/index.html?x=1#/doc/y" })).toBe("wss://example.test/syncd/ws");
+  });
+});
+
+describe("SyncClient", () => {
+  it("connects, says hello and goes live", async () => {
+    const { client, last } = setup({ token: "t" });
+    await client.start();
+    expect(client.view().status).toBe("connecting");
+    last().open();
+    expect(last().sent[0]).toEqual({ type: "hello", v: 1, doc: "d", node: "web-a", token: "t" });
+    last().welcome({ peers: ["tui-1"] });
+    expect(client.view()).toMatchObject({ status: "live", peers: ["tui-1"], pending: 0, readonly: false });
+    client.stop();
+  });
+
+  it("reconnects with growing delays, and resets them once live", async () => {
+    const { client, sockets, last } = setup();
+    await client.start();
+    last().drop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(client.view().status).toBe("offline");
+    await vi.advanceTimersByTimeAsync(499);
+    expect(sockets).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets).toHaveLength(2);
+    last().drop();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(sockets).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets).toHaveLength(3);
+    last().open();
+    last().welcome();
+    last().drop();
+    await vi.advanceTimersByTimeAsync(500);
+    expect(sockets).toHaveLength(4); // back to the first delay
+    client.stop();
+  });
+
+  it("keeps an offline write across a reload, and delivers it when the server is back", async () => {
+    const persistence = new MemoryPersistence();
+    const first = setup({ persistence });
+    await first.client.start();
+    first.last().drop(); // the server is down
+    first.client.set("title", "written offline");
+    expect(first.client.view().pending).toBe(1);
+    expect(persistence.loadPending("web-a", "d")).toEqual([{ key: "title", ts: expect.any(String), value: "written offline" }]);
+    first.client.stop(); // the page goes away
+
+    const second = setup({ persistence }); // the page is loaded again
+    await second.client.start();
+    expect(second.client.get("title")?.value).toBe("written offline");
+    expect(second.client.view().pending).toBe(1);
+    second.last().open();
+    second.last().welcome();
+    const [ops] = second.last().ops();
+    expect(ops).toMatchObject({ ops: [{ key: "title", value: "written offline" }] });
+    second.last().receive({ type: "ack", id: ops!.id, seq: 1, applied: 1, ignored: 0 });
+    expect(second.client.view().pending).toBe(0);
+    expect(persistence.loadPending("web-a", "d")).toEqual([]);
+    second.client.stop();
+  });
+
+  it("saves its state and resumes with a delta after a reload", async () => {
+    const persistence = new MemoryPersistence();
+    const first = setup({ persistence });
+    await first.client.start();
+    first.last().open();
+    first.last().welcome({ seq: 9 }, [{ key: "a", ts: "1764028700000-00000-x", value: 1 }]);
+    await vi.advanceTimersByTimeAsync(1000);
+    first.client.stop();
+
+    const second = setup({ persistence });
+    await second.client.start();
+    expect(second.client.get("a")?.value).toBe(1);
+    second.last().open();
+    expect(second.last().sent[0]).toMatchObject({ since: { epoch: "e1", seq: 9 } });
+    second.client.stop();
+  });
+
+  it("waits for a token after unauthorized, then connects with it", async () => {
+    const { client, sockets, last } = setup();
+    await client.start();
+    last().open();
+    last().receive({ type: "error", code: "unauthorized", message: "a valid token is required" });
+    last().drop(1008);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sockets).toHaveLength(1); // no retrying with the same (missing) token
+    expect(client.view().status).toBe("unauthorized");
+    client.setToken("s3cret");
+    expect(sockets).toHaveLength(2);
+    last().open();
+    expect(last().sent[0]).toMatchObject({ token: "s3cret" });
+    client.stop();
+  });
+
+  it("pings while live, and closes a connection that went silent", async () => {
+    const { client, last } = setup();
+    await client.start();
+    last().open();
+    last().welcome();
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(last().sent.filter((f) => f.type === "ping")).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(last().closed).toBe(4001);
+    client.stop();
+  });
+
+  it("gives up a handshake that does not finish", async () => {
+    const { client, last } = setup();
+    await client.start();
+    last().open();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(last().closed).toBe(4000);
+    client.stop();
+  });
+
+  it("resends refused-for-now writes after the delay", async () => {
+    const { client, last } = setup();
+    await client.start();
+    last().open();
+    last().welcome();
+    client.set("k", 1);
+    const [ops] = last().ops();
+    last().receive({ type: "error", code: "rate_limited", message: "slow down", id: ops!.id });
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(last().ops()).toHaveLength(2);
+    client.stop();
+  });
+});
