@@ -68,7 +68,7 @@ test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: v
 bench: $(INSTALLED) ## Run the CRDT core benchmarks (results: docs/benchmarks.md)
 	$(PY) -m bench
 
-bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and y-websocket (~6 min)
+bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and y-websocket (~5 min)
 	npm ci --prefix bench/yjs --no-audit --no-fund
 	$(PY) -m bench.server
 

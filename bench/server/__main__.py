@@ -1,0 +1,73 @@
+"""``python -m bench.server``: run the server benchmarks, print the Markdown report and save it.
+
+The report goes to stdout and to ``bench/results/server-latest.md`` (every number in
+``server-latest.json``); progress bars and log lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from bench.server.config import FULL, QUICK
+from bench.server.report import render_json, render_markdown
+from bench.server.runner import run
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of every case")
+    parser.add_argument("--no-growth", action="store_true", help="skip the 1k/1M and restart cases")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run syncd under cProfile, writing one .prof file per case into this folder",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to save the report")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server benchmarks as the command line asks; the exit status."""
+    arguments = sys.argv[1:] if argv is None else argv
+    args = _parse(arguments)
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    command = " ".join([".venv/bin/python -m bench.server", *arguments])
+    if "MAKELEVEL" in os.environ and argv is None and not arguments:
+        command = "make bench-server"
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = run(
+        QUICK if args.quick else FULL,
+        command,
+        console,
+        growth=not args.no_growth,
+        profile=args.profile,
+    )
+    markdown = render_markdown(results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "server-latest.md").write_text(markdown + "\n", encoding="utf-8")
+    (args.output / "server-latest.json").write_text(render_json(results) + "\n", encoding="utf-8")
+    print(markdown)
+    logging.getLogger(__name__).info("report saved to %s", args.output / "server-latest.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The Markdown report of a server benchmark run, its done-when checks, and its JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from bench.server.fanout import FanoutResult
+from bench.server.growth import BIG, SMALL, GrowthResult
+from bench.server.runner import ServerRunResults
+from bench.server.servers import PYCRDT, SERVERS, SYNCD, Y_WEBSOCKET
+
+__all__ = ["Check", "done_when", "render_json", "render_markdown"]
+
+VS_PYCRDT = 10.0
+PACED_P99_MS = 10.0
+GROWTH_RATIO = 0.7
+RESTART_SYNCED_S = 5.0
+RESUME_S = 1.0
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One done-when threshold of the issue, and what the run measured."""
+
+    name: str
+    measured: str
+    threshold: str
+    met: bool | None
+    """``None`` when the run did not measure it."""
+
+
+def _table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1
+) -> list[str]:
+    rule = ["---" if i < text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _find(results: ServerRunResults, server: str, readers: int, paced: bool) -> FanoutResult | None:
+    for result in results.fanout:
+        case = result.case
+        if (case.server.name, case.readers, case.rate is not None) == (server, readers, paced):
+            return result
+    return None
+
+
+def _ratio_check(results: ServerRunResults, readers: int, baseline: str, threshold: float) -> Check:
+    ours, theirs = (_find(results, name, readers, False) for name in (SYNCD.name, baseline))
+    name = (
+        f"acknowledged writes/s with {readers} readers: syncd ≥ {threshold:g}{TIMES} {baseline}"
+        if threshold > 1
+        else f"acknowledged writes/s with {readers} readers: syncd ahead of {baseline}"
+    )
+    if ours is None or theirs is None:
+        return Check(name, "not measured", f"≥ {threshold:g}{TIMES}", None)
+    ratio = ours.write.acked_per_second / theirs.write.acked_per_second
+    measured = (
+        f"{ratio:.1f}{TIMES} ({ours.write.acked_per_second:,.0f}/s vs "
+        f"{theirs.write.acked_per_second:,.0f}/s)"
+    )
+    return Check(name, measured, f"≥ {threshold:g}{TIMES}", ratio >= threshold)
+
+
+def done_when(results: ServerRunResults) -> list[Check]:
+    """The issue's thresholds against this run."""
+    checks = [_ratio_check(results, n, PYCRDT.name, VS_PYCRDT) for n in (10, 50)]
+    checks += [_ratio_check(results, n, Y_WEBSOCKET.name, 1.0) for n in (10, 50)]
+    paced = _find(results, SYNCD.name, 50, True)
+    p99 = paced.latency_ms.get("p99") if paced else None
+    checks.append(
+        Check(
+            f"paced {results.config.paced_rate:g} sets/s, 50 readers: syncd broadcast p99",
+            f"{_ms(p99)} ms" if p99 is not None else "not measured",
+            f"< {PACED_P99_MS:g} ms",
+            p99 < PACED_P99_MS if p99 is not None else None,
+        )
+    )
+    growth = results.growth
+    if growth is not None and growth.rates:
+        ratio = growth.median(BIG) / growth.median(SMALL)
+        checks.append(
+            Check(
+                f"sets/s into {growth.sizes[BIG]:,} keys ÷ into {growth.sizes[SMALL]:,} keys",
+                f"{ratio:.2f} ({growth.median(BIG):,.0f}/s vs {growth.median(SMALL):,.0f}/s)",
+                f"≥ {GROWTH_RATIO:g}",
+                ratio >= GROWTH_RATIO,
+            )
+        )
+    restarts = {r.client: r for r in growth.restarts} if growth else {}
+    new, resume = restarts.get("new"), restarts.get("resume")
+    size = f"{growth.sizes[BIG]:,}" if growth else "1M"
+    checks.append(
+        Check(
+            f"after kill -9 with {size} keys: a new client's hello answered with synced",
+            f"{new.synced_s:.2f} s after the process started" if new else "not measured",
+            f"≤ {RESTART_SYNCED_S:g} s",
+            new.synced_s <= RESTART_SYNCED_S if new else None,
+        )
+    )
+    checks.append(
+        Check(
+            "after kill -9: a reconnecting client's delta resume (hello → synced)",
+            f"{resume.handshake_s * 1000:.0f} ms ({resume.entries:,} entries; synced "
+            f"{resume.synced_s:.2f} s after the process started)"
+            if resume
+            else "not measured",
+            f"≤ {RESUME_S:g} s",
+            resume.handshake_s <= RESUME_S and not resume.full if resume else None,
+        )
+    )
+    return checks
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[met]
+
+
+def _fanout_rows(results: ServerRunResults, paced: bool) -> list[list[str]]:
+    rows = []
+    for readers in results.config.readers:
+        for server in SERVERS:
+            found = _find(results, server.name, readers, paced)
+            if found is None:
+                continue
+            lat = found.latency_ms
+            rows.append(
+                [
+                    f"{readers}",
+                    server.name,
+                    f"{found.write.acked_per_second:,.0f}",
+                    f"{_ms(found.write.ack_ms.get('p50'))} / {_ms(found.write.ack_ms.get('p99'))}",
+                    _ms(lat.get("p50")),
+                    _ms(lat.get("p99")),
+                    _ms(lat.get("max")),
+                    f"{found.all_delivered_s:.2f}" if found.all_delivered_s else "never",
+                    f"{found.peak_rss / 2**20:,.0f}",
+                    f"{found.server_cpu_share:.2f}",
+                    f"{found.clients_cpu_share:.2f}",
+                    f"{found.load:.1f}",
+                ]
+            )
+    return rows
+
+
+_FANOUT_HEADER = [
+    "readers",
+    "server",
+    "acked writes/s",
+    "ack p50 / p99 (ms)",
+    "broadcast latency p50 (ms)",
+    "p99 (ms)",
+    "max (ms)",
+    "all readers have all (s)",
+    "server peak RSS (MiB)",
+    "server CPU (cores)",
+    "clients CPU (cores)",
+    "load avg",
+]
+
+
+def _commit_section(results: ServerRunResults) -> list[str]:
+    rows = [
+        [
+            f"{r.case.readers}",
+            r.case.mode,
+            f"{r.commits:,}",
+            f"{r.case.writes / r.commits:,.0f}" if r.commits else "—",
+            f"{r.commit_seconds / r.commits * 1000:.2f}" if r.commits else "—",
+            f"{r.commit_seconds / r.wall_s * 100:.0f}%" if r.wall_s else "—",
+            *(f"{r.slow_commits.get(limit, 0):,}" for limit in ("2 ms", "5 ms", "10 ms")),
+        ]
+        for r in results.fanout
+        if r.case.server is SYNCD
+    ]
+    if not rows:
+        return []
+    return [
+        "### syncd's group commits",
+        "",
+        "From syncd's `/metrics` at the end of each case: how many commits (one `write` "
+        "and one `fsync` each) the writes took, and how long a commit's write and fsync "
+        "took on average (and how many took longer than 2, 5 and 10 ms, from its "
+        "`syncd_commit_seconds` histogram). While one commit is being fsync'd the next "
+        "writes queue up for the next, so a slower fsync makes commits larger rather than "
+        "making every write wait for a disk flush of its own.",
+        "",
+        *_table(
+            [
+                "readers",
+                "pace",
+                "commits",
+                "writes per commit",
+                "mean write + fsync (ms)",
+                "share of the run in fsync",
+                "commits > 2 ms",
+                "> 5 ms",
+                "> 10 ms",
+            ],
+            rows,
+            text_columns=2,
+        ),
+        "",
+    ]
+
+
+def _growth_section(growth: GrowthResult | None) -> list[str]:
+    if growth is None:
+        return []
+    rows = [
+        [
+            f"{growth.sizes[doc]:,}",
+            f"{growth.load_seconds[doc]:.1f}",
+            ", ".join(f"{rate:,.0f}" for rate in growth.rates[doc]),
+            f"{growth.median(doc):,.0f}",
+        ]
+        for doc in (SMALL, BIG)
+        if doc in growth.rates
+    ]
+    restarts = [
+        [
+            "new (no `since`): snapshot" if r.client == "new" else "reconnecting (`since`): delta",
+            f"{r.listening_s:.2f}",
+            f"{r.synced_s:.2f}",
+            f"{r.handshake_s * 1000:,.0f}",
+            "full" if r.full else "delta",
+            f"{r.entries:,}",
+        ]
+        for r in growth.restarts
+    ]
+    return [
+        "### syncd: the cost of a write as the document grows",
+        "",
+        "Both documents live in one `syncd serve` process, loaded through the protocol in "
+        "`ops` frames of 1,000 entries. Each repetition sets random existing keys, one per "
+        "message, with one reader following; the documents alternate.",
+        "",
+        *_table(["existing keys", "load (s)", "acked sets/s per repetition", "median"], rows),
+        "",
+        f"Server peak RSS with both documents: {growth.peak_rss / 2**20:,.0f} MiB.",
+        "",
+        f"### syncd: restart after `kill -9` with {growth.sizes[BIG]:,} keys",
+        "",
+        "The server is killed (SIGKILL) right after the last repetition, and started again "
+        "from the same data directory, twice; each time one client connects as soon as the "
+        "port accepts. The reconnecting client's `since` is "
+        f"{growth.since:,} (head {growth.head:,}); its delta holds the entries written since, "
+        "less keys written twice.",
+        "",
+        *_table(
+            [
+                "client",
+                "listening after (s)",
+                "synced after (s)",
+                "hello → synced (ms)",
+                "answer",
+                "entries",
+            ],
+            restarts,
+        ),
+        "",
+    ]
+
+
+def render_markdown(results: ServerRunResults) -> str:
+    """The whole report as Markdown."""
+    m, v, c = results.machine, results.versions, results.config
+    lines = [
+        "# syncd server benchmarks",
+        "",
+        f"Command: `{results.command}` — started {results.started}, took "
+        f"{results.seconds / 60:.1f} min.",
+        "",
+        *_table(
+            ["machine", ""],
+            [
+                ["CPUs (nproc)", str(m.cpus)],
+                ["CPU model", m.cpu_model],
+                ["memory", m.memory],
+                ["system", m.system],
+                ["Python", m.python],
+                ["syncd", f"{m.syncd}, commit {m.commit}"],
+                ["websockets (syncd, pycrdt-websocket)", v.websockets],
+                ["pycrdt-websocket", f"{v.pycrdt_websocket} (pycrdt {m.pycrdt})"],
+                ["@y/websocket-server", f"{v.y_websocket_server} (yjs {v.yjs}, Node {v.node})"],
+                [
+                    "load average (1, 5, 15 min)",
+                    f"{m.load} at the start, {results.load_after} at the end",
+                ],
+                [
+                    "the disk's fsync (150-byte appends, 3 s)",
+                    f"before: {results.fsync_before.describe()}; "
+                    f"after: {results.fsync_after.describe()}"
+                    if results.fsync_before and results.fsync_after
+                    else "not measured",
+                ],
+            ],
+            text_columns=2,
+        ),
+        "",
+        "## Done when",
+        "",
+        *_table(
+            ["check", "measured", "threshold", "verdict"],
+            ([k.name, k.measured, k.threshold, _verdict(k.met)] for k in done_when(results)),
+            text_columns=4,
+        ),
+        "",
+        "## Results",
+        "",
+        f"### One writer, {c.writes:,} single-key sets as fast as acknowledgements allow",
+        "",
+        f"At most {c.window:,} sets unacknowledged. Latency is from the writer's send to the "
+        "arrival at each reader, over every (reader, write) pair; it includes the time a set "
+        "waits in the window, so it measures queueing, not the idle path (see the paced run). "
+        "`ack` is from the send to the writer's acknowledgement (syncd: the `ack` frame, "
+        "after the fsync; the others: the server's echo of the update). "
+        "CPU is in cores (1.00: one core busy the whole run; the machine has 2): the "
+        "server's process, and the writer's and readers' processes together. `load avg` is "
+        "the machine's 1-minute load average as the case ended (other work skews timings).",
+        "",
+        *_table(_FANOUT_HEADER, _fanout_rows(results, paced=False), text_columns=2),
+        "",
+        f"### One writer, {c.paced_writes:,} single-key sets paced at {c.paced_rate:g}/s",
+        "",
+        *_table(_FANOUT_HEADER, _fanout_rows(results, paced=True), text_columns=2),
+        "",
+        *_commit_section(results),
+        *_growth_section(results.growth),
+        "### Checks made by the run",
+        "",
+        *(
+            f"- {r.case.server.name}, {r.case.readers} readers, {r.case.mode}: {r.verified}"
+            + (f"; {r.missing:,} (reader, write) pairs missing" if r.missing else "")
+            for r in results.fanout
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_json(results: ServerRunResults) -> str:
+    """Every number of the run as JSON."""
+    data = asdict(results)
+    for result, raw in zip(results.fanout, data["fanout"], strict=True):
+        raw["acked_per_second"] = result.write.acked_per_second
+        raw["send_rate"] = result.write.send_rate
+    data["done_when"] = [asdict(check) for check in done_when(results)]
+    return json.dumps(data, indent=2, ensure_ascii=False)
