@@ -3,6 +3,10 @@
 //! strictly increasing timestamps. Entries come from a small space of keys, walls,
 //! counters and nodes so that equal timestamps, and so both tie rules, happen often.
 
+mod common;
+
+use common::state;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -69,22 +73,6 @@ fn doc_of(entries: &[Entry<'_>]) -> Document {
     let mut doc = Document::default();
     doc.merge_all(entries);
     doc
-}
-
-/// A document's full state: every entry, tombstones included, as (key, ts, value text).
-fn state(doc: &Document) -> Vec<(String, String, Option<String>)> {
-    let mut all: Vec<_> = doc
-        .entries()
-        .map(|e| {
-            (
-                e.key.to_owned(),
-                e.ts().to_string(),
-                e.value.map(str::to_owned),
-            )
-        })
-        .collect();
-    all.sort();
-    all
 }
 
 /// Contract §1 stated directly: per key, the greatest entry by (ts, live over tombstone,

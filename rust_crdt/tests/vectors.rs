@@ -2,6 +2,10 @@
 //! Rust core: timestamps, canonical JSON, the merge rule, wire entries and `ops` frames.
 //! pytest and vitest read the same files, so every implementation agrees on them.
 
+mod common;
+
+use common::{state, State};
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 
@@ -161,24 +165,6 @@ fn canonical_invalid_are_rejected_with_their_code() {
 }
 
 // ------------------------------------------------------------------------ merge
-
-/// A document's full state: every entry, tombstones included, as (key, ts, value text).
-type State = Vec<(String, String, Option<String>)>;
-
-fn state(doc: &Document) -> State {
-    let mut all: State = doc
-        .entries()
-        .map(|e| {
-            (
-                e.key.to_owned(),
-                e.ts().to_string(),
-                e.value.map(str::to_owned),
-            )
-        })
-        .collect();
-    all.sort();
-    all
-}
 
 /// The expected state of a merge case: `{key: wire entry}`, values as canonical text.
 fn expected_state(case: &Value) -> State {
