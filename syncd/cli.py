@@ -2,7 +2,8 @@
 
 ``serve`` runs the server; the client commands (``get``, ``set``, ``rm``,
 ``dump``, ``load``, ``watch``) are implemented in :mod:`syncd.commands` and only
-registered here. A usage error is one line on stderr and exit code 2.
+registered here, as is ``tui``, the Textual editor (:mod:`tui.app`, imported
+only when it runs). A usage error is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -178,7 +179,16 @@ def _add_client_commands(commands: Any) -> None:
         "  syncd watch\n  syncd watch --initial | jq -r .key",
     )
     watch.add_argument("--initial", action="store_true", help="first print every key as it is now")
-    for command in (get, set_, rm, dump, load, watch):
+    tui = _client_command(
+        commands,
+        "tui",
+        "edit the document in the terminal",
+        "Open the Textual editor of the document: a live table of its keys, with add, edit, "
+        "delete and undo. Works offline: edits wait, also across restarts, and are sent "
+        "when the server is back. Press ? in the editor for its keys.",
+        "  syncd tui\n  syncd tui --url 10.0.0.5:8765 --doc notes",
+    )
+    for command in (get, set_, rm, dump, load, watch, tui):
         add_client_options(command)
 
 
@@ -213,6 +223,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tui(args: argparse.Namespace) -> int:
+    from tui.app import SyncdApp
+
+    try:
+        app = SyncdApp(args.url, args.doc, token=args.token, timeout=args.timeout)
+    except ValueError as error:  # a bad URL or document name
+        print(f"syncd tui: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    # Logging to stderr would draw over the screen: the TUI shows what matters itself.
+    logging.getLogger("syncd").setLevel(logging.CRITICAL)
+    app.run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -223,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(getattr(args, "verbose", False))
     if args.command == "serve":
         return _serve(args)
+    if args.command == "tui":
+        return _tui(args)
     from syncd.commands import run
 
     return run(args)

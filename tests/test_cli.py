@@ -234,7 +234,7 @@ async def test_auth_failures_exit_3_with_one_line(
     assert run.code == 3 and "read-only" in run.message
 
 
-@pytest.mark.parametrize("command", ["get", "set", "rm", "dump", "load", "watch"])
+@pytest.mark.parametrize("command", ["get", "set", "rm", "dump", "load", "watch", "tui"])
 async def test_every_command_has_help_with_an_example(syncd: Syncd, command: str) -> None:
     run = await syncd(command, "--help")
     assert run.code == 0

@@ -1,0 +1,253 @@
+"""The modal screens: the value editor, the delete confirmation, help and the document picker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar, Final, NoReturn
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Markdown, OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+
+from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
+from syncd.protocol import valid_doc_name
+from tui._format import pretty
+
+__all__ = ["ConfirmScreen", "DocPickerScreen", "Edit", "EditorScreen", "HelpScreen"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What the editor returns: the key and its new value."""
+
+    key: str
+    value: JSONValue
+
+
+class InvalidInput(ValueError):
+    """The editor's content cannot be written; the message says why."""
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise InvalidInput(f"Invalid JSON: {name} is not a JSON value")
+
+
+def parse_value(text: str, plain: bool, max_bytes: int) -> JSONValue:
+    """The value the editor holds: ``text`` as a string, or parsed as JSON.
+
+    Raises :class:`InvalidInput` with a reason a user can act on.
+    """
+    if plain:
+        value: JSONValue = text
+    else:
+        try:
+            value = json.loads(text, parse_constant=_no_constant)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(
+                f"Invalid JSON: {error.msg} at line {error.lineno}, column {error.colno} "
+                "(tick 'Plain string' to store the text as it is)"
+            ) from None
+    try:
+        size = len(canonical_json(value).encode("utf-8"))
+    except CrdtError as error:
+        raise InvalidInput(f"Invalid value: {error}") from None
+    if size > max_bytes:
+        raise InvalidInput(f"The value is {size} bytes of JSON, over the limit of {max_bytes}")
+    return value
+
+
+def check_key(key: str) -> str:
+    """``key`` if a document may hold it, else :class:`InvalidInput`."""
+    if not key:
+        raise InvalidInput("The key is empty")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidInput(f"The key is over {MAX_KEY_BYTES} bytes")
+    return key
+
+
+class EditorScreen(ModalScreen[Edit | None]):
+    """Edit one value (or add a key): JSON, checked as you save, or a plain string."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", priority=True),
+    ]
+
+    def __init__(self, key: str | None, value: JSONValue, *, max_bytes: int) -> None:
+        """``key`` None: add a new key; else edit ``key``, whose value is ``value``."""
+        super().__init__()
+        self.key = key
+        self.value = value
+        self.max_bytes = max_bytes
+
+    def compose(self) -> ComposeResult:
+        plain = self.key is not None and isinstance(self.value, str)
+        text = self.value if isinstance(self.value, str) else pretty(self.value)
+        with Vertical(id="editor", classes="dialog"):
+            yield Label("Add a key" if self.key is None else "Edit a value", classes="title")
+            yield Input(
+                self.key or "",
+                placeholder="key",
+                id="key",
+                disabled=self.key is not None,
+            )
+            yield TextArea(
+                text if self.key is not None else "",
+                language=None if plain else "json",
+                id="value",
+                soft_wrap=True,
+                show_line_numbers=False,
+            )
+            yield Checkbox("Plain string (store the text as it is)", plain, id="plain")
+            yield Static("", id="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Save  ctrl+s", variant="primary", id="save")
+                yield Button("Cancel  esc", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#value" if self.key is not None else "#key").focus()
+
+    @on(Checkbox.Changed, "#plain")
+    def _plain_changed(self, event: Checkbox.Changed) -> None:
+        self.query_one("#value", TextArea).language = None if event.value else "json"
+        self.query_one("#error", Static).update("")
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        """Check the key and value; close with them, or show why they cannot be saved."""
+        error = self.query_one("#error", Static)
+        try:
+            key = check_key(self.query_one("#key", Input).value)
+            value = parse_value(
+                self.query_one("#value", TextArea).text,
+                self.query_one("#plain", Checkbox).value,
+                self.max_bytes,
+            )
+        except InvalidInput as problem:
+            error.update(str(problem))
+            return
+        self.dismiss(Edit(key, value))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Close without writing."""
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Asks before a key is deleted: y deletes, n or escape keeps it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm", classes="dialog"):
+            yield Label(self.question, classes="title")
+            with Horizontal(classes="buttons"):
+                yield Button("Delete  y", variant="error", id="yes")
+                yield Button("Keep  n", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        """Close with the answer."""
+        self.dismiss(yes)
+
+
+HELP: Final = """\
+# syncd tui
+
+Every edit is applied here at once and sent to the server; other clients see it
+as soon as the server has it. When two clients write the same key, the write with
+the **newer timestamp wins** (last-writer-wins). If one of your writes loses that
+way, a notification shows both values.
+
+| Key | Action |
+|-----|--------|
+| `a` | add a key |
+| `enter`, `e` | edit the selected value (JSON, or a plain string) |
+| `d` | delete the selected key (asks first) |
+| `u` | undo your last change (written as a new change) |
+| `c` | copy the selected value to the clipboard |
+| `/` | filter keys and values as you type (`esc` clears) |
+| `s` | sort by key or by most recent change |
+| `o` | open or create another document |
+| `ctrl+p` | command palette |
+| `?` | this help |
+| `q` | quit |
+
+A **●** marks a change not acknowledged by the server yet. Offline, changes wait
+(also across restarts of the TUI) and are sent when the connection is back.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """The bindings and how syncing works."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Markdown(HELP)
+
+    def action_close(self) -> None:
+        """Close the help."""
+        self.dismiss(None)
+
+
+class DocPickerScreen(ModalScreen[str | None]):
+    """Pick a document this TUI has opened before, or type a name to open or create one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, known: list[str], current: str) -> None:
+        super().__init__()
+        self.known = known
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker", classes="dialog"):
+            yield Label("Open a document", classes="title")
+            yield Input(placeholder="document name (new or existing), enter", id="name")
+            yield OptionList(
+                *[
+                    Option(f"{doc}  (open)" if doc == self.current else doc, id=doc)
+                    for doc in self.known
+                ],
+                id="known",
+            )
+            yield Static("", id="error")
+
+    @on(Input.Submitted, "#name")
+    def _typed(self, event: Input.Submitted) -> None:
+        name = event.value.strip()
+        if not valid_doc_name(name):
+            self.query_one("#error", Static).update(
+                "A document name is 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
+            )
+            return
+        self.dismiss(name)
+
+    @on(OptionList.OptionSelected, "#known")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        """Close without switching."""
+        self.dismiss(None)
