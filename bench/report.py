@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from bench.cases import CASES, PYTHON_LOADS, SYNCD_FRAMES, SYNCD_VALIDATE, CaseResult
+from bench.display import table
 from bench.memory import MemoryResult
 from bench.runner import RunResults
 from bench.subjects import PYCRDT, PYTHON, SYNCD
@@ -55,16 +56,6 @@ def _ratio(other: Stats | None, syncd: Stats | None) -> str:
     return f"{other.median / syncd.median:.1f}{TIMES}"
 
 
-def _table(
-    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1
-) -> list[str]:
-    """A Markdown table: the first ``text_columns`` aligned left, the numbers right."""
-    rule = ["---" if i < text_columns else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _of(results: RunResults, case: str) -> list[CaseResult]:
     return [r for r in results.cases if r.case == case]
 
@@ -87,7 +78,7 @@ def _case_section(results: RunResults, key: str) -> list[str]:
     count = next((r.count for r in _of(results, key) if r.count), None)
     what = case.what + (f" {count:,} entries." if count else "")
     header = ["entries", SYNCD, PYTHON, PYCRDT, f"{PYTHON} ÷ {SYNCD}", f"{PYCRDT} ÷ {SYNCD}"]
-    lines = [f"### {case.title} ({case.unit})", "", what, "", *_table(header, rows), ""]
+    lines = [f"### {case.title} ({case.unit})", "", what, "", *table(header, rows), ""]
     if key == "frame":
         lines += _frame_breakdown(results)
     return lines
@@ -111,7 +102,7 @@ def _frame_breakdown(results: RunResults) -> list[str]:
         "(the core parses and validates all 1,000 entries, then rejects the frame), and "
         "`json.loads` of the frame alone, the floor of any pure-Python server:",
         "",
-        *_table(header, rows),
+        *table(header, rows),
         "",
     ]
 
@@ -143,7 +134,7 @@ def _changes_section(results: RunResults) -> list[str]:
         f"{PYTHON} ÷ {SYNCD}",
         f"{PYCRDT} ÷ {SYNCD}",
     ]
-    lines = [f"### {case.title} ({case.unit})", "", case.what, "", *_table(header, rows), ""]
+    lines = [f"### {case.title} ({case.unit})", "", case.what, "", *table(header, rows), ""]
     growth = _changes_growth(results)
     if growth is not None:
         small, large, by_subject = growth
@@ -152,7 +143,7 @@ def _changes_section(results: RunResults) -> list[str]:
             f"Cost of the last {fixed:,} changes at {large:,} entries ÷ at {small:,} entries "
             "(1.0 means independent of the document's size):",
             "",
-            *_table(
+            *table(
                 ["", SYNCD, SYNCD_FRAMES, PYTHON, PYCRDT],
                 [
                     [
@@ -205,7 +196,7 @@ def _memory_section(memory: Sequence[MemoryResult]) -> list[str]:
         "(`VmRSS`) is read before and after, garbage collected. Every entry keeps its "
         "timestamp too, so no implementation can reach 0 above raw.",
         "",
-        *_table(header, rows),
+        *table(header, rows),
         "",
     ]
 
@@ -263,7 +254,7 @@ def render_markdown(results: RunResults) -> str:
         f"Command: `{results.command}` — started {results.started}, took "
         f"{results.seconds / 60:.1f} min.",
         "",
-        *_table(
+        *table(
             ["machine", ""],
             [
                 ["CPUs (nproc)", str(m.cpus)],
@@ -284,7 +275,7 @@ def render_markdown(results: RunResults) -> str:
         "",
         "## Done when",
         "",
-        *_table(
+        *table(
             ["check", "measured", "threshold", "verdict"],
             ([k.name, k.measured, k.threshold, _verdict(k.met)] for k in done_when(results)),
             text_columns=4,

@@ -6,24 +6,17 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from bench import cases
 from bench.cases import CaseResult
 from bench.config import Config
 from bench.crosscheck import check_baseline
+from bench.display import progress_bar
 from bench.machine import Machine, describe, load_average
 from bench.memory import MemoryResult, measure_memory
 from bench.subjects import SUBJECTS, SYNCD, Subject, make_subject
@@ -59,18 +52,6 @@ def _steps(config: Config, size: int) -> int:
     per_case = config.warmup + config.repeats
     counts = len(config.changes_counts(size))
     return math.ceil(size / _BUILD_CHUNK) + per_case * (4 + counts) + 1
-
-
-@contextmanager
-def _progress(console: Console) -> Iterator[Progress]:
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        yield progress
 
 
 def _advancer(progress: Progress, task: TaskID) -> Callable[[], None]:
@@ -133,7 +114,7 @@ def run(config: Config, command: str, console: Console) -> RunResults:
     verdict = check_baseline()
     log.info("pure-Python baseline %s", verdict)
     results.checks.append(f"pure-Python baseline {verdict}")
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         for size in config.sizes:
             _run_size(config, size, progress, results)
             gc.collect()

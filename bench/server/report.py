@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from bench.display import table
 from bench.server.fanout import FanoutResult
 from bench.server.growth import BIG, SMALL, GrowthResult
 from bench.server.runner import ServerRunResults
@@ -30,15 +30,6 @@ class Check:
     threshold: str
     met: bool | None
     """``None`` when the run did not measure it."""
-
-
-def _table(
-    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1
-) -> list[str]:
-    rule = ["---" if i < text_columns else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def _ms(value: float | None) -> str:
@@ -195,7 +186,7 @@ def _commit_section(results: ServerRunResults) -> list[str]:
         "writes queue up for the next, so a slower fsync makes commits larger rather than "
         "making every write wait for a disk flush of its own.",
         "",
-        *_table(
+        *table(
             [
                 "readers",
                 "pace",
@@ -245,7 +236,7 @@ def _growth_section(growth: GrowthResult | None) -> list[str]:
         "`ops` frames of 1,000 entries. Each repetition sets random existing keys, one per "
         "message, with one reader following; the documents alternate.",
         "",
-        *_table(["existing keys", "load (s)", "acked sets/s per repetition", "median"], rows),
+        *table(["existing keys", "load (s)", "acked sets/s per repetition", "median"], rows),
         "",
         f"Server peak RSS with both documents: {growth.peak_rss / 2**20:,.0f} MiB.",
         "",
@@ -257,7 +248,7 @@ def _growth_section(growth: GrowthResult | None) -> list[str]:
         f"{growth.since:,} (head {growth.head:,}); its delta holds the entries written since, "
         "less keys written twice.",
         "",
-        *_table(
+        *table(
             [
                 "client",
                 "listening after (s)",
@@ -281,7 +272,7 @@ def render_markdown(results: ServerRunResults) -> str:
         f"Command: `{results.command}` — started {results.started}, took "
         f"{results.seconds / 60:.1f} min.",
         "",
-        *_table(
+        *table(
             ["machine", ""],
             [
                 ["CPUs (nproc)", str(m.cpus)],
@@ -310,7 +301,7 @@ def render_markdown(results: ServerRunResults) -> str:
         "",
         "## Done when",
         "",
-        *_table(
+        *table(
             ["check", "measured", "threshold", "verdict"],
             ([k.name, k.measured, k.threshold, _verdict(k.met)] for k in done_when(results)),
             text_columns=4,
@@ -329,11 +320,11 @@ def render_markdown(results: ServerRunResults) -> str:
         "server's process, and the writer's and readers' processes together. `load avg` is "
         "the machine's 1-minute load average as the case ended (other work skews timings).",
         "",
-        *_table(_FANOUT_HEADER, _fanout_rows(results, paced=False), text_columns=2),
+        *table(_FANOUT_HEADER, _fanout_rows(results, paced=False), text_columns=2),
         "",
         f"### One writer, {c.paced_writes:,} single-key sets paced at {c.paced_rate:g}/s",
         "",
-        *_table(_FANOUT_HEADER, _fanout_rows(results, paced=True), text_columns=2),
+        *table(_FANOUT_HEADER, _fanout_rows(results, paced=True), text_columns=2),
         "",
         *_commit_section(results),
         *_growth_section(results.growth),

@@ -6,22 +6,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
+from bench.display import progress_bar
 from bench.machine import Machine, describe, load_average
 from bench.server.config import ServerConfig
 from bench.server.disk import FsyncProbe, probe_fsync
@@ -92,18 +84,6 @@ def cases(config: ServerConfig) -> list[FanoutCase]:
     return found
 
 
-@contextmanager
-def _progress(console: Console) -> Iterator[Progress]:
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        yield progress
-
-
 async def _run_all(
     config: ServerConfig,
     results: ServerRunResults,
@@ -158,7 +138,7 @@ def run(
         )
     results.fsync_before = probe_fsync()
     log.info("the disk's fsync before the run: %s", results.fsync_before.describe())
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         asyncio.run(_run_all(config, results, progress, growth, profile))
     results.fsync_after = probe_fsync()
     log.info("the disk's fsync after the run: %s", results.fsync_after.describe())

@@ -1,0 +1,34 @@
+"""What every benchmark shows: its progress bar while it runs, Markdown tables after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["progress_bar", "table"]
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[Progress]:
+    """A progress bar with a description, a count and the time elapsed."""
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        yield bar
+
+
+def table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, text_columns: int = 1
+) -> list[str]:
+    """A Markdown table: the first ``text_columns`` aligned left, the numbers right."""
+    rule = ["---" if i < text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
