@@ -85,3 +85,13 @@ def server_process(tmp_path: Path) -> Iterator[ProcessFactory]:
     yield make
     for process in processes:
         process.cleanup()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``$SYNCD_HOME`` (node ids, stores, the CLI's outbox) and no ``SYNCD_*``
+    settings from the environment."""
+    for name in ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SYNCD_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -39,13 +39,7 @@ NEVER: Final = Backoff(initial=60.0, maximum=60.0, jitter=0.0)
 ClientMaker = Callable[..., Awaitable[Client]]
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``$SYNCD_HOME`` and no ``SYNCD_*`` settings from the environment."""
-    for name in ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SYNCD_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ sees it. Every wait is bounded (:func:`tui_helpers.until`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +29,7 @@ from tui.widgets import ConnectionView, StatusBar
 ClientMaker = Callable[..., Awaitable[Client]]
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``$SYNCD_HOME`` (the TUI's store lives there) and no ``SYNCD_*`` settings."""
-    for name in ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SYNCD_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 @pytest.fixture

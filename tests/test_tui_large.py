@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Final
 
 import pytest
@@ -28,13 +27,7 @@ MAX_KEY_LATENCY: Final = 1.0 * FACTOR
 LOAD_TIMEOUT: Final = 60.0 * FACTOR
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``$SYNCD_HOME`` and no ``SYNCD_*`` settings."""
-    for name in ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SYNCD_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 async def key_latency(app: SyncdApp) -> float:

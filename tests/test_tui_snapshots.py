@@ -8,7 +8,6 @@ them (e.g. ``rsvg-convert``) before committing them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -40,13 +39,7 @@ DATA: Final = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``$SYNCD_HOME`` and no ``SYNCD_*`` settings."""
-    for name in ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SYNCD_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 async def seeded(make_server: ServerFactory) -> SyncServer:
