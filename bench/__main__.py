@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from bench.config import FULL_SIZES, QUICK_SIZES, Config
+from bench.display import save_report
 from bench.report import render_json, render_markdown
 from bench.runner import run
 
@@ -53,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         command = "make bench"
     results = run(config, command, console)
     markdown = render_markdown(results)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "latest.md").write_text(markdown + "\n", encoding="utf-8")
-    (args.output / "latest.json").write_text(render_json(results) + "\n", encoding="utf-8")
+    report = save_report(args.output, "latest", markdown, render_json(results))
     print(markdown)
-    logging.getLogger(__name__).info("report saved to %s", args.output / "latest.md")
+    logging.getLogger(__name__).info("report saved to %s", report)
     return 0
 
 

@@ -1,14 +1,15 @@
-"""What every benchmark shows: its progress bar while it runs, Markdown tables after."""
+"""What every benchmark shows: its progress bar while it runs, a Markdown report after."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["progress_bar", "table"]
+__all__ = ["progress_bar", "save_report", "table"]
 
 
 @contextmanager
@@ -32,3 +33,12 @@ def table(
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def save_report(directory: Path, stem: str, markdown: str, samples_json: str) -> Path:
+    """Write ``STEM.md`` and ``STEM.json`` (every sample) into ``directory``; returns the first."""
+    directory.mkdir(parents=True, exist_ok=True)
+    report = directory / f"{stem}.md"
+    report.write_text(markdown + "\n", encoding="utf-8")
+    (directory / f"{stem}.json").write_text(samples_json + "\n", encoding="utf-8")
+    return report

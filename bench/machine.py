@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-__all__ = ["Machine", "describe", "load_average"]
+__all__ = ["Machine", "describe", "load_average", "machine_rows"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +92,16 @@ def load_average() -> str:
         return ", ".join(f"{load:.2f}" for load in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def machine_rows(machine: Machine, load_after: str) -> list[list[str]]:
+    """The rows every report's machine table starts with (reports add their versions)."""
+    return [
+        ["CPUs (nproc)", str(machine.cpus)],
+        ["CPU model", machine.cpu_model],
+        ["memory", machine.memory],
+        ["system", machine.system],
+        ["Python", machine.python],
+        ["syncd", f"{machine.syncd}, commit {machine.commit}"],
+        ["load average (1, 5, 15 min)", f"{machine.load} at the start, {load_after} at the end"],
+    ]

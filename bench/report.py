@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from bench.cases import CASES, PYTHON_LOADS, SYNCD_FRAMES, SYNCD_VALIDATE, CaseResult
 from bench.display import table
+from bench.machine import machine_rows
 from bench.memory import MemoryResult
 from bench.runner import RunResults
 from bench.subjects import PYCRDT, PYTHON, SYNCD
@@ -257,18 +258,9 @@ def render_markdown(results: RunResults) -> str:
         *table(
             ["machine", ""],
             [
-                ["CPUs (nproc)", str(m.cpus)],
-                ["CPU model", m.cpu_model],
-                ["memory", m.memory],
-                ["system", m.system],
-                ["Python", m.python],
+                *machine_rows(m, results.load_after),
                 ["rustc", m.rustc],
-                ["syncd", f"{m.syncd}, commit {m.commit}"],
                 ["pycrdt", m.pycrdt],
-                [
-                    "load average (1, 5, 15 min)",
-                    f"{m.load} at the start, {results.load_after} at the end",
-                ],
             ],
             text_columns=2,
         ),

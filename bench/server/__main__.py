@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from bench.display import save_report
 from bench.server.config import FULL, QUICK
 from bench.server.report import render_json, render_markdown
 from bench.server.runner import run
@@ -61,11 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
     )
     markdown = render_markdown(results)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "server-latest.md").write_text(markdown + "\n", encoding="utf-8")
-    (args.output / "server-latest.json").write_text(render_json(results) + "\n", encoding="utf-8")
+    report = save_report(args.output, "server-latest", markdown, render_json(results))
     print(markdown)
-    logging.getLogger(__name__).info("report saved to %s", args.output / "server-latest.md")
+    logging.getLogger(__name__).info("report saved to %s", report)
     return 0
 
 

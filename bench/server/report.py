@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from bench.display import table
+from bench.machine import machine_rows
 from bench.server.fanout import FanoutResult
 from bench.server.growth import BIG, SMALL, GrowthResult
 from bench.server.runner import ServerRunResults
@@ -275,19 +276,10 @@ def render_markdown(results: ServerRunResults) -> str:
         *table(
             ["machine", ""],
             [
-                ["CPUs (nproc)", str(m.cpus)],
-                ["CPU model", m.cpu_model],
-                ["memory", m.memory],
-                ["system", m.system],
-                ["Python", m.python],
-                ["syncd", f"{m.syncd}, commit {m.commit}"],
+                *machine_rows(m, results.load_after),
                 ["websockets (syncd, pycrdt-websocket)", v.websockets],
                 ["pycrdt-websocket", f"{v.pycrdt_websocket} (pycrdt {m.pycrdt})"],
                 ["@y/websocket-server", f"{v.y_websocket_server} (yjs {v.yjs}, Node {v.node})"],
-                [
-                    "load average (1, 5, 15 min)",
-                    f"{m.load} at the start, {results.load_after} at the end",
-                ],
                 [
                     "the disk's fsync (150-byte appends, 3 s)",
                     f"before: {results.fsync_before.describe()}; "
