@@ -42,6 +42,19 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _not_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind``, zero or more."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        return value
+
+    parse.__name__ = getattr(kind, "__name__", "number")
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr (exit 2)."""
 
@@ -98,6 +111,45 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(float),
         default=30.0,
         help="days deleted keys are remembered",
+    )
+    serve.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web page origin that may connect, e.g. http://127.0.0.1:5173 (repeatable; "
+        "'*' allows any). Clients without an Origin header and the server's own web client "
+        "are always allowed",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=_not_negative(float),
+        default=1000.0,
+        help="messages per second a connection may send on average (0: no limit)",
+    )
+    serve.add_argument(
+        "--rate-burst",
+        type=_positive(int),
+        default=2000,
+        help="messages a connection may send at once above its rate",
+    )
+    serve.add_argument(
+        "--evict-after",
+        type=_positive(float),
+        default=60.0,
+        help="seconds a document with no clients stays in memory",
+    )
+    serve.add_argument(
+        "--open-timeout",
+        type=_positive(float),
+        default=10.0,
+        help="seconds a connection has to complete its opening handshake",
+    )
+    serve.add_argument(
+        "--fold-min-bytes",
+        type=_positive(int),
+        default=4 << 20,
+        help="log bytes before a document's log may be folded into its file",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     _add_client_commands(commands)
@@ -210,6 +262,12 @@ def _serve(args: argparse.Namespace) -> int:
         max_skew=args.max_skew,
         queue_limit=args.queue_limit,
         tombstone_retention=args.tombstone_retention,
+        allowed_origins=tuple(args.allowed_origin),
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        evict_after=args.evict_after,
+        open_timeout=args.open_timeout,
+        fold_min_bytes=args.fold_min_bytes,
     )
     try:
         asyncio.run(run(config))

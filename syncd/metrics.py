@@ -49,6 +49,14 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("syncd_errors", "Error frames sent, by code.", ["code"], registry=r)
+        self.store_failures = Counter(
+            "syncd_store_failures",
+            "Commits that could not be written (each document reloaded from disk).",
+            registry=r,
+        )
+        self.evictions = Counter(
+            "syncd_evictions", "Documents dropped from memory for having no clients.", registry=r
+        )
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""

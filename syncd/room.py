@@ -1,11 +1,17 @@
 """A document being served: its replica, its clients, and its commit pipeline.
 
-Writes are applied to the in-memory replica as they arrive (the core validates
-and merges a whole ``ops`` frame at once) and queued. One commit task per room
-takes everything queued, appends it to the log with a single fsync (group
-commit), and only then acknowledges each writer and broadcasts to the others:
-the applied entries of consecutive messages of one origin go out as one frame.
-Each client receives acks and broadcasts in seq order.
+Writes wait in a queue as they arrive. One commit task per room takes
+everything queued, applies it to the in-memory replica (the core validates and
+merges each ``ops`` frame whole), appends what won to the log with a single
+fsync (group commit), and only then acknowledges each writer and broadcasts to
+the others: the applied entries of consecutive messages of one origin go out as
+one frame. Each client receives acks and broadcasts in seq order.
+
+The replica holds uncommitted entries only while a commit is under way, and a
+client joins only between commits (both hold the room's lock), so no snapshot
+ever shows a write that is not on disk. If the disk refuses a commit (full,
+failing), its writers are answered ``internal`` (their clients send again
+later), the replica is reloaded from disk, and the next commit tries again.
 
 Frames are written to a client's socket without waiting for it. A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
@@ -19,7 +25,6 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
@@ -28,13 +33,12 @@ from syncd.metrics import Metrics
 from syncd.protocol import (
     Hello,
     ProtocolError,
-    error_frame,
     message_id,
     presence_frame,
     synced_frame,
     welcome_frame,
 )
-from syncd.store import DocumentStore, StoreError
+from syncd.store import DocumentStore, Fold, StoreError
 
 __all__ = ["Client", "Room", "RoomSettings", "close_or_abort"]
 
@@ -54,6 +58,14 @@ class RoomSettings:
     tombstone_retention_ms: int
     close_timeout: float = 3.0
     """Seconds a dropped client has to complete the close before its TCP is cut."""
+    max_value_bytes: int = 65_536
+    max_ops: int = 1000
+    intake_limit: int = 16 << 20
+    """Bytes of writes waiting for the commit task before their senders are made to wait."""
+
+    def new_document(self) -> Document:
+        """An empty replica held to these limits."""
+        return Document(max_value_bytes=self.max_value_bytes, max_ops=self.max_ops)
 
 
 @dataclass(eq=False)
@@ -91,24 +103,56 @@ class Room:
         self.metrics = metrics
         self.clients: list[Client] = []
         self._nodes: Counter[str] = Counter()
-        self._pending: list[tuple[Client, FrameResult]] = []
+        self._queue: list[tuple[Client, str]] = []
+        self._queued_bytes = 0
+        self._intake_open = asyncio.Event()
+        self._intake_open.set()
+        self._lock = asyncio.Lock()
+        """Held by a commit and by a join: the replica is then as committed, or being so."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._joining = 0
+        self._unused_since = time.monotonic()
         self._failed: StoreError | None = None
         self._folding: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
 
+    @classmethod
+    async def open(
+        cls, name: str, store: DocumentStore, clock: Clock, settings: RoomSettings, metrics: Metrics
+    ) -> Room:
+        """The room of a document, read from its files (if any) in a thread."""
+        doc = settings.new_document()
+        await asyncio.to_thread(store.load, doc)
+        return cls(name, doc, store, clock, settings, metrics)
+
+    @property
+    def unused_since(self) -> float | None:
+        """Since when (``time.monotonic()``) no client and no write has used the room;
+        ``None`` while one does."""
+        if self.clients or self._joining or not self._idle.is_set():
+            return None
+        return self._unused_since
+
     # -- joining and leaving ------------------------------------------------
 
-    def join(self, client: Client, hello: Hello) -> list[str]:
+    async def join(self, client: Client, hello: Hello) -> list[str]:
         """Register ``client`` and return its handshake: welcome, entries…, synced.
 
-        Runs without awaiting, so no change slips between the snapshot and the
-        broadcasts that follow it; those wait in the client's backlog until
-        :meth:`synced`.
+        Runs between commits and without awaiting once begun, so the snapshot is
+        of committed writes and no change slips between it and the broadcasts
+        that follow; those wait in the client's backlog until :meth:`synced`.
         """
+        self._joining += 1
+        try:
+            async with self._lock:
+                return self._join(client, hello)
+        finally:
+            self._joining -= 1
+
+    def _join(self, client: Client, hello: Hello) -> list[str]:
         doc, since = self.doc, hello.since
         seq = doc.seq
         # A delta only within this lineage and between the horizon and the head (§4).
@@ -148,30 +192,23 @@ class Room:
         if self._nodes[client.node] == 0:
             del self._nodes[client.node]
             self._send_all(presence_frame(left=[client.node]))
+        if not self.clients:
+            self._unused_since = time.monotonic()
 
     # -- writing --------------------------------------------------------------
 
-    def submit(self, client: Client, text: str) -> None:
-        """Apply an ``ops`` frame now; it is acknowledged once committed.
+    async def submit(self, client: Client, text: str) -> None:
+        """Queue an ``ops`` frame: the commit task applies it, commits it and answers it.
 
-        Raises :class:`CrdtError` (nothing applied) for a frame the core rejects,
-        :class:`ProtocolError` once the document's store has failed.
+        Waits while too much is queued already, so a flood of writes slows its
+        senders down instead of filling the memory.
         """
-        if self._failed is not None:
-            raise ProtocolError(
-                "internal",
-                f"the server cannot write this document now: {self._failed}",
-                id=message_id(text),
-            )
-        try:
-            result = self.doc.apply_frame(
-                text, now_ms=wall_clock_ms(), max_skew_ms=self.settings.max_skew_ms
-            )
-        except CrdtError as error:
-            if error.code == "clock_skew":
-                self.metrics.clock_skew_rejections.inc()
-            raise
-        self._pending.append((client, result))
+        if self._queued_bytes > self.settings.intake_limit:
+            await self._intake_open.wait()
+        self._queue.append((client, text))
+        self._queued_bytes += len(text)
+        if self._queued_bytes > self.settings.intake_limit:
+            self._intake_open.clear()
         self._idle.clear()
         self._wake.set()
 
@@ -191,53 +228,100 @@ class Room:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, []
-            if batch:
-                try:
-                    await self._commit(batch)
-                except Exception:
-                    # Never leave writers waiting forever on a commit that cannot finish.
-                    logger.exception("document %s: commit failed", self.name)
-                    self._fail(batch, StoreError("unexpected failure while committing"))
-            if not self._pending:
+            async with self._lock:
+                batch, self._queue, self._queued_bytes = self._queue, [], 0
+                self._intake_open.set()
+                if batch:
+                    try:
+                        await self._commit(batch)
+                    except Exception:
+                        # Never leave writers waiting on a commit that cannot finish.
+                        logger.exception("document %s: commit failed", self.name)
+                        await self._recover([(c, None) for c, _ in batch])
+            if not self._queue:
+                self._unused_since = time.monotonic()
                 self._idle.set()
 
-    async def _commit(self, batch: list[tuple[Client, FrameResult]]) -> None:
-        lines = "".join(line for _, result in batch if (line := result.log_line()))
-        applied = sum(result.applied for _, result in batch)
+    async def _commit(self, batch: list[tuple[Client, str]]) -> None:
+        if self._failed is not None:
+            message = f"the server cannot write this document now: {self._failed}"
+            for client, text in batch:
+                self._reject(client, ProtocolError("internal", message, id=message_id(text)))
+            return
+        if not self.store.created:
+            try:
+                await asyncio.to_thread(self.store.create, self.doc)
+            except StoreError as error:
+                logger.error("document %s: %s", self.name, error)
+                self.metrics.store_failures.inc()
+                for client, text in batch:
+                    self._reject(client, _not_stored(message_id(text)))
+                return
+        results = self._apply(batch)
+        lines = "".join(line for _, result in results if (line := result.log_line()))
         if lines:
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(self.store.append, lines)
             except StoreError as error:
-                self._fail(batch, error)
+                logger.error("document %s: %s", self.name, error)
+                await self._recover([(c, r.id) for c, r in results])
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self.metrics.ops_applied.inc(applied)
-        self.metrics.ops_ignored.inc(sum(result.ignored for _, result in batch))
-        self._dispatch(batch)
+        self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
+        self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
+        self._dispatch(results)
         if self._folding is None and self.store.fold_due():
-            # Here, between two appends: the commit loop is the only one to append.
-            covered = self.store.begin_fold()
-            self._folding = asyncio.create_task(self._fold(covered), name=f"fold {self.name}")
+            await self._begin_fold()
 
-    def _fail(self, batch: list[tuple[Client, FrameResult]], error: StoreError) -> None:
-        """Answer a commit that did not reach the disk, and refuse writes from now on."""
-        logger.error("document %s: %s; refusing writes until restarted", self.name, error)
-        self._failed = error
-        for client, result in batch:
-            self.send(client, error_frame("internal", "the write could not be stored", result.id))
+    def _apply(self, batch: list[tuple[Client, str]]) -> list[tuple[Client, FrameResult]]:
+        """Merge each queued frame into the replica; answer those the core rejects."""
+        results = []
+        for client, text in batch:
+            try:
+                result = self.doc.apply_frame(
+                    text, now_ms=wall_clock_ms(), max_skew_ms=self.settings.max_skew_ms
+                )
+            except CrdtError as error:
+                if error.code == "clock_skew":
+                    self.metrics.clock_skew_rejections.inc()
+                self._reject(client, ProtocolError.from_crdt(error))
+            else:
+                results.append((client, result))
+        return results
 
-    def _dispatch(self, batch: list[tuple[Client, FrameResult]]) -> None:
+    async def _recover(self, writers: list[tuple[Client, int | None]]) -> None:
+        """A commit did not reach the disk: refuse its writes and reload the replica
+        from disk, which holds exactly what was acknowledged."""
+        self.metrics.store_failures.inc()
+        for client, id in writers:
+            self._reject(client, _not_stored(id))
+        if self._folding is not None:
+            await self._folding
+        doc = self.settings.new_document()
+        try:
+            await asyncio.to_thread(self.store.load, doc)
+        except StoreError as error:
+            logger.error("document %s: %s; refusing writes until restarted", self.name, error)
+            self._failed = error
+            return
+        self.doc = doc
+        logger.warning("document %s: reloaded from disk after a failed commit", self.name)
+
+    def _reject(self, client: Client, error: ProtocolError) -> None:
+        self.metrics.errors.labels(error.code).inc()
+        self.send(client, error.frame())
+
+    def _dispatch(self, results: list[tuple[Client, FrameResult]]) -> None:
         """Ack each writer and broadcast to the others, run by run of one origin."""
         start = 0
-        while start < len(batch):
-            writer = batch[start][0]
+        while start < len(results):
+            writer = results[start][0]
             end = start
-            while end < len(batch) and batch[end][0] is writer:
+            while end < len(results) and results[end][0] is writer:
                 end += 1
-            run = [result for _, result in batch[start:end]]
+            run = [result for _, result in results[start:end]]
             for result in run:
                 self.send(writer, result.ack())
             self._broadcast_run(writer, [r for r in run if r.applied])
@@ -262,16 +346,29 @@ class Room:
             for frame in frames:
                 self.send(client, frame)
 
-    async def _fold(self, covered: list[Path]) -> None:
-        retention = self.settings.tombstone_retention_ms
-        cutoff = max(wall_clock_ms() - retention, 0)
+    async def _begin_fold(self) -> None:
+        """Take the committed document for a fold (in a thread: purging and copying it
+        takes a while at a million keys), then let the fold write it meanwhile."""
+        cutoff = max(wall_clock_ms() - self.settings.tombstone_retention_ms, 0)
         purge_before = f"{cutoff:013d}-00000-0"
         try:
-            purged = await asyncio.to_thread(self.store.fold, self.doc, covered, purge_before)
+            fold = await asyncio.to_thread(self.store.begin_fold, self.doc, purge_before)
+        except OSError:
+            logger.exception(
+                "document %s: cannot begin a fold; the log keeps everything", self.name
+            )
+            return
+        self._folding = asyncio.create_task(self._fold(fold), name=f"fold {self.name}")
+
+    async def _fold(self, fold: Fold) -> None:
+        try:
+            await asyncio.to_thread(self.store.fold, fold)
         except OSError:
             logger.exception("document %s: fold failed; the log keeps everything", self.name)
         else:
-            logger.debug("document %s: folded the log, purged %d tombstones", self.name, purged)
+            logger.debug(
+                "document %s: folded the log, purged %d tombstones", self.name, fold.purged
+            )
         finally:
             self._folding = None
 
@@ -324,6 +421,10 @@ async def close_or_abort(
             await connection.close(code, reason)
     except TimeoutError:
         connection.transport.abort()
+
+
+def _not_stored(id: int | None) -> ProtocolError:
+    return ProtocolError("internal", "the write could not be stored; send it again later", id=id)
 
 
 def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[str]:

@@ -4,6 +4,13 @@ One port answers both the protocol at ``/ws`` and plain HTTP: ``/healthz``,
 ``/metrics`` and the built web client at ``/``. Each connection runs
 :class:`~syncd.protocol.ServerSession` over its frames and hands writes to the
 :class:`~syncd.room.Room` of its document.
+
+Defences: a browser page may open ``/ws`` only from the server's own origin or
+one given with ``--allowed-origin`` (cross-site WebSocket hijacking); each
+connection's messages are rate limited (``rate_limited``); the opening
+handshake must finish within ``--open-timeout`` (slowloris); and a document
+with no clients is dropped from memory after ``--evict-after`` seconds, to be
+read again from disk by the next client.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ import asyncio
 import logging
 import mimetypes
 import signal
+import time
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -22,7 +32,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError
 from websockets.http11 import Request, Response
 
-from syncd.crdt import Clock, CrdtError, Document
+from syncd.crdt import Clock
 from syncd.metrics import CONTENT_TYPE, Metrics
 from syncd.protocol import (
     Access,
@@ -31,16 +41,20 @@ from syncd.protocol import (
     PingEvent,
     ProtocolError,
     ServerSession,
+    message_id,
     pong_frame,
 )
+from syncd.ratelimit import TokenBucket
 from syncd.room import Client, Room, RoomSettings, close_or_abort
-from syncd.store import DataDirectory
+from syncd.store import DataDirectory, StoreError
 
 __all__ = ["ServerConfig", "SyncServer", "run"]
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+INTERNAL_ERROR = 1011
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web-client" / "dist"
 
 
@@ -63,6 +77,18 @@ class ServerConfig:
     tombstone_retention: float = 30.0
     """Days a tombstone is kept."""
     close_timeout: float = 3.0
+    allowed_origins: tuple[str, ...] = ()
+    """Web page origins that may open ``/ws`` besides the server's own (``*``: any)."""
+    rate_limit: float = 1000.0
+    """Messages per second a connection may send on average (0: no limit)."""
+    rate_burst: int = 2000
+    """Messages a connection may send at once above its rate."""
+    evict_after: float = 60.0
+    """Seconds a document with no clients stays in memory."""
+    open_timeout: float = 10.0
+    """Seconds a connection has to complete its opening handshake."""
+    fold_min_bytes: int = 4 << 20
+    """Log bytes before a document's log may be folded into its file."""
     web_root: Path = field(default=WEB_ROOT)
 
 
@@ -73,18 +99,22 @@ class SyncServer:
         self.config = config
         self.access = Access(config.token, config.read_token)
         self.metrics = Metrics()
-        self.data = DataDirectory(config.data)
+        self.data = DataDirectory(config.data, config.fold_min_bytes)
         self.rooms: dict[str, Room] = {}
-        self._loading: dict[str, asyncio.Lock] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._evicting: dict[str, asyncio.Task[None]] = {}
         self._settings = RoomSettings(
             max_frame_bytes=config.max_frame_bytes,
             max_skew_ms=int(config.max_skew * 1000),
             queue_limit=config.queue_limit,
             tombstone_retention_ms=int(config.tombstone_retention * DAY_MS),
             close_timeout=config.close_timeout,
+            max_value_bytes=config.max_value_bytes,
+            max_ops=config.max_ops,
         )
         self._clock: Clock | None = None
         self._server: Server | None = None
+        self._evictor: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -111,8 +141,10 @@ class SyncServer:
             process_request=self._process_request,
             max_size=self.config.max_frame_bytes,
             close_timeout=self.config.close_timeout,
+            open_timeout=self.config.open_timeout,
             compression=None,
         )
+        self._evictor = asyncio.create_task(self._evict_unused(), name="evictor")
         logger.info("syncd listening on %s, data in %s", self.url, self.config.data.resolve())
 
     async def stop(self) -> None:
@@ -120,6 +152,9 @@ class SyncServer:
         if self._server is None:
             return
         self._server.close(close_connections=False)
+        if self._evictor is not None:
+            self._evictor.cancel()
+        await asyncio.gather(*self._evicting.values())
         for room in self.rooms.values():
             await room.drain()
         await asyncio.gather(
@@ -135,21 +170,46 @@ class SyncServer:
         logger.info("syncd stopped")
 
     async def room(self, name: str) -> Room:
-        """The room of document ``name``, loading or creating it on first use."""
+        """The room of document ``name``, loading it (or starting it empty) if needed."""
         if (room := self.rooms.get(name)) is not None:
             return room
-        async with self._loading.setdefault(name, asyncio.Lock()):
-            if (room := self.rooms.get(name)) is not None:
-                return room
-            assert self._clock is not None
-            doc = Document(max_value_bytes=self.config.max_value_bytes, max_ops=self.config.max_ops)
-            store = self.data.document(name)
-            await asyncio.to_thread(store.load, doc)
-            room = Room(name, doc, store, self._clock, self._settings, self.metrics)
-            self.rooms[name] = room
-            self.metrics.documents.set(len(self.rooms))
-            logger.debug("document %s loaded: %d keys, seq %d", name, len(doc), doc.seq)
-            return room
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = asyncio.create_task(self._load(name), name=f"load {name}")
+            self._loading[name] = loading
+            loading.add_done_callback(partial(_forget, self._loading, name))
+        # Shielded: a client leaving mid-load must not cancel it for the others waiting.
+        return await asyncio.shield(loading)
+
+    async def _load(self, name: str) -> Room:
+        if (evicting := self._evicting.get(name)) is not None:
+            await evicting  # its last fold and log must be closed before the files are read
+        assert self._clock is not None
+        room = await Room.open(
+            name, self.data.document(name), self._clock, self._settings, self.metrics
+        )
+        self.rooms[name] = room
+        self.metrics.documents.set(len(self.rooms))
+        logger.debug("document %s loaded: %d keys, seq %d", name, len(room.doc), room.doc.seq)
+        return room
+
+    async def _evict_unused(self) -> None:
+        """Drop from memory each document that has had no client for ``evict_after`` s."""
+        limit = self.config.evict_after
+        while True:
+            await asyncio.sleep(min(limit / 2, 10.0))
+            now = time.monotonic()
+            for name, room in list(self.rooms.items()):
+                since = room.unused_since
+                if since is None or now - since < limit:
+                    continue
+                del self.rooms[name]
+                self.metrics.documents.set(len(self.rooms))
+                self.metrics.evictions.inc()
+                closing = asyncio.create_task(room.close(), name=f"evict {name}")
+                self._evicting[name] = closing
+                closing.add_done_callback(partial(_forget, self._evicting, name))
+                logger.debug("document %s evicted from memory", name)
 
     # -- WebSocket ------------------------------------------------------------
 
@@ -157,20 +217,25 @@ class SyncServer:
         session = ServerSession(self.access)
         room: Room | None = None
         client: Client | None = None
+        rate = self.config.rate_limit
+        bucket = TokenBucket(rate, self.config.rate_burst) if rate > 0 else None
         self.metrics.connections.inc()
         logger.debug("connection from %s", connection.remote_address)
         try:
             async for message in connection:
                 try:
+                    if bucket is not None and not bucket.take():
+                        raise ProtocolError(
+                            "rate_limited",
+                            f"over {rate:g} messages per second: send it again later",
+                            id=message_id(message) if isinstance(message, str) else None,
+                        )
                     if isinstance(message, bytes):
                         raise session.receive_binary()
                     event = session.receive(message)
                     if isinstance(event, OpsEvent):
                         assert room is not None and client is not None
-                        try:
-                            room.submit(client, event.text)
-                        except CrdtError as error:
-                            raise ProtocolError.from_crdt(error) from None
+                        await room.submit(client, event.text)
                     elif isinstance(event, PingEvent):
                         assert self._clock is not None
                         answer = pong_frame(event.id, self._clock.now())
@@ -179,9 +244,17 @@ class SyncServer:
                         else:
                             await connection.send(answer)
                     elif isinstance(event, HelloEvent):
-                        room = await self.room(event.hello.doc)
+                        try:
+                            room = await self.room(event.hello.doc)
+                        except StoreError as error:
+                            logger.error("document %s: %s", event.hello.doc, error)
+                            raise ProtocolError(
+                                "internal",
+                                "the server cannot read this document now",
+                                close_code=INTERNAL_ERROR,
+                            ) from None
                         client = Client(connection, event.hello.node, event.readonly)
-                        for frame in room.join(client, event.hello):
+                        for frame in await room.join(client, event.hello):
                             await connection.send(frame)
                         room.synced(client)
                 except ProtocolError as error:
@@ -208,12 +281,36 @@ class SyncServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/ws":
-            return None
+            return self._check_origin(connection, request)
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/metrics":
             return _response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         return self._static(connection, path)
+
+    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse ``/ws`` to a web page of another site (cross-site WebSocket hijacking).
+
+        Allowed: no ``Origin`` (not a browser: the CLI, scripts), the origins given
+        with ``--allowed-origin``, and the server's own origin: the page's host and
+        port are those of the request, and the host is a loopback name or ``--host``
+        (a page of another site that renamed itself to this address by DNS
+        rebinding keeps its own host name).
+        """
+        origin = request.headers.get("Origin")
+        allowed = self.config.allowed_origins
+        if origin is None or "*" in allowed or origin in allowed:
+            return None
+        page = urlsplit(origin)
+        same = page.netloc.lower() == request.headers.get("Host", "").lower()
+        if same and page.hostname in {*LOOPBACK_NAMES, self.config.host}:
+            return None
+        logger.warning("refused a WebSocket from origin %s", origin)
+        return connection.respond(
+            HTTPStatus.FORBIDDEN,
+            f"Origin {origin} may not connect: start the server with --allowed-origin {origin} "
+            "to allow it.\n",
+        )
 
     def _static(self, connection: ServerConnection, path: str) -> Response:
         root = self.config.web_root.resolve()
@@ -233,6 +330,11 @@ class SyncServer:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not found.\n")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return _response(HTTPStatus.OK, target.read_bytes(), kind)
+
+
+def _forget(tasks: dict[str, Any], name: str, _: object) -> None:
+    """A done callback: the task of ``name`` is over."""
+    tasks.pop(name, None)
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:

@@ -7,12 +7,13 @@ Under the data directory (``--data``, default ``./syncd-data``)::
                        table "entries", one record per key, its doc_id the entry's seq
     docs/NAME.N.log    log segment N: one line per applied message, {"seq", "ops"}
 
-A commit appends its lines to the newest segment and fsyncs it; only then is it
-acknowledged. Its cost does not depend on the document's size. When the log has
-grown as large as the file, a *fold* writes the whole document to a new file
-(write, fsync, rename: :func:`syncd.files.atomic_write`) and deletes the
-segments it covers; tombstones past the retention period are purged then.
-Every server start opens a new segment, so a line torn by a crash is always the
+A document's files are created by its first write: naming a document only
+reads it. A commit appends its lines to the newest segment and fsyncs it; only
+then is it acknowledged. Its cost does not depend on the document's size. When
+the log has grown as large as the file, a *fold* writes the whole document to a
+new file (write, fsync, rename: :func:`syncd.files.atomic_write`) and deletes
+the segments it covers; tombstones past the retention period are purged then.
+Each load appends to a new segment, so a line torn by a crash is always the
 last of its segment and is skipped when loading; any other unreadable line or
 file stops the server with an error that names the file, which is left as is.
 """
@@ -34,13 +35,11 @@ from syncd.crdt import CrdtError, Document, validate_node
 from syncd.errors import SyncdError
 from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
 
-__all__ = ["CorruptFileError", "DataDirectory", "DocumentStore", "StoreError"]
+__all__ = ["CorruptFileError", "DataDirectory", "DocumentStore", "Fold", "StoreError"]
 
 logger = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"(?P<doc>.+)\.(?P<number>[0-9]+)\.log")
-# A fold is due when the log outgrows the file, but never for less than this.
-_MIN_FOLD_BYTES = 4 << 20
 
 
 class StoreError(SyncdError):
@@ -66,8 +65,9 @@ def _new_id(prefix: str) -> str:
 class DataDirectory:
     """The server's data directory: its node id and one store per document."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fold_min_bytes: int = 4 << 20) -> None:
         self.root = root
+        self.fold_min_bytes = fold_min_bytes
         self.docs = root / "docs"
         self.node = ""
 
@@ -101,7 +101,17 @@ class DataDirectory:
 
     def document(self, name: str) -> DocumentStore:
         """The store of the document ``name`` (which must be a valid document name)."""
-        return DocumentStore(self.docs, name, self.node)
+        return DocumentStore(self.docs, name, self.node, self.fold_min_bytes)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A fold in progress: the document's new file and the log segments it replaces."""
+
+    text: str
+    covered: list[Path]
+    purged: int
+    """How many tombstones were purged from the document for it."""
 
 
 @dataclass
@@ -117,6 +127,8 @@ class DocumentStore:
     directory: Path
     name: str
     server_node: str
+    fold_min_bytes: int = 4 << 20
+    """A fold is due when the log outgrows the file, but never for less than this."""
     epoch: str = ""
     _segments: list[_Segment] = field(default_factory=list)
     _fd: int | None = None
@@ -128,11 +140,18 @@ class DocumentStore:
         """The document's TinyDB file."""
         return self.directory / f"{self.name}.json"
 
-    def load(self, doc: Document) -> None:
-        """Fill ``doc`` from the file and the log, then open a new log segment.
+    @property
+    def created(self) -> bool:
+        """Whether the document has its file (it has been written to)."""
+        return self._file_bytes > 0
 
-        A document with no files is created (with a new epoch).
+    def load(self, doc: Document) -> None:
+        """Fill ``doc`` from the file and the log; appends will go to a new segment.
+
+        A document with no files gets a new epoch; :meth:`create` writes its file.
         """
+        self.close()
+        self.epoch, self._segments, self._log_bytes, self._file_bytes = "", [], 0, 0
         temporary_path(self.path).unlink(missing_ok=True)
         after = 0
         if self.path.exists():
@@ -141,11 +160,18 @@ class DocumentStore:
         for segment in self._segments:
             self._replay(doc, segment.path, after)
         if not self.epoch:
+            self.epoch = _new_id("e")
             if self._segments:
                 logger.warning("%s: no file for the log; starting a new epoch", self.path)
-            self.epoch = _new_id("e")
+                self.write_file(doc)
+
+    def create(self, doc: Document) -> None:
+        """Write the file of a document that has none yet (before its first append)."""
+        try:
             self.write_file(doc)
-        self._open_segment()
+        except OSError as error:
+            temporary_path(self.path).unlink(missing_ok=True)
+            raise StoreError(f"cannot create {self.path}: {error}") from None
 
     def _load_file(self, doc: Document) -> int:
         try:
@@ -188,28 +214,31 @@ class DocumentStore:
             raise CorruptFileError(path, str(error)) from None
         self._log_bytes += len(data)
 
-    def _open_segment(self) -> None:
+    def _open_segment(self) -> int:
         number = self._segments[-1].number + 1 if self._segments else 1
         path = self.directory / f"{self.name}.{number}.log"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        fsync_directory(self.directory)
         self._segments.append(_Segment(number, path))
+        fsync_directory(self.directory)
+        return self._fd
 
     def append(self, lines: str) -> None:
         """Append log lines and fsync them; on failure the segment is cut back, not torn."""
-        assert self._fd is not None, "load() opens the log"
+        assert self.created, "create() first"
         data = lines.encode("utf-8")
-        size: int | None = None
+        fd, size = self._fd, None
         try:
-            size = os.fstat(self._fd).st_size
-            written = os.write(self._fd, data)
+            if fd is None:
+                fd = self._open_segment()
+            size = os.fstat(fd).st_size
+            written = os.write(fd, data)
             if written != len(data):
                 raise OSError(f"short write ({written} of {len(data)} bytes)")
-            os.fsync(self._fd)
+            os.fsync(fd)
         except OSError as error:
             try:
-                if size is not None:
-                    os.ftruncate(self._fd, size)
+                if fd is not None and size is not None:
+                    os.ftruncate(fd, size)
             except OSError:
                 logger.exception("%s: could not cut back a failed write", self._segments[-1].path)
             raise StoreError(f"cannot write {self._segments[-1].path}: {error}") from None
@@ -217,41 +246,42 @@ class DocumentStore:
 
     def fold_due(self) -> bool:
         """Whether the log has grown enough to be folded into the file."""
-        return self._log_bytes > max(_MIN_FOLD_BYTES, self._file_bytes)
+        return self._log_bytes > max(self.fold_min_bytes, self._file_bytes)
 
-    def begin_fold(self) -> list[Path]:
-        """Switch appends to a new segment; returns the segments the next fold covers.
+    def begin_fold(self, doc: Document, purge_before: str | None = None) -> Fold:
+        """Take what the next fold writes: the document as committed, and the segments
+        it covers; appends go to a new segment from now on.
 
-        Call between appends, then :meth:`fold` (in a thread) with what this returned.
-        """
-        covered = [s.path for s in self._segments]
-        self.close()
-        self._open_segment()
-        self._log_bytes = 0
-        return covered
-
-    def fold(self, doc: Document, covered: list[Path], purge_before: str | None) -> int:
-        """Write the whole document to its file, then delete the ``covered`` segments.
-
-        Tombstones older than ``purge_before`` are purged first. Returns how many.
+        Tombstones older than ``purge_before`` are purged first. Call between appends,
+        then :meth:`fold` (in a thread) with what this returned.
         """
         purged = doc.purge_tombstones(purge_before) if purge_before else 0
-        self.write_file(doc)
-        for path in covered:
+        fold = Fold(self._file_text(doc), [s.path for s in self._segments], purged)
+        self.close()
+        self._log_bytes = 0
+        return fold
+
+    def fold(self, fold: Fold) -> None:
+        """Write the document's new file, then delete the segments it covers."""
+        atomic_write(self.path, fold.text)
+        self._file_bytes = len(fold.text)
+        for path in fold.covered:
             path.unlink(missing_ok=True)
-        self._segments = [s for s in self._segments if s.path not in covered]
+        self._segments = [s for s in self._segments if s.path not in fold.covered]
         fsync_directory(self.directory)
-        return purged
 
     def write_file(self, doc: Document) -> None:
         """Write the document's TinyDB file atomically."""
+        text = self._file_text(doc)
+        atomic_write(self.path, text)
+        self._file_bytes = len(text)
+
+    def _file_text(self, doc: Document) -> str:
         seq, horizon, table = doc.snapshot()
         meta = json.dumps(
             {"1": {"epoch": self.epoch, "seq": seq, "horizon": horizon, "server": self.server_node}}
         )
-        text = f'{{"meta":{meta},"entries":{table}}}'
-        atomic_write(self.path, text)
-        self._file_bytes = len(text)
+        return f'{{"meta":{meta},"entries":{table}}}'
 
     def close(self) -> None:
         """Close the open log segment."""

@@ -37,6 +37,24 @@ def test_read_token_without_token_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists(), "nothing was started"
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--rate-limit", "-1"),
+        ("--rate-burst", "0"),
+        ("--evict-after", "0"),
+        ("--open-timeout", "-2"),
+        ("--fold-min-bytes", "none"),
+    ],
+)
+def test_a_bad_limit_is_a_usage_error(tmp_path: Path, flag: str, value: str) -> None:
+    done = run_cli("serve", "--port", "0", "--data", str(tmp_path / "d"), flag, value)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and value in lines[0], done.stderr
+    assert not (tmp_path / "d").exists(), "nothing was started"
+
+
 def test_read_token_without_token_is_refused_in_process(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="token"):
         SyncServer(ServerConfig(port=0, data=tmp_path / "d", read_token="ro"))

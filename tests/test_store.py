@@ -62,6 +62,8 @@ def ops(entries: list[dict[str, Any]], id: int = 1) -> str:
 
 def commit(store: DocumentStore, doc: Document, entries: list[dict[str, Any]]) -> int:
     """Apply a message and append its log line, as the server does; returns ``applied``."""
+    if not store.created:
+        store.create(doc)
     result = doc.apply_frame(ops(entries))
     line = result.log_line()
     if line is not None:
@@ -124,8 +126,18 @@ def stores(tmp_path: Path) -> Iterator[Stores]:
 # -- a new document and plain TinyDB ------------------------------------------------
 
 
+def test_a_document_only_read_leaves_no_file(stores: Stores) -> None:
+    store, _ = stores.load("visited")
+    assert store.epoch.startswith("e-")
+    assert not store.created
+    store.close()
+    assert list(stores.data().docs.iterdir()) == []
+    assert stores.data().document_names() == []
+
+
 def test_new_document_gets_an_epoch_and_a_plain_tinydb_file(stores: Stores) -> None:
     store, doc = stores.load("fresh")
+    store.create(doc)
     assert store.epoch.startswith("e-")
     assert doc.seq == 0
     with TinyDB(store.path) as db:
@@ -145,7 +157,7 @@ def test_folded_file_holds_one_record_per_key_keyed_by_seq(stores: Stores) -> No
     store, doc = stores.load()
     commit(store, doc, [live("a", 1, "x"), live("b", 2, [1, {"n": None}])])
     commit(store, doc, [live("a", 3, "y"), dead("b", 4), dead("never", 5)])
-    store.fold(doc, store.begin_fold(), None)
+    store.fold(store.begin_fold(doc))
     with TinyDB(store.path) as db:
         records = {record.doc_id: dict(record) for record in db.table("entries").all()}
         meta = db.table("meta").get(doc_id=1)
@@ -229,21 +241,22 @@ def test_fold_writes_the_file_deletes_covered_segments_and_reloads_the_same(
     before_fold = segments(data, "doc")
     assert len(before_fold) == 2
 
-    covered = store.begin_fold()
-    assert sorted(covered) == sorted(before_fold)
+    fold = store.begin_fold(doc)
+    folded_seq, folded_keys = doc.seq, len(state(doc))
+    assert sorted(fold.covered) == sorted(before_fold)
     commit(store, doc, [live("during-fold", 11, "in the new segment")])
-    store.fold(doc, covered, None)
+    store.fold(fold)
 
-    assert not any(path.exists() for path in covered)
+    assert not any(path.exists() for path in fold.covered)
     remaining = segments(data, "doc")
     assert len(remaining) == 1
-    assert remaining[0] not in covered
+    assert remaining[0] not in fold.covered
     expected = state(doc)
     with TinyDB(store.path) as db:
         meta = db.table("meta").get(doc_id=1)
         assert isinstance(meta, dict)
-        assert meta["seq"] == doc.seq
-        assert len(db.table("entries")) == len(expected)
+        assert meta["seq"] == folded_seq  # the document as it was when the fold began
+        assert len(db.table("entries")) == folded_keys
     store.close()
 
     store2, doc2 = stores.load()
@@ -259,8 +272,9 @@ def test_fold_purges_old_tombstones_and_raises_the_horizon(stores: Stores) -> No
     commit(store, doc, [live("keep", 6, "live and old"), dead("new", 50)])  # seq 6, 7
     assert doc.tombstone_count == 3
 
-    purged = store.fold(doc, store.begin_fold(), ts(10))
-    assert purged == 2
+    fold = store.begin_fold(doc, ts(10))
+    store.fold(fold)
+    assert fold.purged == 2
     assert doc.horizon == 5
     assert doc.tombstone_count == 1
     expected = state(doc)
@@ -329,7 +343,7 @@ def test_a_corrupt_line_before_the_last_stops_the_load_and_changes_nothing(
 def _truncated_real_file(stores: Stores) -> bytes:
     store, doc = stores.load("donor")
     commit(store, doc, [live("a", 1, "x" * 100), live("b", 2, "y" * 100)])
-    store.fold(doc, store.begin_fold(), None)
+    store.fold(store.begin_fold(doc))
     text = store.path.read_bytes()
     return text[: len(text) // 2]
 
@@ -384,7 +398,7 @@ def test_a_leftover_temporary_file_from_a_crashed_fold_is_ignored_and_removed(
 ) -> None:
     store, doc = stores.load()
     commit(store, doc, [live("a", 1, "folded")])
-    store.fold(doc, store.begin_fold(), None)
+    store.fold(store.begin_fold(doc))
     commit(store, doc, [live("b", 2, "logged")])
     expected = state(doc)
     store.close()
@@ -419,8 +433,10 @@ def test_data_directory_keeps_its_node_and_lists_documents(stores: Stores) -> No
     first = stores.data()
     assert first.node.startswith("srv-")
     assert first.document_names() == []
-    stores.load("zeta")
-    stores.load("alpha")
+    for name in ("zeta", "alpha", "only-read"):
+        store, doc = stores.load(name)
+        if name != "only-read":
+            commit(store, doc, [live("k", 1, name)])
     again = stores.data()
     assert again.node == first.node
     assert again.document_names() == ["alpha", "zeta"]
@@ -448,6 +464,7 @@ _APPEND_CHILD = textwrap.dedent(
     data.open()
     store, doc = data.document("doc"), Document()
     store.load(doc)
+    store.create(doc)
 
     def line(key, n, value):
         frame = {"type": "ops", "id": n, "ops": [

@@ -1,7 +1,7 @@
 """The three servers under test, each started as a real process listening on 127.0.0.1.
 
-- **syncd**: ``syncd serve --host 127.0.0.1 --port P --data DIR`` (the venv's console
-  script), every write fsync'd before its ack;
+- **syncd**: ``syncd serve --host 127.0.0.1 --port P --data DIR --rate-limit 0`` (the
+  venv's console script), every write fsync'd before its ack;
 - **pycrdt-websocket**: ``python -m bench.server.pycrdt_server P`` (in memory);
 - **y-websocket**: ``node bench/yjs/node_modules/@y/websocket-server/src/server.js``,
   the package's own server, with ``HOST`` and ``PORT`` set and persistence off (its
@@ -149,7 +149,10 @@ class RunningServer:
 
 def _command(kind: ServerKind, port: int, data: Path, profile: Path | None) -> list[str]:
     if kind is SYNCD:
+        # No rate limit: a writer sends tens of thousands of one-entry messages a second
+        # on one connection (the peers have no limit either).
         serve = ["serve", "--host", HOST, "--port", str(port), "--data", str(data)]
+        serve += ["--rate-limit", "0"]
         if profile is not None:
             return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "syncd", *serve]
         return [str(Path(sys.executable).with_name("syncd")), *serve]
