@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import resource
 import signal
 import time
 from dataclasses import dataclass, field
@@ -345,8 +346,19 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
+def _raise_open_files_limit() -> None:
+    """Let the process hold as many connections as the system allows it (each is a file)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            logger.warning("cannot raise the open files limit from %d", soft)
+
+
 async def run(config: ServerConfig) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    _raise_open_files_limit()
     server = SyncServer(config)
     await server.start()
     stop = asyncio.Event()

@@ -211,7 +211,13 @@ class ServerProcess:
 
     async def start(self) -> None:
         """Start a run and wait until ``GET /healthz`` answers 200 (bounded)."""
-        process = self.spawn()
+        self.spawn()
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Wait until the spawned run answers ``GET /healthz`` with 200 (bounded)."""
+        process = self.process
+        assert process is not None, "spawn() first"
         async with asyncio.timeout(START_TIMEOUT):
             while True:
                 if process.poll() is not None:

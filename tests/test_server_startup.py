@@ -6,6 +6,7 @@ the file, which is left byte for byte as it was.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,21 @@ async def test_a_corrupt_server_file_stops_startup(
     path = process.data / "server.json"
     path.write_bytes(b"{not json")
     await fails_on(process, path)
+
+
+async def test_the_server_raises_its_open_files_limit_to_the_hard_limit(
+    server_process: ProcessFactory,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    process = server_process()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        process.spawn()  # it inherits the low limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    await process.ready()
+    assert process.process is not None
+    limits = Path(f"/proc/{process.process.pid}/limits").read_text()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert line.split()[3:5] == [str(hard), str(hard)], line
