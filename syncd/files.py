@@ -8,6 +8,7 @@ either the old content or the new, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -33,13 +34,22 @@ def fsync_directory(directory: Path) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: write a new file, fsync, rename, fsync the folder."""
+    """Replace ``path`` with ``text``: write a new file, fsync, rename, fsync the folder.
+
+    If that fails, the new file is deleted and ``path`` is left as it was.
+    """
     staged = temporary_path(path)
-    with open(staged, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staged, path)
+    try:
+        with open(staged, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        # A write that failed (a full disk) must not keep holding the space it took.
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+        raise
     fsync_directory(path.parent)
 
 

@@ -45,6 +45,8 @@ __all__ = ["Client", "Room", "RoomSettings", "close_or_abort"]
 logger = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
+FOLD_RETRY_SECONDS = 30.0
+"""After a failed fold (a full disk), how long the log grows before folding is tried again."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Room:
         self._unused_since = time.monotonic()
         self._failed: StoreError | None = None
         self._folding: asyncio.Task[None] | None = None
+        self._fold_failed_at = -FOLD_RETRY_SECONDS
         self._closing: set[asyncio.Task[None]] = set()
         self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
 
@@ -272,7 +275,7 @@ class Room:
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         self._dispatch(results)
-        if self._folding is None and self.store.fold_due():
+        if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             await self._begin_fold()
 
     def _apply(self, batch: list[tuple[Client, str]]) -> list[tuple[Client, FrameResult]]:
@@ -346,6 +349,9 @@ class Room:
             for frame in frames:
                 self.send(client, frame)
 
+    def _fold_may_retry(self) -> bool:
+        return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
+
     async def _begin_fold(self) -> None:
         """Take the committed document for a fold (in a thread: purging and copying it
         takes a while at a million keys), then let the fold write it meanwhile."""
@@ -365,6 +371,9 @@ class Room:
             await asyncio.to_thread(self.store.fold, fold)
         except OSError:
             logger.exception("document %s: fold failed; the log keeps everything", self.name)
+            # Not again at the next commit: on a full disk the fold would take the room
+            # that the appends need.
+            self._fold_failed_at = time.monotonic()
         else:
             logger.debug(
                 "document %s: folded the log, purged %d tombstones", self.name, fold.purged
