@@ -335,7 +335,7 @@ class Client:
                 Path(store), doc=self.replica.doc, url=self.url, replica=keep_replica
             )
             saved = self._store.load()
-            self.replica.restore(saved.document, saved.epoch, saved.seq)
+            self.replica.restore(saved.document, saved.epoch, saved.seq, saved.clock)
             self.replica.restore_pending(saved.pending)
         self._status = Status(State.CLOSED)
         self._failure: SyncdError | None = None
@@ -350,6 +350,8 @@ class Client:
         self._paused_until = 0.0
         self._dirty_pending = False
         self._dirty_replica = False
+        self._replica_write: asyncio.Future[None] | None = None
+        """The replica file's write in progress, in a thread (one at a time)."""
         self._session_synced = False
 
     # -- reading the local replica ----------------------------------------------------
@@ -506,6 +508,7 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._store is not None:
+            await self._replica_written()  # a cancelled save's thread may still be writing
             await self._save(final=True)
             self._store.unlock()
         if self._failure is None:
@@ -622,7 +625,7 @@ class Client:
         self._publish_many(changes)
         if self._store is not None:
             try:
-                self._store.save_pending(self.replica.pending)
+                self._store.save_pending(self.replica.pending, self.replica.clock_mark)
             except StoreFileError as error:
                 logger.error("%s", error)
         self._dirty_replica = True
@@ -859,16 +862,38 @@ class Client:
         try:
             if self._dirty_pending or final:
                 self._dirty_pending = False
-                store.save_pending(self.replica.pending)
+                store.save_pending(self.replica.pending, self.replica.clock_mark)
             if self._dirty_replica or (final and store.keep_replica):
                 self._dirty_replica = False
                 # The replica and its resume point are read at one instant, on this thread.
                 replica = self.replica
                 text = store.replica_text(replica.document, replica.epoch, replica.seq)
                 if text is not None:
-                    await asyncio.to_thread(store.write_replica, text)
+                    await self._replica_written()
+                    self._replica_write = asyncio.ensure_future(
+                        asyncio.to_thread(store.write_replica, text)
+                    )
+                    await self._replica_written()
         except StoreFileError as error:
             logger.error("%s", error)
+
+    async def _replica_written(self) -> None:
+        """Wait for the replica's write in progress, if any (its thread cannot be stopped).
+
+        Two writes at once would stage the same temporary file: one rename fails,
+        or the file gets both contents mixed.
+        """
+        write = self._replica_write
+        if write is None:
+            return
+        try:
+            # Shielded, and forgotten only once done: a cancelled waiter (the save loop,
+            # cancelled by close()) leaves the write for the next one to wait for.
+            await asyncio.shield(write)
+        except StoreFileError as error:
+            logger.error("%s", error)
+        if self._replica_write is write:
+            self._replica_write = None
 
 
 def _abort_on_failure(task: asyncio.Task[None], ws: ClientConnection) -> None:

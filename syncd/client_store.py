@@ -6,7 +6,8 @@ new file, fsync, rename), so a crash leaves either the old or the new content::
     PATH               table "meta" (doc, url, epoch, seq, local head) and table
                        "entries" (the local replica, one record per key, keyed by
                        its local seq) — the layout of the server's document files
-    PATH.pending.json  table "pending": the unacknowledged writes, wire form
+    PATH.pending.json  table "pending": the unacknowledged writes, wire form; table
+                       "clock": the greatest timestamp the client issued or saw
 
 A third file, ``PATH.lock``, is locked (``flock``) while a client uses the
 store: two clients sharing one store would overwrite each other's pending
@@ -16,6 +17,13 @@ They are split because they change at different rates. Pending writes are the
 user's own data, saved as soon as they are made; the file is small. The replica
 can be large (every key of the document) and can always be fetched again, so
 it is saved lazily — at most every few seconds and when the client closes.
+
+The clock's high-water mark is saved with every pending write, so a client
+made again from its store never issues a timestamp below one it issued before
+(contract §2) — even without a saved replica, after a crash that lost the
+latest replica, or while its wall clock is behind the server's and the offset
+learnt from the last ``welcome`` is gone. Otherwise a write made after a
+restart could lose to the same client's earlier, already acknowledged write.
 
 The resume point is saved **with** the replica, never ahead of it: resuming
 from a seq whose changes the saved replica lacks would skip them for good.
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncd.crdt import CrdtError, Document
+from syncd.crdt import CrdtError, Document, parse_timestamp
 from syncd.errors import SyncdError
 from syncd.files import atomic_write, temporary_path
 from syncd.replica import Pending
@@ -47,12 +55,14 @@ class StoreFileError(SyncdError):
 
 @dataclass
 class Saved:
-    """What a store held: the replica (if saved) with its resume point, and pending writes."""
+    """What a store held: the replica (if saved) with its resume point, pending writes,
+    and the clock's high-water mark (a timestamp, if saved)."""
 
     document: Document | None
     epoch: str | None
     seq: int
     pending: list[dict[str, Any]]
+    clock: str | None = None
 
 
 class ClientStore:
@@ -102,7 +112,7 @@ class ClientStore:
         if self.keep_replica and self.path.exists():
             saved.document, saved.epoch, saved.seq = self._load_replica(max_value_bytes)
         if self.pending_path.exists():
-            saved.pending = self._load_pending()
+            saved.pending, saved.clock = self._load_pending()
         return saved
 
     def _load_replica(self, max_value_bytes: int) -> tuple[Document | None, str | None, int]:
@@ -129,7 +139,7 @@ class ClientStore:
             return None, None, 0
         return document, epoch, seq
 
-    def _load_pending(self) -> list[dict[str, Any]]:
+    def _load_pending(self) -> tuple[list[dict[str, Any]], str | None]:
         try:
             data = json.loads(self.pending_path.read_text(encoding="utf-8"))
             table = data.get("pending", {})
@@ -138,14 +148,23 @@ class ClientStore:
             entries = list(table.values())
             if not all(isinstance(e, dict) and isinstance(e.get("ts"), str) for e in entries):
                 raise ValueError("a pending write is not an entry")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+            clock = data.get("clock", {}).get("1", {}).get("last")  # absent in older files
+            if clock is not None:
+                if not isinstance(clock, str):
+                    raise ValueError("the clock is not a timestamp")
+                parse_timestamp(clock)
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, CrdtError) as error:
             raise StoreFileError(f"{self.pending_path}: unreadable ({error})") from None
-        return entries
+        return entries, clock
 
-    def save_pending(self, pending: list[Pending]) -> None:
-        """Replace the saved pending writes (small: one entry per key written offline)."""
+    def save_pending(self, pending: list[Pending], clock: str | None = None) -> None:
+        """Replace the saved pending writes (small: one entry per key written offline)
+        and the clock's high-water mark (a timestamp: see the module's docstring)."""
         records = ",".join(f'"{i}":{p.text}' for i, p in enumerate(pending, start=1))
-        self._write(self.pending_path, f'{{"pending":{{{records}}}}}')
+        text = f'{{"pending":{{{records}}}'
+        if clock is not None:
+            text += f',"clock":{{"1":{{"last":"{clock}"}}}}'
+        self._write(self.pending_path, text + "}")
 
     def save_replica(self, document: Document, epoch: str | None, seq: int) -> None:
         """Save the replica with the resume point it matches (call when they are consistent)."""

@@ -53,6 +53,7 @@ from syncd.crdt import (
     Document,
     Entry,
     JSONValue,
+    format_timestamp,
     parse_timestamp,
     validate_node,
     wall_clock_ms,
@@ -385,6 +386,16 @@ class Replica:
         """Whether ``key`` has an unacknowledged local write."""
         return key in self._unacked
 
+    @property
+    def clock_mark(self) -> str | None:
+        """The greatest timestamp issued or observed, as a timestamp of this node
+        (``None`` before any): save it, and :meth:`restore` it to keep the clock
+        monotonic across runs."""
+        wall, counter = self.clock.last
+        if (wall, counter) == (0, 0):
+            return None
+        return format_timestamp(wall, counter, self.node)
+
     # -- local writes -----------------------------------------------------------------
 
     def stamp(self) -> str:
@@ -426,9 +437,14 @@ class Replica:
         self._unsent.pop(pending.key, None)
         self._unsent[pending.key] = pending
 
-    def restore(self, document: Document | None, epoch: str | None, seq: int) -> None:
-        """Start from a saved replica and resume point (before connecting)."""
+    def restore(
+        self, document: Document | None, epoch: str | None, seq: int, clock: str | None = None
+    ) -> None:
+        """Start from a saved replica and resume point (before connecting), and a saved
+        :attr:`clock_mark`: later writes get greater timestamps than any before it."""
         assert self.phase == "offline", "restore before connecting"
+        if clock is not None:
+            self.clock.observe(clock)
         if document is not None:
             latest = max((e.ts for e in document.changes_since(0)), default=None)
             if latest is not None:

@@ -10,6 +10,7 @@ data; one kills a ``syncd serve`` process with SIGKILL. Every wait is bounded
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -20,7 +21,7 @@ from servers import TIMEOUT, free_port
 
 import syncd
 from syncd.client import Backoff, Client, default_node, normalize_url
-from syncd.client_store import StoreFileError
+from syncd.client_store import ClientStore, StoreFileError
 from syncd.crdt import JSONValue, parse_timestamp, wall_clock_ms
 from syncd.errors import (
     AuthError,
@@ -398,6 +399,84 @@ async def test_a_store_is_used_by_one_client_at_a_time(
     await client(server.url, "alice", store=tmp_path / "shared.db")
     with pytest.raises(StoreFileError, match="in use"):
         await client(server.url, "bob", store=tmp_path / "shared.db")
+
+
+async def test_a_client_made_again_from_its_store_stamps_after_its_earlier_writes(
+    server: SyncServer, client: ClientMaker, tmp_path: Path
+) -> None:
+    """Found by the chaos harness (seed 101, 8 clients, 12 keys, 300 steps): a client
+    restarted from a store without a replica issued timestamps below its own earlier
+    ones, so its new write lost to the old one it meant to replace (contract §2)."""
+    store = tmp_path / "alice.db"
+
+    def behind() -> int:
+        return wall_clock_ms() - 600_000  # ten minutes slow: the welcome's offset hides it
+
+    alice = await client(server.url, "alice", store=store, keep_replica=False, wall=behind)
+    first = await alice.set("k", "first")
+    await alice.close()
+    again = await client(
+        server.url, "alice", store=store, keep_replica=False, wall=behind, connect=False
+    )
+    second = await again.set("k", "second", wait=False)  # no welcome yet: no offset
+    assert second.ts > first.ts, "the clock went back across the restart"
+    await again.connect()
+    await again.flush()
+    bob = await client(server.url, "bob")
+    assert again.get("k") == bob.get("k") == "second"
+
+
+async def test_closing_waits_for_the_replica_being_saved_and_saves_one_at_a_time(
+    client: ClientMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos soak (``make soak``, seed 160804359): ``close()`` cancelled the
+    periodic save while its thread was still writing the replica, then saved again in a
+    second thread: both staged the same ``.tmp`` file (one rename failed, or the file
+    mixed both), and the thread could still be writing once the store was unlocked."""
+    lock, active, seen = threading.Lock(), [0], [0]
+    entered, gate = threading.Event(), threading.Event()
+    original = ClientStore.write_replica
+
+    def slow(store: ClientStore, text: str) -> None:
+        with lock:
+            active[0] += 1
+            seen[0] = max(seen[0], active[0])
+        entered.set()
+        gate.wait(TIMEOUT)
+        try:
+            original(store, text)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(ClientStore, "write_replica", slow)
+    url = f"ws://127.0.0.1:{free_port()}/ws"  # no server: the client works offline
+    alice = await client(url, "alice", store=tmp_path / "a.db", connect=False, save_interval=0.01)
+    await alice.connect(wait=False)
+    await alice.set("k", 1, wait=False)
+    assert await asyncio.to_thread(entered.wait, TIMEOUT), "the periodic save began"
+    closing = asyncio.create_task(alice.close())
+    await asyncio.sleep(0.2)  # close() now waits for that save, or races it
+    gate.set()
+    await closing
+    assert seen[0] == 1, "two threads wrote the replica at once"
+    assert active[0] == 0, "the replica was still being written after close()"
+    again = await client(url, "alice", store=tmp_path / "a.db", connect=False)
+    assert again.get("k") == 1
+
+
+def test_the_store_keeps_the_clock_with_the_pending_writes(tmp_path: Path) -> None:
+    store = ClientStore(tmp_path / "a.db", doc="notes", url="ws://h:1/ws")
+    store.save_pending([], "1764028800123-00042-alice")
+    assert store.load().clock == "1764028800123-00042-alice"
+    store.unlock()
+    store.pending_path.write_text('{"pending": {}}')  # written before the clock was kept
+    assert store.load().clock is None
+    store.unlock()
+    store.pending_path.write_text('{"pending": {}, "clock": {"1": {"last": "yesterday"}}}')
+    with pytest.raises(StoreFileError, match="unreadable"):
+        store.load()
+    store.unlock()
 
 
 def test_the_node_id_is_kept_across_runs(home: Path) -> None:
