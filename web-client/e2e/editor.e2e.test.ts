@@ -237,6 +237,13 @@ describe("when the server goes down", () => {
     await editor.waitForStatus(page, /^Live$/);
     await editor.add(page, "before", '"online"');
     await eventually("the first write is acknowledged", async () => /All changes sent/.test(await editor.pending(page)));
+    // Nothing is pending, but the clock's high-water mark stays (a reload must stamp above the acknowledged write).
+    const kept = await page.evaluate(() =>
+      Object.keys(localStorage)
+        .filter((key) => key.endsWith(":offline"))
+        .map((key) => [key.replace(/:web-[^:]+:/, ":NODE:"), localStorage.getItem(key)]),
+    );
+    expect(kept).toEqual([["syncd:v1:clock:NODE:offline", expect.stringMatching(/^[0-9]{13}-[0-9]{5}-web-[0-9a-f]{10}$/)]]);
     // The service worker has kept the app shell, so the page loads while the server is down.
     await page.evaluate(async () => {
       await navigator.serviceWorker.ready;

@@ -1,8 +1,10 @@
 // The sync client's I/O layer, with a scripted socket and fake timers:
 // reconnect with backoff, keep-alive, persistence of pending writes across a
-// "reload", a refused handshake that waits for a token.
+// "reload", a refused handshake that waits for a token, a clock that never
+// goes back across a reload.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type SocketLike, SyncClient, backoffDelay, defaultServerUrl } from "../src/sync/client";
+import type { ReplicaState } from "../src/sync/replica";
 import { MemoryPersistence } from "../src/sync/storage";
 
 type Frame = Record<string, unknown>;
@@ -72,7 +74,15 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function setup(options: { persistence?: MemoryPersistence; token?: string } = {}) {
+/**
+ * Storage whose lazy state save never lands (the page went away first): a
+ * reload finds only what the client saves synchronously, with its writes.
+ */
+class NoStatePersistence extends MemoryPersistence {
+  override async saveState(_node: string, _doc: string, _state: ReplicaState): Promise<void> {}
+}
+
+function setup(options: { persistence?: MemoryPersistence; token?: string; clock?: () => number } = {}) {
   const sockets: FakeSocket[] = [];
   const persistence = options.persistence ?? new MemoryPersistence();
   const client = new SyncClient({
@@ -87,6 +97,7 @@ function setup(options: { persistence?: MemoryPersistence; token?: string } = {}
       return socket;
     },
     random: () => 1, // no jitter: the full delay
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   return { client, sockets, persistence, last: () => sockets[sockets.length - 1]! };
 }
@@ -193,6 +204,42 @@ describe("SyncClient", () => {
     expect(second.client.get("a")?.value).toBe(1);
     second.last().open();
     expect(second.last().sent[0]).toMatchObject({ since: { epoch: "e1", seq: 9 } });
+    second.client.stop();
+  });
+
+  // Contract §2: a client never issues a timestamp below one it issued before.
+  // Its acknowledged writes are no longer pending, and the state that holds them
+  // is saved lazily: the clock's high-water mark must survive with the pending
+  // writes, or a write after a reload loses to the same client's earlier one.
+  it.each([
+    { name: "its wall clock went back", serverAheadMs: 0, backMs: 5 * 60_000 },
+    { name: "the server's clock offset is not learnt again yet", serverAheadMs: 5 * 60_000, backMs: 0 },
+  ])("stamps writes after a reload above its acknowledged ones when $name", async ({ serverAheadMs, backMs }) => {
+    const T = 1_764_028_800_000;
+    let wall = T;
+    const persistence = new NoStatePersistence();
+    const first = setup({ persistence, clock: () => wall });
+    await first.client.start();
+    first.last().open();
+    first.last().welcome({ time: `${T + serverAheadMs}-00000-srv` });
+    const issued: string[] = [];
+    for (const value of ["one", "two", "three"]) {
+      issued.push(first.client.set("title", value).ts);
+      wall += 10;
+    }
+    for (const ops of first.last().ops()) {
+      first.last().receive({ type: "ack", id: ops.id, seq: Number(ops.id), applied: 1, ignored: 0 });
+    }
+    expect(first.client.view().pending).toBe(0);
+    expect(persistence.loadPending("web-a", "d")).toEqual([]);
+    first.client.stop(); // the page goes away; its state save never lands
+
+    wall -= backMs;
+    const second = setup({ persistence, clock: () => wall }); // reloaded, the server still down
+    await second.client.start();
+    second.last().drop();
+    const next = second.client.set("title", "after the reload").ts;
+    for (const ts of issued) expect(next > ts, `${next} > ${ts}`).toBe(true);
     second.client.stop();
   });
 

@@ -377,6 +377,31 @@ describe("persistence", () => {
     expect(next.ts > t.r.pendingEntries()[0]!.ts).toBe(true);
   });
 
+  it("keeps its clock's high-water mark, to stamp writes above it after a restart", () => {
+    const t = replica();
+    expect(t.r.clockMark).toBeNull();
+    handshake(t, { time: "1764028800000-00000-srv" });
+    const first = t.r.set("k", 1);
+    expect(t.r.clockMark).toBe(first.ts);
+    const [ops] = t.sent();
+    t.recv({ type: "ack", id: ops!.id, seq: 1, applied: 1, ignored: 0 });
+    expect(t.r.pendingEntries()).toEqual([]);
+    t.recv({ type: "ops", origin: "tui-1", seq: 2, ops: [live("other", "1764028800500-00007-tui-1", 1)] });
+    expect(t.r.clockMark).toBe("1764028800500-00007-web-a"); // observed, written as this node's
+
+    // Made again from the mark alone (no state, nothing pending), its wall clock an hour behind.
+    const again = replica({ clock: () => T0 - 3_600_000, clockMark: t.r.clockMark });
+    const next = again.r.set("k", 2);
+    expect(next.ts).toBe("1764028800500-00008-web-a");
+    expect(next.ts > first.ts).toBe(true);
+  });
+
+  it("ignores a stored clock mark it cannot read", () => {
+    const t = replica({ clockMark: "not a timestamp" });
+    expect(t.r.clockMark).toBeNull();
+    expect(t.r.set("k", 1).ts).toBe("1764028800000-00000-web-a");
+  });
+
   it("skips stored entries it cannot read", () => {
     const t = replica({ state: { since: null, entries: [{ key: "", ts: "x" } as unknown as WireEntry, live("ok", "1764028800000-00000-x", 1)] } });
     expect(t.values()).toEqual({ ok: 1 });

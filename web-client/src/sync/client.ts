@@ -10,8 +10,10 @@
  *   silent for 40 s, or whose handshake has not finished in 10 s, is closed
  *   and opened again.
  * - **Persistence**: pending writes are saved synchronously whenever they
- *   change; the state and resume point at most once a second while they
- *   change, and when the page is hidden or the client stops.
+ *   change, with the clock's high-water mark (so a reload never stamps a
+ *   write below an earlier one, see `storage.ts`); the state and resume point
+ *   at most once a second while they change, and when the page is hidden or
+ *   the client stops.
  * - A refused handshake (`unauthorized`, `unsupported_version`, …) stops the
  *   reconnecting until the caller changes something (`setToken`, `reconnect`).
  */
@@ -167,6 +169,7 @@ export class SyncClient {
   /** Load the persisted replica, then connect. */
   async start(): Promise<void> {
     const pending = this.persistence.loadPending(this.node, this.doc);
+    const clockMark = this.persistence.loadClock(this.node, this.doc);
     let state = null;
     try {
       state = await this.persistence.loadState(this.node, this.doc);
@@ -181,6 +184,7 @@ export class SyncClient {
       clock: this.clock,
       state,
       pending,
+      clockMark,
     });
     this.replica.on((event) => this.onReplicaEvent(event));
     globalThis.addEventListener?.("online", this.onOnline);
@@ -426,7 +430,7 @@ export class SyncClient {
   private savePending(): void {
     if (this.replica === null) return;
     try {
-      this.persistence.savePending(this.node, this.doc, this.replica.pendingEntries());
+      this.persistence.savePending(this.node, this.doc, this.replica.pendingEntries(), this.replica.clockMark);
     } catch (error) {
       this.errorValue = { code: "storage", message: `offline writes could not be saved: ${(error as Error).message}` };
     }

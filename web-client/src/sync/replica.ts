@@ -34,7 +34,11 @@
  * - **Clock.** `welcome.time`, `pong.time` and every received `ts` are
  *   observed, so new writes order after everything seen; the server's times
  *   also give the offset of its wall clock to ours, by which new writes are
- *   stamped (see `Hlc.observeServerTime`).
+ *   stamped (see `Hlc.observeServerTime`). `clockMark` (the greatest
+ *   timestamp issued or observed) is persisted with the pending writes, and a
+ *   replica made from it observes it first: it never issues a timestamp below
+ *   one it issued before, even when its acknowledged writes are in no saved
+ *   state and its wall clock is behind (contract §2).
  */
 
 import { type JsonValue, canonicalize, isWellFormed, utf8Length } from "./canonical";
@@ -53,6 +57,7 @@ import {
 } from "./frames";
 import { Hlc } from "./hlc";
 import { LwwMap } from "./merge";
+import { formatTimestamp } from "./timestamp";
 
 /** Where the connection is: no connection; `hello` sent; receiving the document; live. */
 export type Phase = "closed" | "hello" | "handshake" | "live";
@@ -106,6 +111,8 @@ export interface ReplicaOptions {
   readonly state?: ReplicaState | null;
   /** Unacknowledged writes persisted earlier. */
   readonly pending?: readonly WireEntry[];
+  /** The {@link Replica.clockMark} persisted earlier: every new write is stamped above it. */
+  readonly clockMark?: string | null;
 }
 
 /** Refusals for now: the same message may be accepted later. */
@@ -178,6 +185,9 @@ export class Replica {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.physical = options.clock ?? Date.now;
     this.clock = new Hlc(options.node, this.physical);
+    // Before anything else: the mark may be above every entry stored (invalid text is ignored).
+    const mark = options.clockMark ?? null;
+    if (mark !== null) this.clock.observe(mark);
     this.batchLimit = this.limits.maxOps;
     this.sinceValue = options.state?.since ?? null;
     for (const raw of options.state?.entries ?? []) {
@@ -250,6 +260,18 @@ export class Replica {
   /** The unacknowledged writes to persist. */
   pendingEntries(): WireEntry[] {
     return Array.from(this.pending.values(), (entry) => entry.toWire());
+  }
+
+  /**
+   * The clock's high-water mark to persist with the pending writes: the
+   * greatest timestamp issued or observed, as a timestamp of this node (null
+   * before any). Give it back as `clockMark` to keep the clock monotonic
+   * across reloads.
+   */
+  get clockMark(): string | null {
+    const { wall, counter } = this.clock.state;
+    if (wall === 0 && counter === 0) return null;
+    return formatTimestamp({ wall, counter, node: this.node });
   }
 
   /** Frames to send, in order; the outbox is emptied. */

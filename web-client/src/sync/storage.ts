@@ -5,22 +5,42 @@
  * - **Pending writes** go to `localStorage`, synchronously, the moment they
  *   are made: nothing a user wrote can be lost to a reload or a crash between
  *   the write and an asynchronous commit. They are small (one entry per key).
+ * - **The clock's high-water mark** — the greatest timestamp the replica
+ *   issued or observed, written as a timestamp of its own node — goes to
+ *   `localStorage` with every save of the pending writes (just before them),
+ *   and stays when no write is pending. A replica made again from storage
+ *   observes it first, so it never issues a timestamp below one it issued
+ *   before (contract §2): not when the state below was never saved (it is
+ *   saved lazily, and a reload or crash can come first), nor when the wall
+ *   clock is behind the server's and the offset learnt from `welcome` is
+ *   gone. Otherwise a write made after a reload could lose to the same
+ *   replica's earlier, already acknowledged write of its key.
  * - **The replica's state and resume point** go to IndexedDB, written as one
  *   record (so the two always agree), a little after they change. It is a
  *   cache: when it is missing or unreadable the client simply asks for a
  *   snapshot.
  *
- * Both are keyed by node id and document. {@link MemoryPersistence} is the
- * same contract in memory, for tests and for browsers that refuse storage.
+ * All are keyed by node id and document: in `localStorage`,
+ * `syncd:v1:pending:NODE:DOC` (a JSON array of entries, wire form) and
+ * `syncd:v1:clock:NODE:DOC` (the timestamp text; absent when stored by older
+ * versions, which load as before). {@link MemoryPersistence} is the same
+ * contract in memory, for tests and for browsers that refuse storage.
  */
 
 import type { WireEntry } from "./entry";
 import type { ReplicaState } from "./replica";
+import { isTimestamp } from "./timestamp";
 
 export interface Persistence {
   loadPending(node: string, doc: string): WireEntry[];
-  /** Store the unacknowledged writes; throws when storage refuses (quota, disabled). */
-  savePending(node: string, doc: string, entries: readonly WireEntry[]): void;
+  /** The clock's high-water mark saved with the pending writes (a timestamp), or null. */
+  loadClock(node: string, doc: string): string | null;
+  /**
+   * Store the unacknowledged writes and the clock's high-water mark (a
+   * timestamp; null keeps the one stored); throws when storage refuses
+   * (quota, disabled).
+   */
+  savePending(node: string, doc: string, entries: readonly WireEntry[], clock?: string | null): void;
   /** Documents that have unacknowledged writes of `node`. */
   pendingDocs(node: string): string[];
   loadState(node: string, doc: string): Promise<ReplicaState | null>;
@@ -29,6 +49,7 @@ export interface Persistence {
 
 const PREFIX = "syncd:v1";
 const pendingKey = (node: string, doc: string): string => `${PREFIX}:pending:${node}:${doc}`;
+const clockKey = (node: string, doc: string): string => `${PREFIX}:clock:${node}:${doc}`;
 
 /** Read a JSON array of entries stored under `key`, or nothing. */
 function readArray(storage: Storage, key: string): WireEntry[] {
@@ -42,7 +63,7 @@ function readArray(storage: Storage, key: string): WireEntry[] {
   }
 }
 
-/** Pending writes in `localStorage`, state in IndexedDB (database `syncd`, store `replicas`). */
+/** Pending writes and the clock in `localStorage`, state in IndexedDB (database `syncd`, store `replicas`). */
 export class BrowserPersistence implements Persistence {
   private readonly storage: Storage;
   private db: Promise<IDBDatabase | null> | null = null;
@@ -55,7 +76,15 @@ export class BrowserPersistence implements Persistence {
     return readArray(this.storage, pendingKey(node, doc));
   }
 
-  savePending(node: string, doc: string, entries: readonly WireEntry[]): void {
+  loadClock(node: string, doc: string): string | null {
+    const text = this.storage.getItem(clockKey(node, doc));
+    return text !== null && isTimestamp(text) ? text : null;
+  }
+
+  savePending(node: string, doc: string, entries: readonly WireEntry[], clock: string | null = null): void {
+    // The clock first: should the page die between the two, a mark ahead of
+    // the writes is harmless, and the writes are observed on load anyway.
+    if (clock !== null) this.storage.setItem(clockKey(node, doc), clock);
     const key = pendingKey(node, doc);
     if (entries.length === 0) this.storage.removeItem(key);
     else this.storage.setItem(key, JSON.stringify(entries));
@@ -136,13 +165,19 @@ function isState(value: unknown): value is ReplicaState {
 /** The same contract in memory (tests; browsers that refuse storage). */
 export class MemoryPersistence implements Persistence {
   readonly pending = new Map<string, WireEntry[]>();
+  readonly clocks = new Map<string, string>();
   readonly states = new Map<string, ReplicaState>();
 
   loadPending(node: string, doc: string): WireEntry[] {
     return [...(this.pending.get(`${node}/${doc}`) ?? [])];
   }
 
-  savePending(node: string, doc: string, entries: readonly WireEntry[]): void {
+  loadClock(node: string, doc: string): string | null {
+    return this.clocks.get(`${node}/${doc}`) ?? null;
+  }
+
+  savePending(node: string, doc: string, entries: readonly WireEntry[], clock: string | null = null): void {
+    if (clock !== null) this.clocks.set(`${node}/${doc}`, clock);
     if (entries.length === 0) this.pending.delete(`${node}/${doc}`);
     else this.pending.set(`${node}/${doc}`, [...entries]);
   }
