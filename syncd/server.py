@@ -171,16 +171,21 @@ class SyncServer:
         logger.info("syncd stopped")
 
     async def room(self, name: str) -> Room:
-        """The room of document ``name``, loading it (or starting it empty) if needed."""
-        if (room := self.rooms.get(name)) is not None:
-            return room
-        loading = self._loading.get(name)
-        if loading is None:
-            loading = asyncio.create_task(self._load(name), name=f"load {name}")
-            self._loading[name] = loading
-            loading.add_done_callback(partial(_forget, self._loading, name))
-        # Shielded: a client leaving mid-load must not cancel it for the others waiting.
-        return await asyncio.shield(loading)
+        """The room of document ``name``, loading it (or starting it empty) if needed.
+
+        Returned without a pause once loaded, so the caller's ``join`` begins
+        before the evictor can look at the room again.
+        """
+        while (room := self.rooms.get(name)) is None:
+            loading = self._loading.get(name)
+            if loading is None:
+                loading = asyncio.create_task(self._load(name), name=f"load {name}")
+                self._loading[name] = loading
+                loading.add_done_callback(partial(_forget, self._loading, name))
+            # Shielded: a client leaving mid-load must not cancel it for the others waiting.
+            # Then looked up again: the room may have been evicted before this resumed.
+            await asyncio.shield(loading)
+        return room
 
     async def _load(self, name: str) -> Room:
         if (evicting := self._evicting.get(name)) is not None:
@@ -193,6 +198,10 @@ class SyncServer:
         self.metrics.documents.set(len(self.rooms))
         logger.debug("document %s loaded: %d keys, seq %d", name, len(room.doc), room.doc.seq)
         return room
+
+    async def _unload(self, room: Room) -> None:
+        await room.close()
+        self.data.release(room.name)
 
     async def _evict_unused(self) -> None:
         """Drop from memory each document that has had no client for ``evict_after`` s."""
@@ -207,7 +216,7 @@ class SyncServer:
                 del self.rooms[name]
                 self.metrics.documents.set(len(self.rooms))
                 self.metrics.evictions.inc()
-                closing = asyncio.create_task(room.close(), name=f"evict {name}")
+                closing = asyncio.create_task(self._unload(room), name=f"evict {name}")
                 self._evicting[name] = closing
                 closing.add_done_callback(partial(_forget, self._evicting, name))
                 logger.debug("document %s evicted from memory", name)

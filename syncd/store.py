@@ -70,6 +70,8 @@ class DataDirectory:
         self.fold_min_bytes = fold_min_bytes
         self.docs = root / "docs"
         self.node = ""
+        self._stores: dict[str, DocumentStore] = {}
+        """The store of every document with files; each keeps the list of its segments."""
 
     def open(self) -> None:
         """Create the folders if needed and read (or make) the server's node id."""
@@ -89,19 +91,47 @@ class DataDirectory:
             node = record["node"]
             validate_node(node)
         # TinyDB reports a file of the wrong shape with TypeError, AttributeError or KeyError.
-        except (ValueError, OSError, TypeError, AttributeError, KeyError) as error:
+        except (ValueError, OSError, TypeError, AttributeError, KeyError, RecursionError) as error:
             raise CorruptFileError(path, f"unreadable ({error!r})") from None
         self.node = node
+        self._scan()
+
+    def _scan(self) -> None:
+        """List the folder once: which documents have files, and their log segments.
+
+        From then on each store keeps its own list up to date, so loading a
+        document never lists a folder that may hold thousands of files.
+        """
+        segments: dict[str, list[_Segment]] = {}
+        with os.scandir(self.docs) as entries:
+            for entry in entries:
+                if entry.name.endswith(".json"):
+                    segments.setdefault(entry.name.removesuffix(".json"), [])
+                elif match := _SEGMENT.fullmatch(entry.name):
+                    segment = _Segment(int(match["number"]), Path(entry.path))
+                    segments.setdefault(match["doc"], []).append(segment)
+        for name, found in segments.items():
+            found.sort(key=lambda segment: segment.number)
+            self._stores[name] = self._new_store(name, found)
 
     def document_names(self) -> list[str]:
         """The documents stored here (those with a file or a log)."""
-        names = {p.name.removesuffix(".json") for p in self.docs.glob("*.json")}
-        names.update(m["doc"] for p in self.docs.glob("*.log") if (m := _SEGMENT.fullmatch(p.name)))
-        return sorted(names)
+        return sorted(name for name, store in self._stores.items() if store.stored)
 
     def document(self, name: str) -> DocumentStore:
         """The store of the document ``name`` (which must be a valid document name)."""
-        return DocumentStore(self.docs, name, self.node, self.fold_min_bytes)
+        if (store := self._stores.get(name)) is None:
+            store = self._stores[name] = self._new_store(name, [])
+        return store
+
+    def release(self, name: str) -> None:
+        """Forget the store of a document unloaded from memory, unless it has files."""
+        store = self._stores.get(name)
+        if store is not None and not store.stored:
+            del self._stores[name]
+
+    def _new_store(self, name: str, segments: list[_Segment]) -> DocumentStore:
+        return DocumentStore(self.docs, name, self.node, self.fold_min_bytes, _segments=segments)
 
 
 @dataclass(frozen=True)
@@ -122,7 +152,8 @@ class _Segment:
 
 @dataclass
 class DocumentStore:
-    """The files of one document."""
+    """The files of one document: its TinyDB file, and its log segments on disk, in order
+    (listed by :class:`DataDirectory` at start, then kept up to date here)."""
 
     directory: Path
     name: str
@@ -141,6 +172,11 @@ class DocumentStore:
         return self.directory / f"{self.name}.json"
 
     @property
+    def stored(self) -> bool:
+        """Whether the document has files (a file or log segments)."""
+        return self.created or bool(self._segments)
+
+    @property
     def created(self) -> bool:
         """Whether the document has its file (it has been written to)."""
         return self._file_bytes > 0
@@ -151,12 +187,11 @@ class DocumentStore:
         A document with no files gets a new epoch; :meth:`create` writes its file.
         """
         self.close()
-        self.epoch, self._segments, self._log_bytes, self._file_bytes = "", [], 0, 0
+        self.epoch, self._log_bytes, self._file_bytes = "", 0, 0
         temporary_path(self.path).unlink(missing_ok=True)
         after = 0
         if self.path.exists():
             after = self._load_file(doc)
-        self._segments = self._find_segments()
         for segment in self._segments:
             self._replay(doc, segment.path, after)
         if not self.epoch:
@@ -184,20 +219,19 @@ class DocumentStore:
             if not (isinstance(epoch, str) and epoch and _is_count(seq) and _is_count(horizon)):
                 raise ValueError("invalid epoch, seq or horizon")
             doc.restore([], head=seq, horizon=horizon)
-        except (OSError, UnicodeDecodeError, CrdtError, ValueError, OverflowError) as error:
+        # RecursionError: a "meta" nested deeper than Python's parser goes (the core reads it).
+        except (
+            OSError,
+            UnicodeDecodeError,
+            CrdtError,
+            ValueError,
+            OverflowError,
+            RecursionError,
+        ) as error:
             raise CorruptFileError(self.path, f"not a readable syncd document ({error})") from None
         self.epoch = epoch
         self._file_bytes = len(text)
         return seq
-
-    def _find_segments(self) -> list[_Segment]:
-        found = []
-        # Document names hold no glob metacharacters: [A-Za-z0-9._-] only.
-        for path in self.directory.glob(f"{self.name}.*.log"):
-            match = _SEGMENT.fullmatch(path.name)
-            if match and match["doc"] == self.name:
-                found.append(_Segment(int(match["number"]), path))
-        return sorted(found, key=lambda s: s.number)
 
     def _replay(self, doc: Document, path: Path, after: int) -> None:
         try:
