@@ -14,9 +14,11 @@ WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) $(WEB)
 WEB_BUILT := $(WEB)/dist/index.html
 # The end-to-end tests drive Debian's Chromium; `make test-web` installs it when missing.
 CHROMIUM := /usr/bin/chromium
+# The crash-consistency tests kill the server at chosen syscalls with strace fault injection.
+STRACE := /usr/bin/strace
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server lint
+.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server soak fuzz lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,12 +55,16 @@ $(CHROMIUM):
 	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
 	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y chromium
 
+$(STRACE):
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y strace
+
 test: test-rust test-python test-web ## Build, then run every test (cargo test, pytest, vitest, Chromium end-to-end)
 
 test-rust: ## Run the Rust core's tests (unit, conformance vectors, property laws)
 	cd rust_crdt && cargo test --locked
 
-test-python: $(INSTALLED) ## Run the Python tests
+test-python: $(INSTALLED) $(STRACE) ## Run the Python tests
 	$(PY) -m pytest
 
 test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: vitest (vectors, HLC, replica) and end-to-end in headless Chromium
@@ -71,6 +77,21 @@ bench: $(INSTALLED) ## Run the CRDT core benchmarks (results: docs/benchmarks.md
 bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and y-websocket (~5 min)
 	npm ci --prefix bench/yjs --no-audit --no-fund
 	$(PY) -m bench.server
+
+# Minutes of chaos: random writes, cuts, partitions, offline client restarts, kill -9 of the server.
+SOAK_MINUTES ?= 5
+
+soak: $(INSTALLED) ## Chaos soak: clients and a kill -9'd server must converge (SOAK_MINUTES=5, SYNCD_CHAOS_SEED=N)
+	$(PY) tests/chaos.py --minutes $(SOAK_MINUTES)
+
+# Seconds each fuzz target runs for (three cargo-fuzz targets, three atheris harnesses).
+FUZZ_SECONDS ?= 60
+
+fuzz: $(INSTALLED) ## Fuzz the Rust core (cargo fuzz) and the Python protocol and store (atheris), FUZZ_SECONDS=60 each
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
+	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install --quiet $$($(PY) -c \
+		'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["fuzz"])')
+	$(PY) -m fuzz --seconds $(FUZZ_SECONDS)
 
 lint: $(INSTALLED) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check
 	$(VENV)/bin/ruff check .

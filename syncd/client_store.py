@@ -132,7 +132,14 @@ class ClientStore:
             if not (isinstance(seq, int) and isinstance(head, int) and seq >= 0 and head >= 0):
                 raise ValueError("invalid seq or head")
             document.restore([], head=head)
-        except (OSError, UnicodeDecodeError, CrdtError, ValueError, AttributeError) as error:
+        except (
+            OSError,
+            UnicodeDecodeError,
+            CrdtError,
+            ValueError,
+            AttributeError,
+            RecursionError,
+        ) as error:
             raise StoreFileError(f"{self.path}: not a readable client store ({error})") from None
         if record.get("url") != self.url:
             # Another server: its epochs mean nothing here, but the pending writes still do.
@@ -153,7 +160,14 @@ class ClientStore:
                 if not isinstance(clock, str):
                     raise ValueError("the clock is not a timestamp")
                 parse_timestamp(clock)
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError, CrdtError) as error:
+        except (
+            OSError,
+            UnicodeDecodeError,
+            ValueError,
+            AttributeError,
+            CrdtError,
+            RecursionError,
+        ) as error:
             raise StoreFileError(f"{self.pending_path}: unreadable ({error})") from None
         return entries, clock
 

@@ -220,7 +220,7 @@ class Outbox:
                 entry = record["entry"]
                 if record.get("url") == self.url and record.get("doc") == self.doc:
                     found.append((path, entry))
-            except (OSError, ValueError, KeyError, TypeError) as error:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
                 logger.warning("skipping unreadable outbox file %s: %s", path, error)
         return found
 

@@ -604,8 +604,8 @@ class Replica:
         entries = _entries(frame, "entries")
         assert self._welcome is not None
         if self._incoming is not None:
-            self._observe(entries)
             self._incoming.merge_entries(entries)
+            self._observe(entries)  # only once the core found every entry valid
             return []
         return self._merge_remote(entries, None, self._welcome.seq)
 
@@ -747,9 +747,9 @@ class Replica:
     def _merge_remote(
         self, entries: list[dict[str, Any]], origin: str | None, seq: int
     ) -> list[Event]:
-        self._observe(entries)
         before = self.document.seq
         self.document.merge_entries(entries)
+        self._observe(entries)  # only once the core found every entry valid
         events: list[Event] = [
             self._change(e, origin, seq) for e in self.document.changes_since(before)
         ]

@@ -23,6 +23,7 @@ __all__ = [
     "doc_state",
     "frame_text",
     "merge_wire",
+    "mutated",
     "same_json",
     "small_json_values",
     "timestamps",
@@ -126,3 +127,25 @@ def same_json(a: object, b: object) -> bool:
         assert isinstance(b, list)
         return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+MUTATION_ALPHABET = '{}[]",:0123456789-etfn \\u\n\tazé😀\x00\u0661'
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], most: int = 3) -> str:
+    """``base`` with a few characters deleted, inserted, replaced, or the end cut off."""
+    text = draw(base)
+    for _ in range(draw(st.integers(1, most))):
+        where = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["delete", "insert", "replace", "truncate"]))
+        char = draw(st.sampled_from(MUTATION_ALPHABET))
+        if kind == "delete":
+            text = text[:where] + text[where + 1 :]
+        elif kind == "insert":
+            text = text[:where] + char + text[where:]
+        elif kind == "replace":
+            text = text[:where] + char + text[where + 1 :]
+        else:
+            text = text[:where]
+    return text

@@ -28,6 +28,7 @@ from crdt_strategies import (
     doc_state,
     frame_text,
     merge_wire,
+    mutated,
     small_json_values,
     timestamps,
     ts_of,
@@ -374,28 +375,6 @@ malformed_ts_text = st.one_of(
 """Strings that are rarely timestamps; the tests decide validity with the contract's regex."""
 
 valid_ts_text = st.from_regex(TS_PATTERN, fullmatch=True)
-
-MUTATION_ALPHABET = '{}[]",:0123456789-etfn \\u\n\tazé😀\x00\u0661'
-
-
-@st.composite
-def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], most: int = 3) -> str:
-    """``base`` with a few characters deleted, inserted, replaced, or the end cut off."""
-    text = draw(base)
-    for _ in range(draw(st.integers(1, most))):
-        where = draw(st.integers(0, len(text)))
-        kind = draw(st.sampled_from(["delete", "insert", "replace", "truncate"]))
-        char = draw(st.sampled_from(MUTATION_ALPHABET))
-        if kind == "delete":
-            text = text[:where] + text[where + 1 :]
-        elif kind == "insert":
-            text = text[:where] + char + text[where:]
-        elif kind == "replace":
-            text = text[:where] + char + text[where + 1 :]
-        else:
-            text = text[:where]
-    return text
-
 
 timestamp_candidates = st.one_of(
     malformed_ts_text, valid_ts_text, mutated(valid_ts_text), mutated(timestamps)

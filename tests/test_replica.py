@@ -306,6 +306,16 @@ def test_welcome_time_and_received_entries_advance_the_clock(
     assert replica.set("k", 2).ts > future_entry["ts"]
 
 
+def test_a_rejected_server_frame_does_not_move_the_clock(replica: Replica, server: Server) -> None:
+    handshake(replica, server)
+    jammed = {"key": "k", "ts": "9999999999999-99999-x", "value": 1}  # valid, but ...
+    invalid = {"key": "", "ts": "1764028800000-00000-x", "value": 1}  # ... this one is not
+    with pytest.raises(UnexpectedFrame):
+        replica.receive(ops(1, "x", jammed, invalid))
+    before = parse_timestamp(replica.set("k", 2).ts)[0]
+    assert before < 9_999_999_999_999, "the refused frame's timestamp reached the clock"
+
+
 def test_pong_time_advances_the_clock_and_refines_the_offset(server: Server) -> None:
     now = [1_000_000]
     replica = Replica("tui-1", wall=lambda: now[0])

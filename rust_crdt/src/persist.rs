@@ -14,7 +14,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::document::Document;
+use crate::document::{Document, MAX_SEQ};
 use crate::entry::{is_json_object, Entry, Limits};
 use crate::error::{CrdtError, Result};
 
@@ -98,6 +98,10 @@ impl Document {
             let bad =
                 |why: String| CrdtError::bad_message(format!("log line {}: {why}", number + 1));
             let record: LogLine<'_> = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            // No seq is above MAX_SEQ; checked first so that `seq + 1` cannot overflow.
+            if record.seq > MAX_SEQ {
+                return Err(bad(format!("seq {} is above {MAX_SEQ}", record.seq)));
+            }
             let first = (record.seq + 1)
                 .checked_sub(record.ops.len() as u64)
                 .ok_or_else(|| bad("more entries than seqs".into()))?;
