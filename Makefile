@@ -100,3 +100,4 @@ lint: $(INSTALLED) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check
 	$(PY) -m mypy.stubtest syncd._crdt
 	cd rust_crdt && cargo clippy --locked --all-targets --all-features -- -D warnings
 	cd rust_crdt && cargo fmt --check
+	cd rust_crdt/fuzz && cargo fmt --check

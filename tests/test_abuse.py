@@ -37,7 +37,7 @@ from attacks import (
     wait_for_metric,
 )
 from conftest import ClientFactory, ProcessFactory, ServerFactory
-from servers import REPO, TIMEOUT, Frame, ServerProcess, Stamps, http_get, metrics
+from servers import TIMEOUT, Frame, ServerProcess, Stamps, http_get, metrics
 
 MIB: Final = 1 << 20
 RSS_SLACK_MIB: Final = 30.0
@@ -528,8 +528,9 @@ async def test_document_names_cannot_escape_the_data_directory(
 
 
 PASSWD = Path("/etc/passwd").read_bytes()
-SECRET = (REPO / "pyproject.toml").read_bytes()
-"""A file just outside the served web client (``web-client/dist``)."""
+SECRET = b'[build-system]\nrequires = ["a secret two folders above the web root"]\n'
+"""A file two folders above the served web client, as ``pyproject.toml`` is above
+``web-client/dist`` in a checkout."""
 
 RAW_PATHS: Final = [
     "/../../etc/passwd",
@@ -559,9 +560,14 @@ RAW_PATHS: Final = [
 
 
 async def test_raw_http_paths_cannot_escape_the_web_client(
-    server_process: ProcessFactory,
+    make_server: ServerFactory, tmp_path: Path
 ) -> None:
-    server = await started(server_process)
+    checkout = tmp_path / "checkout"
+    web_root = checkout / "web-client" / "dist"
+    web_root.mkdir(parents=True)
+    (web_root / "index.html").write_text("<!doctype html><title>syncd</title>\n")
+    (checkout / "pyproject.toml").write_bytes(SECRET)
+    server = await make_server(web_root=web_root)
     index = await http_get(server.port, "/")
     assert index.status == 200, "the web client is built and served"
     for path in RAW_PATHS:

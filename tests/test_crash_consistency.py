@@ -221,7 +221,13 @@ async def test_kill_9_at_random_moments_while_folds_run_loses_no_acknowledged_wr
             closed = await asyncio.gather(
                 *(
                     write_until_closed(
-                        client, docs[doc], random.Random(rng.random()), KEYS, window=8
+                        # More messages than any round can send: each writes until the kill.
+                        client,
+                        docs[doc],
+                        random.Random(rng.random()),
+                        KEYS,
+                        window=8,
+                        messages=1_000_000,
                     )
                     for client, doc in clients
                 )

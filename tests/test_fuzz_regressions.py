@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.crdt import CrdtError, Document
 from syncd.client_store import ClientStore, StoreFileError
+from syncd.crdt import CrdtError, Document
 from syncd.store import CorruptFileError, DataDirectory
 
 DEEP_META = '{"meta":' + "[" * 5000 + "]" * 5000 + "}"
