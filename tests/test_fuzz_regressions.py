@@ -82,3 +82,10 @@ def test_a_client_pending_file_that_nests_too_deep_is_a_store_error(tmp_path: Pa
     store.pending_path.write_text('{"pending":' + DEEP_META[8:], encoding="utf-8")
     with pytest.raises(StoreFileError, match="unreadable"):
         store.load()
+
+
+def test_a_client_replica_file_that_nests_too_deep_is_a_store_error(tmp_path: Path) -> None:
+    store = ClientStore(tmp_path / "client.db", doc="default", url="ws://127.0.0.1:1/ws")
+    store.path.write_text(DEEP_META, encoding="utf-8")
+    with pytest.raises(StoreFileError, match="not a readable client store"):
+        store.load()
