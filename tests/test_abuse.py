@@ -175,7 +175,7 @@ def files_under(root: Path) -> set[str]:
 
 
 async def test_visits_without_writes_leave_no_files(server_process: ProcessFactory) -> None:
-    """WAITS ON the lead's change: a document nobody wrote to is not created on disk."""
+    """A document nobody wrote to is not created on disk."""
     server = await started(server_process, "--token", "rw", "--read-token", "ro")
     await bounded_gather(
         (visit(server.port, f"looked-at-{i}", f"v{i}", token="rw") for i in range(200)),
@@ -222,7 +222,7 @@ def flood_frames(stamps: Stamps) -> list[tuple[Frame, int | None]]:
 async def test_ten_thousand_frames_a_second_are_rate_limited(
     server_process: ProcessFactory, connect: ClientFactory
 ) -> None:
-    """WAITS ON the lead's change (``--rate-limit``, ``--rate-burst``; defaults 1000 and 2000)."""
+    """``--rate-limit`` and ``--rate-burst`` (defaults 1000 and 2000)."""
     server = await started(server_process)
     pid = pid_of(server)
     figures = Figures("frame_flood")
@@ -293,7 +293,7 @@ async def test_ten_thousand_frames_a_second_are_rate_limited(
 
 
 async def test_rate_limit_small_numbers(make_server: ServerFactory) -> None:
-    """WAITS ON the lead's change: burst 5, then 10 a second; per connection."""
+    """Burst 5, then 10 a second; per connection."""
     server = await make_server(rate_limit=10, rate_burst=5)
     ws = await WsSocket.open(server.port)
     await ws.hello(node="fast")
@@ -445,7 +445,7 @@ async def drip(port: int, silent: bool, budget: float) -> float | None:
 
 @pytest.mark.slow
 async def test_slowloris_is_cut_after_the_open_timeout(server_process: ProcessFactory) -> None:
-    """WAITS ON (or already works with) ``--open-timeout``: unfinished handshakes are cut."""
+    """``--open-timeout``: unfinished handshakes are cut."""
     raise_open_files(SLOW_SOCKETS * 2 + 256)
     server = await started(server_process, "--open-timeout", str(OPEN_TIMEOUT))
     figures = Figures("slowloris")
@@ -649,13 +649,14 @@ def origin_cases(port: int) -> list[tuple[dict[str, str], int]]:
         ({"Origin": "https://app.example:5173"}, 403),
         ({"Origin": "http://other.example"}, 403),
         ({"Origin": "null"}, 403),
+        # DNS rebinding: the page's own name now points here, Host and Origin agree.
+        ({"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}, 403),
     ]
 
 
 async def test_cross_site_websocket_hijacking_is_refused(
     make_server: ServerFactory, connect: ClientFactory
 ) -> None:
-    """WAITS ON the lead's change (``--allowed-origin``)."""
     server = await make_server(allowed_origins=LISTED)
     bystander = await connect(server.url, "by")
     await bystander.hello()
@@ -676,7 +677,6 @@ async def test_cross_site_websocket_hijacking_is_refused(
 
 
 async def test_allowed_origin_star_allows_any(make_server: ServerFactory) -> None:
-    """WAITS ON the lead's change (``--allowed-origin '*'``)."""
     server = await make_server(allowed_origins=("*",))
     for origin in ("http://evil.example", "null", f"http://localhost:{server.port}"):
         ws = await WsSocket.open(server.port, {"Origin": origin})
@@ -685,7 +685,7 @@ async def test_allowed_origin_star_allows_any(make_server: ServerFactory) -> Non
 
 
 async def test_a_refused_origin_gets_no_websocket(server_process: ProcessFactory) -> None:
-    """WAITS ON the lead's change: the default (no ``--allowed-origin``) refuses a foreign page."""
+    """The default (no ``--allowed-origin``) refuses a foreign page."""
     server = await started(server_process)
     with pytest.raises(HandshakeRefused) as refused:
         await WsSocket.open(server.port, {"Origin": "http://evil.example"})

@@ -112,7 +112,7 @@ async def test_ten_thousand_connection_cycles(server_process: ProcessFactory) ->
 async def test_documents_written_once_and_left_are_evicted(
     server_process: ProcessFactory, connect: ClientFactory
 ) -> None:
-    """WAITS ON the lead's change (``--evict-after``)."""
+    """``--evict-after``: documents with no clients leave memory."""
     raise_open_files(LEFT_DOCS + 512)
     server, pid = await started(server_process, "--evict-after", EVICT_AFTER)
     figures = Figures("left_documents")
@@ -176,7 +176,7 @@ async def evicted(server: SyncServer, doc: str) -> None:
 async def test_an_evicted_document_comes_back_with_its_lineage(
     make_server: ServerFactory, connect: ClientFactory
 ) -> None:
-    """WAITS ON the lead's change (``evict_after``)."""
+    """``evict_after``: an evicted document comes back whole."""
     server = await make_server(evict_after=0.2)
     writer = await connect(server.url, "writer")
     welcome = (await writer.hello(doc="notes")).welcome
@@ -206,7 +206,7 @@ async def test_an_evicted_document_comes_back_with_its_lineage(
 async def test_eviction_races_with_clients_coming_back(
     make_server: ServerFactory, connect: ClientFactory, tmp_path: Path
 ) -> None:
-    """WAITS ON the lead's change: clients leave and come back around the moment of
+    """Clients leave and come back around the moment of
     eviction; no write is lost, the seq goes on, and a restart reads it all back."""
     server = await make_server(evict_after=0.1, data=tmp_path / "race")
     stamps = Stamps("racer")
