@@ -1,5 +1,5 @@
-"""What the atheris harnesses share: the contract's error codes, a document's
-state, the check that a document's snapshot reloads equal, and the entry point."""
+"""What the atheris harnesses share: a document's state, the check that a
+document's snapshot reloads equal, and the entry point."""
 
 from __future__ import annotations
 
@@ -10,26 +10,10 @@ from typing import Final
 
 from syncd.crdt import Document
 
-__all__ = ["BASE_WALL", "ERROR_CODES", "check_reloads", "lines", "run", "state"]
+__all__ = ["BASE_WALL", "check_reloads", "lines", "run", "state"]
 
 BASE_WALL: Final = 1_764_028_800_000
 """The wall clock the harnesses run at (2025-11-25), so that inputs replay the same."""
-
-ERROR_CODES: Final = frozenset(
-    {
-        "bad_json",
-        "bad_message",
-        "not_ready",
-        "unsupported_version",
-        "unauthorized",
-        "forbidden",
-        "too_large",
-        "clock_skew",
-        "rate_limited",
-        "internal",
-    }
-)
-"""The error codes of contract §6."""
 
 CORPORA: Final = Path(__file__).parent / "corpus"
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from fuzz.harness import BASE_WALL, ERROR_CODES, check_reloads, lines, run, state
+from fuzz.harness import BASE_WALL, check_reloads, lines, run, state
 from syncd.crdt import Clock, CrdtError, Document
 from syncd.protocol import (
+    ERROR_CODES,
     POLICY_VIOLATION,
     Access,
     HelloEvent,

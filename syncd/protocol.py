@@ -23,6 +23,7 @@ from syncd.errors import SyncdError
 
 __all__ = [
     "DEFAULT_DOC",
+    "ERROR_CODES",
     "POLICY_VIOLATION",
     "PROTOCOL_VERSION",
     "Access",
@@ -47,6 +48,21 @@ PROTOCOL_VERSION: Final = 1
 DEFAULT_DOC: Final = "default"
 POLICY_VIOLATION: Final = 1008
 """The close code after a failed handshake."""
+ERROR_CODES: Final = frozenset(
+    {
+        "bad_json",
+        "bad_message",
+        "not_ready",
+        "unsupported_version",
+        "unauthorized",
+        "forbidden",
+        "too_large",
+        "clock_skew",
+        "rate_limited",
+        "internal",
+    }
+)
+"""Every ``code`` an ``error`` frame may carry (contract §6)."""
 
 _DOC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from syncd.crdt import MAX_ID, CrdtError, Document
 from syncd.protocol import (
     DEFAULT_DOC,
+    ERROR_CODES,
     POLICY_VIOLATION,
     Access,
     Hello,
@@ -39,22 +40,6 @@ from syncd.protocol import (
     valid_doc_name,
     welcome_frame,
 )
-
-ERROR_CODES: Final = frozenset(
-    {
-        "bad_json",
-        "bad_message",
-        "not_ready",
-        "unsupported_version",
-        "unauthorized",
-        "forbidden",
-        "too_large",
-        "clock_skew",
-        "rate_limited",
-        "internal",
-    }
-)
-"""Every error code of contract §6."""
 
 MISSING: Final = object()
 """A field value meaning "leave the field out"."""

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz import replica, server_session, store
-from fuzz.harness import BASE_WALL, ERROR_CODES
+from fuzz.harness import BASE_WALL
 from fuzz.seeds import stored_files
+from syncd.protocol import ERROR_CODES
 
 TS: Final = f"{BASE_WALL:013d}-00000-web-77c1"
 FILE, LOG = stored_files()
