@@ -222,7 +222,7 @@ async def test_the_client_sends_writes_refused_for_a_full_disk_again_once_space_
         process.cleanup()
 
 
-async def test_a_fold_the_full_disk_refuses_gives_back_the_space_it_took(
+async def test_a_fold_the_full_disk_refuses_gives_back_the_space_and_waits(
     tmp_path: Path,
 ) -> None:
     # The log has grown as large as the file, so a commit starts a fold, which needs
@@ -278,8 +278,16 @@ async def test_a_fold_the_full_disk_refuses_gives_back_the_space_it_took(
         staged = [(p.name, p.stat().st_size) for p in docs.glob("*.tmp")]
         assert not staged, f"the failed fold left {staged}; {tmpfs.available()} bytes free"
         assert tmpfs.available() > 8192
-        answer = await write("after-the-failed-fold", 1000)
-        assert answer["type"] == "ack", answer
+        # No new fold for a while: on a full disk it would take the room the appends need,
+        # even once a refused write has made the document reload (and count its log anew).
+        too_big = await write("bigger-than-the-room-left", tmpfs.available() + 4096)
+        assert too_big["type"] == "error" and too_big["code"] == "internal", too_big
+        for i in range(10):
+            answer = await write(f"after-the-failed-fold-{i}", 1000)
+            assert answer["type"] == "ack", answer
+        await asyncio.sleep(0.2)
+        failures = re.findall(r"fold\S* failed", process.stderr)
+        assert len(failures) == 1, f"{len(failures)} folds failed: one was retried at once"
         await process.kill()
         await process.start()
         _, state = await snapshot(process.url)
