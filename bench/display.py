@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -33,6 +34,27 @@ def table(
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+@dataclass(frozen=True)
+class Check:
+    """One done-when threshold of an issue, and what the run measured."""
+
+    name: str
+    measured: str
+    threshold: str
+    met: bool | None
+    """``None`` when the run did not measure it (a quick or partial run)."""
+
+
+def checks_table(checks: Iterable[Check]) -> list[str]:
+    """The "done when" table: each check, what was measured, and its verdict."""
+    verdicts = {True: "met", False: "**not met**", None: "not measured"}
+    return table(
+        ["check", "measured", "threshold", "verdict"],
+        ([c.name, c.measured, c.threshold, verdicts[c.met]] for c in checks),
+        text_columns=4,
+    )
 
 
 def save_report(directory: Path, stem: str, markdown: str, samples_json: str) -> Path:

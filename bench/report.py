@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from bench.cases import CASES, PYTHON_LOADS, SYNCD_FRAMES, SYNCD_VALIDATE, CaseResult
-from bench.display import table
+from bench.display import Check, checks_table, table
 from bench.machine import machine_rows
 from bench.memory import MemoryResult
 from bench.runner import RunResults
@@ -15,24 +15,13 @@ from bench.subjects import PYCRDT, PYTHON, SYNCD
 from bench.timing import Stats
 from bench.workload import KEY_BYTES, RAW_ENTRY_BYTES, VALUE_BYTES
 
-__all__ = ["Check", "done_when", "render_json", "render_markdown"]
+__all__ = ["done_when", "render_json", "render_markdown"]
 
 FRAME_VS_PYTHON = 5.0
 FRAME_VS_PYCRDT = 2.0
 CHANGES_GROWTH = 2.0
 MEMORY_ABOVE_RAW = 150.0
 TIMES = "\N{MULTIPLICATION SIGN}"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One done-when threshold of the issue, and what the run measured."""
-
-    name: str
-    measured: str
-    threshold: str
-    met: bool | None
-    """``None`` when the run did not measure it (``--quick``, ``--no-memory``)."""
 
 
 def _num(value: float) -> str:
@@ -242,10 +231,6 @@ def done_when(results: RunResults) -> list[Check]:
     return checks
 
 
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: "not measured"}[met]
-
-
 def render_markdown(results: RunResults) -> str:
     """The whole report as Markdown."""
     m, c = results.machine, results.config
@@ -267,11 +252,7 @@ def render_markdown(results: RunResults) -> str:
         "",
         "## Done when",
         "",
-        *table(
-            ["check", "measured", "threshold", "verdict"],
-            ([k.name, k.measured, k.threshold, _verdict(k.met)] for k in done_when(results)),
-            text_columns=4,
-        ),
+        *checks_table(done_when(results)),
         "",
         "## Method",
         "",

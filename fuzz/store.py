@@ -24,20 +24,25 @@ from syncd.store import DataDirectory, DocumentStore, StoreError
 __all__ = ["fuzz_one", "load"]
 
 
-def load(root: Path) -> Document | None:
-    """The document ``doc`` of the data directory ``root``, as a server start reads it,
-    or ``None`` if the store refused its files."""
+def load(root: Path) -> Document:
+    """The document ``doc`` of the data directory ``root``, as a server start reads it;
+    :class:`~syncd.store.StoreError` if the store refuses its files."""
     data = DataDirectory(root)
     data.open()
     store = data.document("doc")
     doc = Document()
     try:
         store.load(doc)
-    except StoreError:
-        return None
     finally:
         store.close()
     return doc
+
+
+def _loaded(root: Path) -> Document | None:
+    try:
+        return load(root)
+    except StoreError:
+        return None
 
 
 def fuzz_one(data: bytes) -> None:
@@ -53,18 +58,18 @@ def fuzz_one(data: bytes) -> None:
             (directory / "doc.json").write_bytes(content)
         if data[0] & 2:
             (directory / "doc.1.log").write_bytes(log)
-        doc = load(root)
+        doc = _loaded(root)
         if doc is None:
             return
         check_reloads(doc)
-        again = load(root)
+        again = _loaded(root)
         assert again is not None and state(again) == state(doc), "a second load differs"
         store = DocumentStore(directory, "doc", "srv-1")
         store.epoch = "e-1"
         store.write_file(doc)
         for log_file in directory.glob("*.log"):
             log_file.unlink()
-        written = load(root)
+        written = _loaded(root)
         assert written is not None and state(written) == state(doc), "its file loads different"
         assert (written.seq, written.horizon) == (doc.seq, doc.horizon)
     finally:

@@ -29,26 +29,15 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 3
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: a positive number of ``kind``."""
+def _positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a positive number of ``kind`` (or zero, with ``zero``)."""
 
     def parse(text: str) -> float:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = getattr(kind, "__name__", "number")
-    return parse
-
-
-def _not_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind``, zero or more."""
-
-    def parse(text: str) -> float:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"must {'not be negative' if zero else 'be positive'}, got {text}"
+            )
         return value
 
     parse.__name__ = getattr(kind, "__name__", "number")
@@ -123,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--rate-limit",
-        type=_not_negative(float),
+        type=_positive(float, zero=True),
         default=1000.0,
         help="messages per second a connection may send on average (0: no limit)",
     )

@@ -147,6 +147,10 @@ class Ledger:
     last_seq: int = 0
     """The greatest seq acknowledged."""
 
+    def record(self, ops: list[Frame]) -> None:
+        """Record the entries of a message about to be sent."""
+        self.sent.update((entry["ts"], entry) for entry in ops)
+
     def ack(self, ops: list[Frame], seq: int) -> None:
         """Record the acknowledgement of a message that held ``ops``."""
         self.acks += 1
@@ -193,7 +197,7 @@ async def write_until_closed(
                         else client.stamps.set(key, {"n": sent, "pad": "p" * rng.randint(*pad)})
                         for key in rng.sample(list(keys), rng.randint(1, 3))
                     ]
-                    ledger.sent.update((e["ts"], e) for e in ops)
+                    ledger.record(ops)
                     id = client.next_id()
                     pending[id] = ops
                     await client.send({"type": "ops", "id": id, "ops": ops})

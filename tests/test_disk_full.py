@@ -88,7 +88,7 @@ async def test_a_full_disk_refuses_writes_keeps_serving_and_resumes_when_space_f
         ledger = Ledger()
         for i in range(30):
             ops = [writer.stamps.set(f"k{i % 7}", {"i": i, "pad": "p" * 800})]
-            ledger.sent.update((e["ts"], e) for e in ops)
+            ledger.record(ops)
             answer = await writer.write(ops)
             assert answer["type"] == "ack", answer
             ledger.ack(ops, answer["seq"])
@@ -105,7 +105,7 @@ async def test_a_full_disk_refuses_writes_keeps_serving_and_resumes_when_space_f
         refused: list[Frame] = []
         for i in range(6):
             ops = [writer.stamps.set(f"k{i % 7}", BIG), writer.stamps.set(f"new{i}", BIG)]
-            ledger.sent.update((e["ts"], e) for e in ops)
+            ledger.record(ops)
             id = writer.next_id()
             answer = await writer.write(ops, id=id)
             assert answer["type"] == "error", f"{disk.how}: {answer}"
@@ -127,7 +127,7 @@ async def test_a_full_disk_refuses_writes_keeps_serving_and_resumes_when_space_f
         await disk.free(process)
         resent = refused[-2:]  # the last refused message, sent again with its timestamps
         for ops in (resent, [writer.stamps.set("after", BIG), writer.stamps.delete("k0")]):
-            ledger.sent.update((e["ts"], e) for e in ops)
+            ledger.record(ops)
             answer = await writer.write(ops)
             assert answer["type"] == "ack", f"{disk.how}: no ack once space freed: {answer}"
             assert answer["seq"] == ledger.last_seq + 2, answer
@@ -166,7 +166,7 @@ async def test_a_server_restarted_on_a_full_disk_serves_reads_and_refuses_writes
         ledger = Ledger()
         for i in range(10):
             ops = [writer.stamps.set(f"k{i}", {"i": i, "pad": "p" * 800})]
-            ledger.sent.update((e["ts"], e) for e in ops)
+            ledger.record(ops)
             answer = await writer.write(ops)
             assert answer["type"] == "ack", answer
             ledger.ack(ops, answer["seq"])
@@ -244,7 +244,7 @@ async def test_a_fold_the_full_disk_refuses_gives_back_the_space_and_waits(
 
         async def write(key: str, size: int) -> Frame:
             ops = [writer.stamps.set(key, "v" * size)]
-            ledger.sent.update((e["ts"], e) for e in ops)
+            ledger.record(ops)
             answer = await writer.write(ops)
             if answer["type"] == "ack":
                 ledger.ack(ops, answer["seq"])
@@ -285,7 +285,7 @@ async def test_a_fold_the_full_disk_refuses_gives_back_the_space_and_waits(
         for i in range(10):
             answer = await write(f"after-the-failed-fold-{i}", 1000)
             assert answer["type"] == "ack", answer
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # awaiting what must not happen: a second fold's failure
         failures = re.findall(r"fold\S* failed", process.stderr)
         assert len(failures) == 1, f"{len(failures)} folds failed: one was retried at once"
         await process.kill()

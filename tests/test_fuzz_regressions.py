@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fuzz.store import load
 from syncd.client_store import ClientStore, StoreFileError
 from syncd.crdt import CrdtError, Document
 from syncd.store import CorruptFileError, DataDirectory
@@ -30,19 +31,6 @@ def docs(root: Path) -> Path:
     folder = root / "docs"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-def load(root: Path) -> Document:
-    """Load document ``doc`` from the data directory ``root``, as the server starts."""
-    data = DataDirectory(root)
-    data.open()
-    store = data.document("doc")
-    doc = Document()
-    try:
-        store.load(doc)
-    finally:
-        store.close()
-    return doc
 
 
 def test_a_file_whose_meta_nests_too_deep_is_a_corrupt_file(tmp_path: Path) -> None:

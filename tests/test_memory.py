@@ -12,8 +12,10 @@ with its data and its lineage, so a client resumes it with a delta.
 from __future__ import annotations
 
 import asyncio
+import operator
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -224,7 +226,8 @@ async def test_eviction_races_with_clients_coming_back(
             # Leave without waiting for the ack: the write is still committed.
             await client.send({"type": "ops", "id": 1, "ops": [entry]})
             client.connection.transport.abort()
-            await asyncio.sleep(0.05)
+            at_least = partial(operator.le, i + 1)  # all i + 1 writes applied
+            await wait_for_metric(server.port, "syncd_ops_applied_total", at_least)
         else:
             assert (await client.write([entry]))["seq"] == i + 1
             await client.close()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from bench.display import table
+from bench.display import Check, checks_table, table
 from bench.machine import machine_rows
 from bench.server.fanout import FanoutResult
 from bench.server.growth import BIG, SMALL, GrowthResult
 from bench.server.runner import ServerRunResults
 from bench.server.servers import PYCRDT, SERVERS, SYNCD, Y_WEBSOCKET
 
-__all__ = ["Check", "done_when", "render_json", "render_markdown"]
+__all__ = ["done_when", "render_json", "render_markdown"]
 
 VS_PYCRDT = 10.0
 PACED_P99_MS = 10.0
@@ -20,17 +20,6 @@ GROWTH_RATIO = 0.7
 RESTART_SYNCED_S = 5.0
 RESUME_S = 1.0
 TIMES = "\N{MULTIPLICATION SIGN}"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One done-when threshold of the issue, and what the run measured."""
-
-    name: str
-    measured: str
-    threshold: str
-    met: bool | None
-    """``None`` when the run did not measure it."""
 
 
 def _ms(value: float | None) -> str:
@@ -112,10 +101,6 @@ def done_when(results: ServerRunResults) -> list[Check]:
         )
     )
     return checks
-
-
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: "not measured"}[met]
 
 
 def _fanout_rows(results: ServerRunResults, paced: bool) -> list[list[str]]:
@@ -293,11 +278,7 @@ def render_markdown(results: ServerRunResults) -> str:
         "",
         "## Done when",
         "",
-        *table(
-            ["check", "measured", "threshold", "verdict"],
-            ([k.name, k.measured, k.threshold, _verdict(k.met)] for k in done_when(results)),
-            text_columns=4,
-        ),
+        *checks_table(done_when(results)),
         "",
         "## Results",
         "",
