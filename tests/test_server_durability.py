@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import ClientFactory, ProcessFactory, ServerFactory
+from faults import Ledger
 from servers import TIMEOUT, Frame, RawClient, ServerProcess, Stamps
 from websockets.exceptions import ConnectionClosed
 
@@ -75,28 +75,6 @@ async def test_a_clean_restart_continues_epoch_and_seq(
     assert (await client.write([later]))["seq"] == 4
 
 
-@dataclass
-class Ledger:
-    """What one writer sent and which of it the server acknowledged."""
-
-    sent: dict[str, Frame] = field(default_factory=dict)
-    """Every entry sent, by ts (each ts is unique)."""
-    acked: dict[str, Frame] = field(default_factory=dict)
-    """For each key, the newest entry of an acknowledged message."""
-    last_seq: int = 0
-    """The greatest seq acknowledged."""
-
-    def check(self, state: dict[str, Frame], context: str) -> None:
-        """Every acknowledged write is in ``state``, or a newer one that was sent."""
-        for key, entry in self.acked.items():
-            held = state.get(key)
-            assert held is not None, f"{context}: acknowledged key {key!r} is lost"
-            assert held["ts"] >= entry["ts"], f"{context}: {key!r} went back to {held}"
-            assert self.sent.get(held["ts"]) == held, f"{context}: {held} was never sent"
-        for entry in state.values():
-            assert self.sent.get(entry["ts"]) == entry, f"{context}: {entry} was never sent"
-
-
 async def write_until_killed(
     client: RawClient,
     process: ServerProcess,
@@ -127,7 +105,7 @@ async def write_until_killed(
                         )
                         for key in rng.sample(keys, rng.randint(1, 4))
                     ]
-                    ledger.sent.update((e["ts"], e) for e in ops)
+                    ledger.record(ops)
                     pending[next_id] = ops
                     await client.send({"type": "ops", "id": next_id, "ops": ops})
                     next_id += 1
@@ -135,9 +113,7 @@ async def write_until_killed(
                 if frame["type"] != "ack":
                     continue
                 assert frame["seq"] >= ledger.last_seq
-                ledger.last_seq = frame["seq"]
-                for entry in pending.pop(frame["id"]):
-                    ledger.acked[entry["key"]] = entry  # later ids carry later ts
+                ledger.ack(pending.pop(frame["id"]), frame["seq"])
                 acks += 1
     except ConnectionClosed:
         pass
