@@ -13,11 +13,12 @@ import asyncio
 import logging
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from syncd import __version__
+from syncd.commands import add_client_options, positive
+from syncd.commands import run as run_client_command
 from syncd.errors import SyncdError
 from syncd.logs import setup_logging
 
@@ -27,21 +28,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
-
-
-def _positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[str], float]:
-    """An argparse type: a positive number of ``kind`` (or zero, with ``zero``)."""
-
-    def parse(text: str) -> float:
-        value = kind(text)
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(
-                f"must {'not be negative' if zero else 'be positive'}, got {text}"
-            )
-        return value
-
-    parse.__name__ = getattr(kind, "__name__", "number")
-    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,29 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="secret a client needs to read and write")
     serve.add_argument("--read-token", help="secret for read-only access (needs --token)")
     serve.add_argument(
-        "--max-frame-bytes", type=_positive(int), default=1 << 20, help="largest frame"
+        "--max-frame-bytes", type=positive(int), default=1 << 20, help="largest frame"
     )
     serve.add_argument(
-        "--max-ops", type=_positive(int), default=1000, help="most entries in one ops message"
+        "--max-ops", type=positive(int), default=1000, help="most entries in one ops message"
     )
     serve.add_argument(
-        "--max-value-bytes", type=_positive(int), default=65_536, help="largest value (JSON bytes)"
+        "--max-value-bytes", type=positive(int), default=65_536, help="largest value (JSON bytes)"
     )
     serve.add_argument(
         "--max-skew",
-        type=_positive(float),
+        type=positive(float),
         default=60.0,
         help="seconds a timestamp may be ahead of the server's clock",
     )
     serve.add_argument(
         "--queue-limit",
-        type=_positive(int),
+        type=positive(int),
         default=8 << 20,
         help="bytes a client may have unsent before it is dropped (close 1013)",
     )
     serve.add_argument(
         "--tombstone-retention",
-        type=_positive(float),
+        type=positive(float),
         default=30.0,
         help="days deleted keys are remembered",
     )
@@ -112,31 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--rate-limit",
-        type=_positive(float, zero=True),
+        type=positive(float, zero=True),
         default=1000.0,
         help="messages per second a connection may send on average (0: no limit)",
     )
     serve.add_argument(
         "--rate-burst",
-        type=_positive(int),
+        type=positive(int),
         default=2000,
         help="messages a connection may send at once above its rate",
     )
     serve.add_argument(
         "--evict-after",
-        type=_positive(float),
+        type=positive(float),
         default=60.0,
         help="seconds a document with no clients stays in memory",
     )
     serve.add_argument(
         "--open-timeout",
-        type=_positive(float),
+        type=positive(float),
         default=10.0,
         help="seconds a connection has to complete its opening handshake",
     )
     serve.add_argument(
         "--fold-min-bytes",
-        type=_positive(int),
+        type=positive(int),
         default=4 << 20,
         help="log bytes before a document's log may be folded into its file",
     )
@@ -159,8 +145,6 @@ def _client_command(
 
 
 def _add_client_commands(commands: Any) -> None:
-    from syncd.commands import add_client_options
-
     get = _client_command(
         commands,
         "get",
@@ -296,6 +280,4 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "tui":
         return _tui(args)
-    from syncd.commands import run
-
-    return run(args)
+    return run_client_command(args)

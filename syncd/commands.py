@@ -62,6 +62,7 @@ __all__ = [
     "Outbox",
     "UsageError",
     "add_client_options",
+    "positive",
     "run",
 ]
 
@@ -107,21 +108,26 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive(float),
         default=DEFAULT_TIMEOUT,
         help="seconds to wait for the server before giving up (default %(default)g)",
     )
     group.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+def positive(kind: Callable[[str], float], *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite positive number of ``kind`` (or zero, with ``zero``)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"must {'not be negative' if zero else 'be positive'}, got {text}"
+            )
+        return value
+
+    parse.__name__ = getattr(kind, "__name__", "number")
+    return parse
 
 
 # -- running a command ---------------------------------------------------------------

@@ -46,6 +46,8 @@ def test_read_token_without_token_is_a_usage_error(tmp_path: Path) -> None:
         ("--evict-after", "0"),
         ("--open-timeout", "-2"),
         ("--fold-min-bytes", "none"),
+        ("--tombstone-retention", "inf"),  # once a traceback: infinity days in ms
+        ("--evict-after", "nan"),
     ],
 )
 def test_a_bad_limit_is_a_usage_error(tmp_path: Path, flag: str, value: str) -> None:
