@@ -115,6 +115,18 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** A frame's text as a JSON object; throws `bad_json` or `bad_message` when it is not one. */
+function parseObject(text: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ProtocolError("bad_json", `not JSON: ${(error as Error).message}`);
+  }
+  if (!isRecord(raw)) throw new ProtocolError("bad_message", "a frame must be a JSON object");
+  return raw;
+}
+
 function isId(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_ID;
 }
@@ -125,13 +137,7 @@ function isStringArray(value: unknown): value is string[] {
 
 /** Read one frame from the server; throws `bad_json`/`bad_message` when it is not of the protocol's form. */
 export function parseServerFrame(text: string): ServerFrame {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ProtocolError("bad_json", `not JSON: ${(error as Error).message}`);
-  }
-  if (!isRecord(raw)) throw new ProtocolError("bad_message", "a frame must be a JSON object");
+  const raw = parseObject(text);
   const bad = (what: string): ProtocolError => new ProtocolError("bad_message", `${String(raw.type)}: ${what}`);
   switch (raw.type) {
     case "welcome": {
@@ -205,13 +211,7 @@ export interface OpsMessage {
  * message's id (when valid) and the offending entry's index.
  */
 export function readOpsFrame(text: string, limits: Limits = DEFAULT_LIMITS, nowMs?: number): OpsMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ProtocolError("bad_json", `not JSON: ${(error as Error).message}`);
-  }
-  if (!isRecord(raw)) throw new ProtocolError("bad_message", "a frame must be a JSON object");
+  const raw = parseObject(text);
   const echoed = isId(raw.id) ? raw.id : null;
   if (raw.type !== "ops") {
     const what = typeof raw.type === "string" ? `unknown frame type ${JSON.stringify(raw.type)}` : 'a frame needs a string "type"';
