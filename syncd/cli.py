@@ -255,7 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    from tui.app import SyncdApp
+    from syncd.tui.app import SyncdApp
 
     try:
         app = SyncdApp(args.url, args.doc, token=args.token, timeout=args.timeout)

@@ -21,10 +21,10 @@ from syncd.cli import main
 from syncd.client import Backoff, Client
 from syncd.crdt import JSONValue, format_timestamp
 from syncd.server import SyncServer
-from tui._format import age
-from tui.app import READ_ONLY, SyncdApp, store_path
-from tui.screens import EditorScreen, HelpScreen
-from tui.widgets import ConnectionView, StatusBar
+from syncd.tui._format import age
+from syncd.tui.app import READ_ONLY, SyncdApp, store_path
+from syncd.tui.screens import EditorScreen, HelpScreen
+from syncd.tui.widgets import ConnectionView, StatusBar
 
 ClientMaker = Callable[..., Awaitable[Client]]
 

@@ -19,7 +19,7 @@ from tui_helpers import make_app
 
 from syncd.client import Client
 from syncd.crdt import JSONValue
-from tui.app import SyncdApp
+from syncd.tui.app import SyncdApp
 
 KEYS: Final = 100_000
 MAX_KEY_LATENCY: Final = 1.0 * FACTOR

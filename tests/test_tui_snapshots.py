@@ -18,8 +18,8 @@ from tui_helpers import FROZEN_NOW, assert_snapshot, fixed_entry, make_app, unti
 
 from syncd.client import Backoff, Client
 from syncd.server import SyncServer
-from tui.app import SyncdApp
-from tui.screens import EditorScreen, HelpScreen
+from syncd.tui.app import SyncdApp
+from syncd.tui.screens import EditorScreen, HelpScreen
 
 SIZE: Final = (130, 30)
 NEVER: Final = Backoff(initial=60.0, maximum=60.0, jitter=0.0)

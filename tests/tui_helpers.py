@@ -21,7 +21,7 @@ from textual.pilot import Pilot
 
 from syncd.client import Backoff
 from syncd.crdt import format_timestamp
-from tui.app import SyncdApp
+from syncd.tui.app import SyncdApp
 
 __all__ = [
     "FAST",

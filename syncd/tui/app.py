@@ -49,9 +49,9 @@ from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError
 from syncd.protocol import DEFAULT_DOC, valid_doc_name
 from syncd.replica import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
-from tui._format import age, compact, truncate, writer_of
-from tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
-from tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
+from syncd.tui._format import age, compact, truncate, writer_of
+from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
+from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
 
 __all__ = ["SyncdApp", "store_path"]
 

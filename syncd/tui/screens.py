@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
 from syncd.protocol import valid_doc_name
-from tui._format import pretty
+from syncd.tui._format import pretty
 
 __all__ = ["ConfirmScreen", "DocPickerScreen", "Edit", "EditorScreen", "HelpScreen"]
 

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from syncd.crdt import JSONValue
-from tui._format import pretty, utc_time, writer_of
+from syncd.tui._format import pretty, utc_time, writer_of
 
 __all__ = ["ConnectionView", "DetailPane", "RowView", "StatusBar"]
 
