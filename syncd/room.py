@@ -13,6 +13,10 @@ ever shows a write that is not on disk. If the disk refuses a commit (full,
 failing), its writers are answered ``internal`` (their clients send again
 later), the replica is reloaded from disk, and the next commit tries again.
 
+The files are written in threads: a document's loads and appends always in its
+log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
+appends that follow it.
+
 Frames are written to a client's socket without waiting for it. A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from syncd.crdt import Clock, CrdtError, Document, FrameResult, broadcast_frame, wall_clock_ms
+from syncd.lanes import fold_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.protocol import (
     Hello,
@@ -120,6 +125,8 @@ class Room:
         self._folding: asyncio.Task[None] | None = None
         self._fold_failed_at = -FOLD_RETRY_SECONDS
         self._closing: set[asyncio.Task[None]] = set()
+        self._log_lane = log_lane(name)
+        self._fold_lane = fold_lane(name)
         self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
 
     @classmethod
@@ -128,7 +135,7 @@ class Room:
     ) -> Room:
         """The room of a document, read from its files (if any) in a thread."""
         doc = settings.new_document()
-        await asyncio.to_thread(store.load, doc)
+        await log_lane(name).run(store.load, doc)
         return cls(name, doc, store, clock, settings, metrics)
 
     @property
@@ -253,7 +260,7 @@ class Room:
             return
         if not self.store.created:
             try:
-                await asyncio.to_thread(self.store.create, self.doc)
+                await self._log_lane.run(self.store.create, self.doc)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
                 self.metrics.store_failures.inc()
@@ -265,7 +272,7 @@ class Room:
         if lines:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self.store.append, lines)
+                await self._log_lane.run(self.store.append, lines)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
                 await self._recover([(c, r.id) for c, r in results])
@@ -304,7 +311,7 @@ class Room:
             await self._folding
         doc = self.settings.new_document()
         try:
-            await asyncio.to_thread(self.store.load, doc)
+            await self._log_lane.run(self.store.load, doc)
         except StoreError as error:
             logger.error("document %s: %s; refusing writes until restarted", self.name, error)
             self._failed = error
@@ -358,7 +365,7 @@ class Room:
         cutoff = max(wall_clock_ms() - self.settings.tombstone_retention_ms, 0)
         purge_before = f"{cutoff:013d}-00000-0"
         try:
-            fold = await asyncio.to_thread(self.store.begin_fold, self.doc, purge_before)
+            fold = await self._log_lane.run(self.store.begin_fold, self.doc, purge_before)
         except OSError:
             logger.exception(
                 "document %s: cannot begin a fold; the log keeps everything", self.name
@@ -368,7 +375,7 @@ class Room:
 
     async def _fold(self, fold: Fold) -> None:
         try:
-            await asyncio.to_thread(self.store.fold, fold)
+            await self._fold_lane.run(self.store.fold, fold)
         except OSError:
             logger.exception("document %s: fold failed; the log keeps everything", self.name)
             # Not again at the next commit: on a full disk the fold would take the room

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
@@ -162,6 +163,12 @@ class DocumentStore:
     """A fold is due when the log outgrows the file, but never for less than this."""
     epoch: str = ""
     _segments: list[_Segment] = field(default_factory=list)
+    _segments_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """A fold (in its thread) drops the segments it covered while an append (in another)
+    may open a new one."""
+    _last_number: int = 0
+    """The greatest segment number used: numbers never repeat while the store is open,
+    whether or not a fold has deleted the segments before the next one opens."""
     _fd: int | None = None
     _log_bytes: int = 0
     _file_bytes: int = 0
@@ -249,10 +256,12 @@ class DocumentStore:
         self._log_bytes += len(data)
 
     def _open_segment(self) -> int:
-        number = self._segments[-1].number + 1 if self._segments else 1
-        path = self.directory / f"{self.name}.{number}.log"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._segments.append(_Segment(number, path))
+        with self._segments_lock:
+            number = max([self._last_number, *(s.number for s in self._segments)]) + 1
+            path = self.directory / f"{self.name}.{number}.log"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._segments.append(_Segment(number, path))
+            self._last_number = number
         fsync_directory(self.directory)
         return self._fd
 
@@ -301,7 +310,8 @@ class DocumentStore:
         self._file_bytes = len(fold.text)
         for path in fold.covered:
             path.unlink(missing_ok=True)
-        self._segments = [s for s in self._segments if s.path not in fold.covered]
+        with self._segments_lock:
+            self._segments = [s for s in self._segments if s.path not in fold.covered]
         fsync_directory(self.directory)
 
     def write_file(self, doc: Document) -> None:

