@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Marks a venv whose install matches the current sources.
 INSTALLED := $(VENV)/.installed
-RUST_SOURCES := $(wildcard rust_crdt/src/*.rs) rust_crdt/Cargo.toml rust_crdt/Cargo.lock
+RUST_SOURCES := $(wildcard rust_crdt/src/*.rs rust_crdt/src/*/*.rs) rust_crdt/Cargo.toml rust_crdt/Cargo.lock
 WEB := web-client
 # Marks node_modules installed from the current package-lock.json.
 WEB_DEPS := $(WEB)/node_modules/.installed
