@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Marks a venv whose install matches the current sources.
 INSTALLED := $(VENV)/.installed
-RUST_SOURCES := $(wildcard rust_crdt/src/*.rs) rust_crdt/Cargo.toml rust_crdt/Cargo.lock
+RUST_SOURCES := $(wildcard rust_crdt/src/*.rs rust_crdt/src/*/*.rs) rust_crdt/Cargo.toml rust_crdt/Cargo.lock
 WEB := web-client
 # Marks node_modules installed from the current package-lock.json.
 WEB_DEPS := $(WEB)/node_modules/.installed
@@ -93,7 +93,9 @@ fuzz: $(INSTALLED) ## Fuzz the Rust core (cargo fuzz) and the Python protocol an
 		'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["fuzz"])')
 	$(PY) -m fuzz --seconds $(FUZZ_SECONDS)
 
-lint: $(INSTALLED) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check
+lint: $(INSTALLED) $(WEB_DEPS) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check, ESLint
+	cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+	cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -101,3 +103,4 @@ lint: $(INSTALLED) ## ruff, mypy, stubtest, cargo clippy, cargo fmt --check
 	cd rust_crdt && cargo clippy --locked --all-targets --all-features -- -D warnings
 	cd rust_crdt && cargo fmt --check
 	cd rust_crdt/fuzz && cargo fmt --check
+	cd $(WEB) && npm run lint

@@ -1,4 +1,4 @@
-"""Type stubs for the Rust extension ``syncd._crdt`` (see ``rust_crdt/src/python.rs``).
+"""Type stubs for the Rust extension ``syncd._crdt`` (see ``rust_crdt/src/python/``).
 
 Every method raises :class:`syncd.errors.CrdtError` for input it rejects.
 """

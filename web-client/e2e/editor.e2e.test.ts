@@ -67,7 +67,7 @@ describe("with one server", () => {
       const [ta, tb] = await Promise.all([editor.table(a.page), editor.table(b.page)]);
       const pa = await editor.pending(a.page);
       const pb = await editor.pending(b.page);
-      return JSON.stringify(ta) === JSON.stringify(tb) && /All changes sent/.test(pa) && /All changes sent/.test(pb) && ta;
+      return JSON.stringify(ta) === JSON.stringify(tb) && pa.includes("All changes sent") && pb.includes("All changes sent") && ta;
     });
     expect(Object.keys(settled).sort()).toEqual(["count", "list", "title"]);
     expect(["42", "43"]).toContain(settled.count);
@@ -170,7 +170,7 @@ describe("with one server", () => {
       await page.goto(`${server.httpUrl}/#/doc/skewed`);
       await editor.waitForStatus(page, /^Live$/);
       await editor.add(page, `skew${skew}`, String(skew));
-      await eventually("the server accepts it", async () => /All changes sent/.test(await editor.pending(page)));
+      await eventually("the server accepts it", async () => (await editor.pending(page)).includes("All changes sent"));
       const stored = await RawClient.snapshot(server, "skewed");
       expect(stored[`skew${skew}`]).toBe(skew);
       // Stamped by the server's clock, not the browser's.
@@ -236,7 +236,7 @@ describe("when the server goes down", () => {
     const { context, page } = await openPage(browser, url);
     await editor.waitForStatus(page, /^Live$/);
     await editor.add(page, "before", '"online"');
-    await eventually("the first write is acknowledged", async () => /All changes sent/.test(await editor.pending(page)));
+    await eventually("the first write is acknowledged", async () => (await editor.pending(page)).includes("All changes sent"));
     // Nothing is pending, but the clock's high-water mark stays (a reload must stamp above the acknowledged write).
     const kept = await page.evaluate(() =>
       Object.keys(localStorage)
@@ -253,7 +253,7 @@ describe("when the server goes down", () => {
     await editor.waitForStatus(page, /^Offline/);
     await editor.add(page, "during", '{"written": "offline"}');
     await editor.edit(page, "before", "changed offline"); // a string: the editor opens in Text mode
-    await eventually("two unsent changes", async () => /2 unsent changes/.test(await editor.pending(page)));
+    await eventually("two unsent changes", async () => (await editor.pending(page)).includes("2 unsent changes"));
 
     // The page is reloaded while the server is still down: the edits are still there.
     await page.reload();
@@ -265,7 +265,7 @@ describe("when the server goes down", () => {
     // The server comes back on the same port: the page reconnects and delivers.
     await server.start();
     await editor.waitForStatus(page, /^Live$/);
-    await eventually("everything sent", async () => /All changes sent/.test(await editor.pending(page)));
+    await eventually("everything sent", async () => (await editor.pending(page)).includes("All changes sent"));
     const stored = await RawClient.snapshot(server, "offline");
     expect(stored).toEqual({ before: "changed offline", during: { written: "offline" } });
     await context.close();
@@ -322,7 +322,7 @@ describe("with tokens", () => {
     await page.getByLabel("Token", { exact: true }).press("Enter");
     await editor.waitForStatus(page, /^Live$/);
     await editor.add(page, "by-web", "true");
-    await eventually("acknowledged", async () => /All changes sent/.test(await editor.pending(page)));
+    await eventually("acknowledged", async () => (await editor.pending(page)).includes("All changes sent"));
     expect((await RawClient.snapshot(server, "guarded", "ro-secret"))["by-web"]).toBe(true);
     await context.close();
   });

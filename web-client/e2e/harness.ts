@@ -52,7 +52,7 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
       last = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ` (last error: ${last instanceof Error ? String(last) : JSON.stringify(last)})` : ""}`);
     }
     await sleep(50);
   }
@@ -264,7 +264,8 @@ export class RawClient {
   private constructor(socket: WebSocket, readonly node: string) {
     this.socket = socket;
     socket.on("message", (data) => {
-      this.frames.push(JSON.parse(data.toString()) as Frame);
+      // A text frame with the default binaryType ("nodebuffer") arrives as one Buffer.
+      this.frames.push(JSON.parse((data as Buffer).toString("utf8")) as Frame);
       this.wake();
     });
     socket.on("close", (code) => {

@@ -32,7 +32,7 @@ it("takes the screenshot", async () => {
     await editor.add(page, "motd", "Deploy freeze on Friday from 17:00", "text");
     await editor.add(other.page, "retries", "3");
     await editor.add(page, "feature.dark-mode", "true");
-    await eventually("all sent", async () => /All changes sent/.test(await editor.pending(page)));
+    await eventually("all sent", async () => (await editor.pending(page)).includes("All changes sent"));
     await tui.set("status", "reviewing");
     await editor.waitForValue(page, "status", "reviewing"); // highlighted as a remote change
     await page.mouse.move(0, 0);

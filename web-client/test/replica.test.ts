@@ -150,7 +150,7 @@ describe("writing", () => {
     expect(t.values()).toEqual({ k: { a: [1, 2] } });
     expect(t.r.pendingCount).toBe(1);
     const [ops] = t.sent();
-    expect(ops).toEqual({ type: "ops", id: expect.any(Number), ops: [{ key: "k", ts: entry.ts, value: { a: [1, 2] } }] });
+    expect(ops).toEqual({ type: "ops", id: expect.any(Number) as number, ops: [{ key: "k", ts: entry.ts, value: { a: [1, 2] } }] });
     t.recv({ type: "ack", id: ops!.id, seq: 1, applied: 1, ignored: 0 });
     expect(t.r.pendingCount).toBe(0);
     expect(t.r.since).toEqual({ epoch: "e1", seq: 1 });

@@ -33,7 +33,7 @@ class MapStorage implements Storage {
   }
 }
 
-const WRITE: WireEntry = { key: "title", ts: "1764028800000-00000-web-a", value: "hi" } as WireEntry;
+const WRITE: WireEntry = { key: "title", ts: "1764028800000-00000-web-a", value: "hi" };
 const MARK = "1764028800000-00003-web-a";
 
 describe.each([

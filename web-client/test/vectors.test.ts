@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { canonicalText } from "../src/sync/canonical";
-import { Entry, type WireEntry, parseEntry, readEntry } from "../src/sync/entry";
+import { type WireEntry, parseEntry, readEntry } from "../src/sync/entry";
 import { ProtocolError } from "../src/sync/errors";
 import { applyOpsFrame } from "../src/sync/frames";
 import { LwwMap } from "../src/sync/merge";
@@ -31,7 +31,7 @@ function refusal(fn: () => unknown): ProtocolError {
     fn();
   } catch (error) {
     if (error instanceof ProtocolError) return error;
-    throw new Error(`expected a ProtocolError, got ${String(error)}`);
+    throw new Error(`expected a ProtocolError, got ${String(error)}`, { cause: error });
   }
   throw new Error("expected a ProtocolError, but it was accepted");
 }
@@ -103,7 +103,7 @@ describe("merge.json", () => {
     expect([...map.keys()].sort(), label).toEqual(expectedKeys);
     for (const key of expectedKeys) {
       const want = readEntry(expected[key]);
-      const got = map.get(key) as Entry;
+      const got = map.get(key)!;
       expect(got.ts, `${label}: ${key} ts`).toBe(want.ts);
       expect(got.deleted, `${label}: ${key} deleted`).toBe(want.deleted);
       expect(got.canonical, `${label}: ${key} value`).toBe(want.canonical);

@@ -21,7 +21,7 @@
 import type { JsonValue } from "./canonical";
 import type { Entry } from "./entry";
 import type { Since } from "./frames";
-import { type Change, Replica, type ReplicaEvent } from "./replica";
+import { type Change, Replica, type ReplicaEvent, type ReplicaState } from "./replica";
 import { MemoryPersistence, type Persistence } from "./storage";
 
 /** The connection as a person would describe it. */
@@ -170,7 +170,7 @@ export class SyncClient {
   async start(): Promise<void> {
     const pending = this.persistence.loadPending(this.node, this.doc);
     const clockMark = this.persistence.loadClock(this.node, this.doc);
-    let state = null;
+    let state: ReplicaState | null;
     try {
       state = await this.persistence.loadState(this.node, this.doc);
     } catch {
@@ -362,7 +362,7 @@ export class SyncClient {
     if (this.replica === null) return;
     const frames = this.replica.takeOutgoing();
     const socket = this.socket;
-    if (socket === null || socket.readyState !== OPEN) return; // the replica resends on the next connection
+    if (socket?.readyState !== OPEN) return; // the replica resends on the next connection
     for (const frame of frames) socket.send(frame);
   }
 

@@ -5,7 +5,7 @@
  */
 
 import { DEFAULT_LIMITS, type Entry, type Limits, type WireEntry, readEntry } from "./entry";
-import { type ErrorCode, ProtocolError } from "./errors";
+import { ProtocolError } from "./errors";
 import type { LwwMap } from "./merge";
 
 export const PROTOCOL_VERSION = 1;
@@ -88,7 +88,8 @@ export interface PongFrame {
 }
 export interface ErrorFrame {
   type: "error";
-  code: ErrorCode | string;
+  /** An `ErrorCode`, or a code this client does not know yet (from a newer server). */
+  code: string;
   message: string;
   id: number | null;
   /** The index of the offending entry in the message, when the error is about one. */

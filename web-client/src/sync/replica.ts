@@ -495,7 +495,7 @@ export class Replica {
     }
     for (const entry of snapshot.entries()) {
       const previous = this.map.get(entry.key);
-      if (previous === undefined || !previous.sameAs(entry)) {
+      if (!previous?.sameAs(entry)) {
         changes.push({ key: entry.key, entry, previous, source: "sync", origin: null });
       }
     }

@@ -104,7 +104,7 @@ export class BrowserPersistence implements Persistence {
     const db = await this.open();
     if (db === null) return null;
     try {
-      const value = await request(db.transaction("replicas", "readonly").objectStore("replicas").get(`${node}/${doc}`));
+      const value: unknown = await request(db.transaction("replicas", "readonly").objectStore("replicas").get(`${node}/${doc}`));
       return isState(value) ? value : null;
     } catch {
       return null;
@@ -189,11 +189,12 @@ export class MemoryPersistence implements Persistence {
       .sort();
   }
 
-  async loadState(node: string, doc: string): Promise<ReplicaState | null> {
-    return this.states.get(`${node}/${doc}`) ?? null;
+  loadState(node: string, doc: string): Promise<ReplicaState | null> {
+    return Promise.resolve(this.states.get(`${node}/${doc}`) ?? null);
   }
 
-  async saveState(node: string, doc: string, state: ReplicaState): Promise<void> {
+  saveState(node: string, doc: string, state: ReplicaState): Promise<void> {
     this.states.set(`${node}/${doc}`, { since: state.since, entries: [...state.entries] });
+    return Promise.resolve();
   }
 }

@@ -54,13 +54,13 @@ function storedToken(): string | null {
 
 export function App() {
   const [node, setNode] = useState<string | null>(null);
-  const persistence = useMemo(makePersistence, []);
-  const url = useMemo(serverUrl, []);
+  const persistence = useMemo(() => makePersistence(), []);
+  const url = useMemo(() => serverUrl(), []);
   const doc = useDocFromHash();
 
   useEffect(() => {
     let cancelled = false;
-    claimNodeId()
+    void claimNodeId()
       .catch(() => claimNodeId({ getItem: () => null, setItem: () => undefined } as unknown as Storage))
       .then((claimed) => {
         if (!cancelled) setNode(claimed);
@@ -146,10 +146,12 @@ function Document(props: {
   }, [highlights]);
 
   // The entries change whenever the view's version does.
+  // eslint-disable-next-line react-hooks/exhaustive-deps -- the client's state is mutable: view.version says when it changed
   const all = useMemo(() => client.entries(), [client, view.version]);
   const shown = useMemo(() => filterAndSort(all, filter, sort), [all, filter, sort]);
   const otherDocs = useMemo(
     () => props.persistence.pendingDocs(client.node).filter((doc) => doc !== client.doc),
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- stored pending writes change with the view's version
     [props.persistence, client, view.version],
   );
   const undeliverable = view.readonly && view.pending > 0;

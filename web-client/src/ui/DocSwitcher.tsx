@@ -1,6 +1,6 @@
 /** Opens another document: the URL names it (`#/doc/NAME`), so it can be bookmarked and shared. */
 
-import { type FormEvent, useEffect, useId, useState } from "react";
+import { type FormEvent, useId, useState } from "react";
 import { isDocName } from "../sync";
 import { docHash } from "./hooks";
 
@@ -8,7 +8,12 @@ export function DocSwitcher({ doc }: { doc: string }) {
   const id = useId();
   const [name, setName] = useState(doc);
   const [tried, setTried] = useState(false);
-  useEffect(() => setName(doc), [doc]);
+  const [shownDoc, setShownDoc] = useState(doc);
+  if (doc !== shownDoc) {
+    // Another document opened: show its name (state adjusted during render, not in an effect).
+    setShownDoc(doc);
+    setName(doc);
+  }
   const valid = isDocName(name);
 
   function submit(event: FormEvent): void {

@@ -44,7 +44,10 @@ export function useSyncClient(options: {
 }): SyncClient | null {
   const { doc, node, url, persistence } = options;
   const token = useRef(options.token);
-  token.current = options.token;
+  // Declared first, so it has run by the time the effect below reads the token.
+  useEffect(() => {
+    token.current = options.token;
+  }, [options.token]);
   const [client, setClient] = useState<SyncClient | null>(null);
   useEffect(() => {
     const next = new SyncClient({ doc, node, url, token: token.current, persistence });
@@ -65,9 +68,14 @@ export function useClientView(client: SyncClient): ClientView {
 /** Keys changed by others in the last `ms` milliseconds, with who changed them. */
 export function useRemoteHighlights(client: SyncClient, ms = 2000): ReadonlyMap<string, string> {
   const [recent, setRecent] = useState<ReadonlyMap<string, string>>(new Map());
+  const [shownClient, setShownClient] = useState(client);
+  if (client !== shownClient) {
+    // Another document's client: its highlights start empty (adjusted during render, not in an effect).
+    setShownClient(client);
+    setRecent(new Map());
+  }
   useEffect(() => {
     const timers = new Set<ReturnType<typeof setTimeout>>();
-    setRecent(new Map());
     const off = client.onChanges((changes) => {
       const remote = changes.filter((change) => change.source === "remote");
       if (remote.length === 0) return;
@@ -99,6 +107,7 @@ export function useNow(active: boolean, ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     if (!active) return;
+    // eslint-disable-next-line react-hooks/set-state-in-effect -- the clock is the external system followed: read it as the countdown starts
     setNow(Date.now());
     const timer = setInterval(() => setNow(Date.now()), ms);
     return () => clearInterval(timer);
