@@ -20,7 +20,7 @@ from conftest import ProcessFactory, ServerFactory
 from servers import TIMEOUT, free_port
 
 import syncd
-from syncd.client import Backoff, Client, default_node, normalize_url
+from syncd.client import Backoff, Client, normalize_url
 from syncd.client_store import ClientStore, StoreFileError
 from syncd.crdt import JSONValue, parse_timestamp, wall_clock_ms
 from syncd.errors import (
@@ -29,7 +29,8 @@ from syncd.errors import (
     ReadOnlyError,
     SyncdTimeoutError,
 )
-from syncd.replica import Change, Overridden, Presence, State, Status, Synced
+from syncd.events import Change, Overridden, Presence, State, Status, Synced
+from syncd.identity import default_node
 from syncd.server import SyncServer
 
 FAST: Final = Backoff(initial=0.05, maximum=0.2, factor=2.0, jitter=0.5)

@@ -19,6 +19,19 @@ from hypothesis import strategies as st
 
 from syncd.crdt import Clock, Document, parse_timestamp, wall_clock_ms
 from syncd.errors import ReadOnlyError, UnexpectedFrame
+from syncd.events import (
+    Acked,
+    Change,
+    ErrorReceived,
+    Event,
+    Overridden,
+    Presence,
+    Rejected,
+    State,
+    Status,
+    Synced,
+    Write,
+)
 from syncd.protocol import (
     entries_frame,
     error_frame,
@@ -27,21 +40,7 @@ from syncd.protocol import (
     synced_frame,
     welcome_frame,
 )
-from syncd.replica import (
-    Acked,
-    Change,
-    ErrorReceived,
-    Event,
-    Overridden,
-    Pending,
-    Presence,
-    Rejected,
-    Replica,
-    State,
-    Status,
-    Synced,
-    Write,
-)
+from syncd.replica import Pending, Replica
 
 EPOCH: Final = "e-91c2"
 SERVER: Final = "srv-1"
