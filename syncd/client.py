@@ -292,7 +292,6 @@ class Client:
         self._wake: asyncio.Event | None = None
         self._retry_now: asyncio.Event | None = None
         self._tick: asyncio.Event | None = None
-        self._paused_until = 0.0
         self._session_synced = False
 
     # -- reading the local replica ----------------------------------------------------
@@ -539,10 +538,8 @@ class Client:
 
         Every key and value is checked before anything is written.
         """
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        if self.readonly:
-            raise ReadOnlyError()
-        changes = [self.replica.set(key, value) for key, value in pairs]
+        pairs = items.items() if isinstance(items, Mapping) else items
+        changes = self.replica.update(pairs)
         await self._written(changes, wait, timeout)
         return changes
 
@@ -719,17 +716,19 @@ class Client:
         assert self._wake is not None
         next_ping = 0.0
         while True:
+            wait: float | None = None
             if self.replica.synced:
                 if loop.time() >= next_ping:
                     await ws.send(self.replica.ping_frame())
                     next_ping = loop.time() + self.clock_sync_interval
-                pause = self._paused_until - loop.time()
-                if pause > 0:
-                    await asyncio.sleep(pause)
                 for frame in self.replica.outgoing(self.window):
                     await ws.send(frame)
+                # Paused after a retryable refusal: wake up when the pause ends.
+                pause = self.replica.resume_in()
+                wait = max(next_ping - loop.time(), 0)
+                if pause > 0:
+                    wait = min(wait, pause + 0.001)
             with contextlib.suppress(TimeoutError):
-                wait = max(next_ping - loop.time(), 0) if self.replica.synced else None
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
@@ -768,9 +767,7 @@ class Client:
                     self._settle(write, error)
                 self._pending_changed()
             else:
-                loop = asyncio.get_running_loop()
-                self._paused_until = max(self._paused_until, loop.time() + event.retry_after)
-                self._wake_sender()
+                self._wake_sender()  # it waits out the replica's pause
         elif isinstance(event, Change):
             self._replica_changed()
         self._publish(event)

@@ -124,8 +124,9 @@ class Rejected:
     """The server refused a message of pending writes.
 
     With ``retry_after`` set, the writes are pending again and will be sent after
-    that many seconds; otherwise they are dropped (they stay in the local replica
-    until the next snapshot replaces it).
+    that many seconds. Without, they were refused for good and **rolled back**:
+    each key shows again the server's entry (a :class:`Change` follows for each
+    key that changed back); a UI should tell the user.
     """
 
     code: str

@@ -349,7 +349,8 @@ class SyncdApp(App[None]):
                 self._skew = "the server refused a write: check this computer's clock"
             elif event.retry_after is None:
                 self.notify(
-                    f"The server refused {len(event.writes)} change(s): {event.message}",
+                    f"The server refused {len(event.writes)} change(s): {event.message}; "
+                    "undone, the server's value is shown",
                     severity="error",
                     timeout=10,
                 )
