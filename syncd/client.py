@@ -226,7 +226,8 @@ class Client:
 
     ``url``, ``doc`` and ``token`` default to ``$SYNCD_URL``, ``$SYNCD_DOC`` and
     ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``.
-    ``node`` defaults to this install's id for Python clients (:func:`default_node`).
+    ``node`` defaults to this install's id for Python clients
+    (:func:`~syncd.identity.default_node`).
 
     ``store`` names a file that keeps the replica, the resume point and the
     pending writes across runs (:mod:`syncd.client_store`); with
