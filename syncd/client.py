@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import random
-import secrets
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -49,8 +48,8 @@ from websockets.exceptions import (
 )
 from websockets.uri import parse_uri
 
-from syncd.client_store import ClientStore, StoreFileError
-from syncd.crdt import CrdtError, Entry, JSONValue, validate_node, wall_clock_ms
+from syncd.client_store import ClientStore, StoreSaver
+from syncd.crdt import Entry, JSONValue, wall_clock_ms
 from syncd.errors import (
     AuthError,
     ConnectionFailed,
@@ -60,32 +59,28 @@ from syncd.errors import (
     SyncdTimeoutError,
     UnexpectedFrame,
 )
-from syncd.files import atomic_write
-from syncd.protocol import DEFAULT_DOC
-from syncd.replica import (
-    DEFAULT_MAX_FRAME_BYTES,
-    DEFAULT_MAX_OPS,
+from syncd.events import (
     Acked,
     Change,
     ErrorReceived,
     Event,
     Overridden,
     Rejected,
-    Replica,
     State,
     Status,
     Synced,
     Write,
 )
+from syncd.identity import default_node
+from syncd.protocol import DEFAULT_DOC
+from syncd.replica import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Replica
 
 __all__ = [
     "DEFAULT_URL",
     "Backoff",
     "Client",
     "Subscription",
-    "default_node",
     "normalize_url",
-    "syncd_home",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,56 +98,6 @@ E = TypeVar("E")
 
 
 # -- configuration -------------------------------------------------------------------
-
-
-def syncd_home() -> Path:
-    """Where a client keeps its node id: ``$SYNCD_HOME``, else ``$XDG_CONFIG_HOME/syncd``,
-    else ``~/.config/syncd``."""
-    if home := os.environ.get("SYNCD_HOME"):
-        return Path(home)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "syncd"
-
-
-def default_node(kind: str = "py") -> str:
-    """This install's node id for a kind of client, e.g. ``cli-3f9a1c2d``.
-
-    The random part is made once and kept in ``syncd_home()/node``, so a client
-    keeps its node id across runs (contract §8). If the file cannot be written,
-    a fresh id is used for this run only.
-    """
-    path = syncd_home() / "node"
-    try:
-        suffix = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        suffix = _create_node_file(path)
-    except OSError as error:
-        logger.warning("cannot read %s (%s): using a temporary node id", path, error)
-        suffix = secrets.token_hex(4)
-    node = f"{kind}-{suffix}"
-    try:
-        validate_node(node)
-    except CrdtError:
-        logger.warning("%s does not hold a valid node id: using a temporary one", path)
-        node = f"{kind}-{secrets.token_hex(4)}"
-    return node
-
-
-def _create_node_file(path: Path) -> str:
-    suffix = secrets.token_hex(4)
-    staged = path.with_name(f"node.{suffix}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(staged, suffix + "\n")
-        try:
-            os.link(staged, path)  # fails if another process created it meanwhile
-        except FileExistsError:
-            return path.read_text(encoding="utf-8").strip()
-        finally:
-            staged.unlink(missing_ok=True)
-    except OSError as error:
-        logger.warning("cannot save a node id in %s (%s): using a temporary one", path, error)
-    return suffix
 
 
 def normalize_url(url: str) -> str:
@@ -281,7 +226,8 @@ class Client:
 
     ``url``, ``doc`` and ``token`` default to ``$SYNCD_URL``, ``$SYNCD_DOC`` and
     ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``.
-    ``node`` defaults to this install's id for Python clients (:func:`default_node`).
+    ``node`` defaults to this install's id for Python clients
+    (:func:`~syncd.identity.default_node`).
 
     ``store`` names a file that keeps the replica, the resume point and the
     pending writes across runs (:mod:`syncd.client_store`); with
@@ -328,15 +274,15 @@ class Client:
         self.give_up_after = give_up_after
         self.window = window
         self.clock_sync_interval = clock_sync_interval
-        self.save_interval = save_interval
-        self._store: ClientStore | None = None
+        self._saver: StoreSaver | None = None
         if store is not None:
-            self._store = ClientStore(
+            files = ClientStore(
                 Path(store), doc=self.replica.doc, url=self.url, replica=keep_replica
             )
-            saved = self._store.load()
+            saved = files.load()
             self.replica.restore(saved.document, saved.epoch, saved.seq, saved.clock)
             self.replica.restore_pending(saved.pending)
+            self._saver = StoreSaver(files, self.replica, save_interval)
         self._status = Status(State.CLOSED)
         self._failure: SyncdError | None = None
         self._subscriptions: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
@@ -347,11 +293,6 @@ class Client:
         self._wake: asyncio.Event | None = None
         self._retry_now: asyncio.Event | None = None
         self._tick: asyncio.Event | None = None
-        self._paused_until = 0.0
-        self._dirty_pending = False
-        self._dirty_replica = False
-        self._replica_write: asyncio.Future[None] | None = None
-        """The replica file's write in progress, in a thread (one at a time)."""
         self._session_synced = False
 
     # -- reading the local replica ----------------------------------------------------
@@ -481,11 +422,11 @@ class Client:
         self._wake, self._retry_now, self._tick = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._first = loop.create_future()
         self._set_status(Status(State.CONNECTING, self.readonly))
-        if self._store is not None:
-            self._store.lock()
+        if self._saver is not None:
+            self._saver.store.lock()
         self._tasks.append(asyncio.create_task(self._run(fail_fast=wait), name="syncd client"))
-        if self._store is not None:
-            self._tasks.append(asyncio.create_task(self._save_loop(), name="syncd client store"))
+        if self._saver is not None:
+            self._tasks.append(asyncio.create_task(self._saver.run(), name="syncd client store"))
         if wait:
             try:
                 await self._first
@@ -507,10 +448,10 @@ class Client:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._store is not None:
-            await self._replica_written()  # a cancelled save's thread may still be writing
-            await self._save(final=True)
-            self._store.unlock()
+        if self._saver is not None:
+            await self._saver.written()  # a cancelled save's thread may still be writing
+            await self._saver.save(final=True)
+            self._saver.store.unlock()
         if self._failure is None:
             self._fail_waiters(ConnectionFailed("the client was closed"))
         self._set_status(Status(State.CLOSED, self.readonly))
@@ -598,10 +539,8 @@ class Client:
 
         Every key and value is checked before anything is written.
         """
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        if self.readonly:
-            raise ReadOnlyError()
-        changes = [self.replica.set(key, value) for key, value in pairs]
+        pairs = items.items() if isinstance(items, Mapping) else items
+        changes = self.replica.update(pairs)
         await self._written(changes, wait, timeout)
         return changes
 
@@ -615,7 +554,7 @@ class Client:
         before = {p.write for p in self.replica.pending}
         self.replica.restore_pending(entries)
         queued = [p.write for p in self.replica.pending if p.write not in before]
-        self._dirty_pending = True
+        self._pending_changed()
         self._wake_sender()
         self._notify()
         return queued
@@ -623,12 +562,9 @@ class Client:
     async def _written(self, changes: list[Change], wait: bool, timeout: float | None) -> None:
         waiter = self._watch([Write(c.key, c.ts) for c in changes]) if wait else None
         self._publish_many(changes)
-        if self._store is not None:
-            try:
-                self._store.save_pending(self.replica.pending, self.replica.clock_mark)
-            except StoreFileError as error:
-                logger.error("%s", error)
-        self._dirty_replica = True
+        if self._saver is not None:
+            self._saver.save_pending_now()
+        self._replica_changed()
         if self._wake is not None:
             self._wake.set()
         self._notify()
@@ -781,17 +717,19 @@ class Client:
         assert self._wake is not None
         next_ping = 0.0
         while True:
+            wait: float | None = None
             if self.replica.synced:
                 if loop.time() >= next_ping:
                     await ws.send(self.replica.ping_frame())
                     next_ping = loop.time() + self.clock_sync_interval
-                pause = self._paused_until - loop.time()
-                if pause > 0:
-                    await asyncio.sleep(pause)
                 for frame in self.replica.outgoing(self.window):
                     await ws.send(frame)
+                # Paused after a retryable refusal: wake up when the pause ends.
+                pause = self.replica.resume_in()
+                wait = max(next_ping - loop.time(), 0)
+                if pause > 0:
+                    wait = min(wait, pause + 0.001)
             with contextlib.suppress(TimeoutError):
-                wait = max(next_ping - loop.time(), 0) if self.replica.synced else None
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
@@ -806,7 +744,7 @@ class Client:
             logger.warning("%s: the server said %s: %s", self.url, event.code, event.message)
         elif isinstance(event, Synced):
             self._session_synced = True
-            self._dirty_replica = True
+            self._replica_changed()
             self._set_status(Status(State.SYNCED, event.readonly))
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
@@ -816,25 +754,32 @@ class Client:
         elif isinstance(event, Acked):
             for write in event.writes:
                 self._settle(write)
-            self._dirty_pending = self._dirty_replica = True
+            self._pending_changed()
+            self._replica_changed()
             self._wake_sender()
         elif isinstance(event, Overridden):
             self._settle(event.write)
-            self._dirty_pending = True
+            self._pending_changed()
         elif isinstance(event, Rejected):
             if event.retry_after is None:
                 logger.warning("%s: write refused: %s: %s", self.url, event.code, event.message)
                 error = _server_error(event.code, event.message, event.id)
                 for write in event.writes:
                     self._settle(write, error)
-                self._dirty_pending = True
+                self._pending_changed()
             else:
-                loop = asyncio.get_running_loop()
-                self._paused_until = max(self._paused_until, loop.time() + event.retry_after)
-                self._wake_sender()
+                self._wake_sender()  # it waits out the replica's pause
         elif isinstance(event, Change):
-            self._dirty_replica = True
+            self._replica_changed()
         self._publish(event)
+
+    def _pending_changed(self) -> None:
+        if self._saver is not None:
+            self._saver.pending_changed()
+
+    def _replica_changed(self) -> None:
+        if self._saver is not None:
+            self._saver.replica_changed()
 
     def _wake_sender(self) -> None:
         if self._wake is not None:
@@ -848,52 +793,6 @@ class Client:
             self._first.exception()
         self._fail_waiters(error)
         self._set_status(Status(State.FAILED, self.readonly, None, str(error)))
-
-    # -- persistence ------------------------------------------------------------------
-
-    async def _save_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.save_interval)
-            await self._save()
-
-    async def _save(self, final: bool = False) -> None:
-        store = self._store
-        assert store is not None
-        try:
-            if self._dirty_pending or final:
-                self._dirty_pending = False
-                store.save_pending(self.replica.pending, self.replica.clock_mark)
-            if self._dirty_replica or (final and store.keep_replica):
-                self._dirty_replica = False
-                # The replica and its resume point are read at one instant, on this thread.
-                replica = self.replica
-                text = store.replica_text(replica.document, replica.epoch, replica.seq)
-                if text is not None:
-                    await self._replica_written()
-                    self._replica_write = asyncio.ensure_future(
-                        asyncio.to_thread(store.write_replica, text)
-                    )
-                    await self._replica_written()
-        except StoreFileError as error:
-            logger.error("%s", error)
-
-    async def _replica_written(self) -> None:
-        """Wait for the replica's write in progress, if any (its thread cannot be stopped).
-
-        Two writes at once would stage the same temporary file: one rename fails,
-        or the file gets both contents mixed.
-        """
-        write = self._replica_write
-        if write is None:
-            return
-        try:
-            # Shielded, and forgotten only once done: a cancelled waiter (the save loop,
-            # cancelled by close()) leaves the write for the next one to wait for.
-            await asyncio.shield(write)
-        except StoreFileError as error:
-            logger.error("%s", error)
-        if self._replica_write is write:
-            self._replica_write = None
 
 
 def _abort_on_failure(task: asyncio.Task[None], ws: ClientConnection) -> None:

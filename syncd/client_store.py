@@ -28,12 +28,18 @@ restart could lose to the same client's earlier, already acknowledged write.
 The resume point is saved **with** the replica, never ahead of it: resuming
 from a seq whose changes the saved replica lacks would skip them for good.
 Pending writes saved after the replica are merged back into it on load.
+
+A :class:`StoreSaver` keeps a running client's store up to date: the I/O
+layer tells it what changed, and it writes the pending writes at once and the
+replica at most every ``interval`` seconds, in a thread, one write at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +48,11 @@ from typing import Any
 from syncd.crdt import CrdtError, Document, parse_timestamp
 from syncd.errors import SyncdError
 from syncd.files import atomic_write, temporary_path
-from syncd.replica import Pending
+from syncd.replica import Pending, Replica
 
-__all__ = ["ClientStore", "Saved", "StoreFileError"]
+__all__ = ["ClientStore", "Saved", "StoreFileError", "StoreSaver"]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1
 
@@ -217,3 +225,82 @@ class ClientStore:
             atomic_write(path, text)
         except OSError as error:
             raise StoreFileError(f"cannot write {path}: {error}") from None
+
+
+class StoreSaver:
+    """Saves a replica's state into a :class:`ClientStore` while its client runs.
+
+    Pending writes are the user's own data: :meth:`save_pending_now` writes them
+    at once. The replica is large and can be fetched again: it is written at most
+    every ``interval`` seconds by :meth:`run`, and by :meth:`save` with ``final``.
+    Errors are logged, never raised: a client keeps working without its store.
+    """
+
+    def __init__(self, store: ClientStore, replica: Replica, interval: float) -> None:
+        self.store = store
+        self.replica = replica
+        self.interval = interval
+        self._dirty_pending = False
+        self._dirty_replica = False
+        self._replica_write: asyncio.Future[None] | None = None
+        """The replica file's write in progress, in a thread (one at a time)."""
+
+    def pending_changed(self) -> None:
+        """The pending writes changed: save them with the next save."""
+        self._dirty_pending = True
+
+    def replica_changed(self) -> None:
+        """The replica or its resume point changed: save it with the next save."""
+        self._dirty_replica = True
+
+    def save_pending_now(self) -> None:
+        """Write the pending writes and the clock's mark now (on every local write)."""
+        try:
+            self.store.save_pending(self.replica.pending, self.replica.clock_mark)
+        except StoreFileError as error:
+            logger.error("%s", error)
+
+    async def run(self) -> None:
+        """Save what changed every ``interval`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.save()
+
+    async def save(self, final: bool = False) -> None:
+        """Save what changed (everything, with ``final``) and wait for the writes."""
+        store = self.store
+        try:
+            if self._dirty_pending or final:
+                self._dirty_pending = False
+                store.save_pending(self.replica.pending, self.replica.clock_mark)
+            if self._dirty_replica or (final and store.keep_replica):
+                self._dirty_replica = False
+                # The replica and its resume point are read at one instant, on this thread.
+                replica = self.replica
+                text = store.replica_text(replica.document, replica.epoch, replica.seq)
+                if text is not None:
+                    await self.written()
+                    self._replica_write = asyncio.ensure_future(
+                        asyncio.to_thread(store.write_replica, text)
+                    )
+                    await self.written()
+        except StoreFileError as error:
+            logger.error("%s", error)
+
+    async def written(self) -> None:
+        """Wait for the replica's write in progress, if any (its thread cannot be stopped).
+
+        Two writes at once would stage the same temporary file: one rename fails,
+        or the file gets both contents mixed.
+        """
+        write = self._replica_write
+        if write is None:
+            return
+        try:
+            # Shielded, and forgotten only once done: a cancelled waiter (the save loop,
+            # cancelled by close()) leaves the write for the next one to wait for.
+            await asyncio.shield(write)
+        except StoreFileError as error:
+            logger.error("%s", error)
+        if self._replica_write is write:
+            self._replica_write = None

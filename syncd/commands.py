@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import secrets
 import signal
 import sys
 import time
@@ -47,11 +45,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from syncd.client import Client, Subscription, default_node, normalize_url, syncd_home
+from syncd.client import Client, Subscription, normalize_url
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
 from syncd.errors import ServerError, SyncdError, SyncdTimeoutError
-from syncd.files import atomic_write
-from syncd.replica import Acked, Change, Event, State, Status
+from syncd.events import Acked, Change, Event, State, Status
+from syncd.identity import default_node
+from syncd.outbox import Outbox
 
 __all__ = [
     "COMMANDS",
@@ -59,7 +58,6 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
-    "Outbox",
     "UsageError",
     "add_client_options",
     "positive",
@@ -193,53 +191,6 @@ async def _open(args: argparse.Namespace, *, give_up: bool = True) -> Client:
         await client.close()
         raise
     return client
-
-
-# -- the outbox of offline writes ----------------------------------------------------
-
-
-class Outbox:
-    """Writes that ``set`` and ``rm`` could not deliver, one file each, per server and doc."""
-
-    def __init__(self, url: str, doc: str) -> None:
-        digest = hashlib.sha256(f"{url}\n{doc}".encode()).hexdigest()[:16]
-        self.url, self.doc = url, doc
-        self.directory = syncd_home() / "outbox" / f"{doc}-{digest}"
-
-    def save(self, entries: list[dict[str, Any]]) -> list[Path]:
-        """Keep entries (wire form) for a later command; returns their files."""
-        saved = []
-        for entry in entries:
-            path = self.directory / f"{entry['ts']}-{secrets.token_hex(3)}.json"
-            record = {"url": self.url, "doc": self.doc, "entry": entry}
-            self.directory.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(record, ensure_ascii=False))
-            saved.append(path)
-        return saved
-
-    def read(self) -> list[tuple[Path, dict[str, Any]]]:
-        """The saved entries and their files (unreadable files are skipped)."""
-        found = []
-        for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                entry = record["entry"]
-                if record.get("url") == self.url and record.get("doc") == self.doc:
-                    found.append((path, entry))
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
-                logger.warning("skipping unreadable outbox file %s: %s", path, error)
-        return found
-
-    async def deliver(self, client: Client) -> int:
-        """Send the saved writes through ``client``, then delete their files."""
-        found = self.read()
-        if not found or client.readonly:
-            return 0
-        client.resend([entry for _, entry in found])
-        await client.flush()
-        for path, _ in found:
-            path.unlink(missing_ok=True)
-        return len(found)
 
 
 # -- get, set, rm, dump --------------------------------------------------------------

@@ -31,11 +31,21 @@ What it implements, in the contract's words:
   with the connection), or holds a newer entry for its key
   (:class:`Overridden`: the write lost).
 - **Errors (§6).** An ``error`` answering one of the client's messages puts
-  its writes back in the queue when a retry can help (``rate_limited``,
-  ``clock_skew``, ``internal``; ``too_large`` for too many ops halves the
-  batch size) and drops them otherwise (:class:`Rejected`). When the error
-  names the offending entry, only that entry is dropped and the others are
-  sent again.
+  its writes back in the queue when a retry can help: ``rate_limited``,
+  ``clock_skew`` and ``internal`` (:data:`RETRYABLE`) after a pause of
+  :data:`RETRY_PAUSE` seconds, during which :meth:`Replica.outgoing` sends no
+  writes; ``too_large`` for a message of several entries halves the batch size
+  and sends again at once. Every other code (``too_large`` for one entry,
+  ``bad_message``, ``forbidden``, codes this client does not know) is final:
+  resending the same entry cannot succeed, so the write is **rolled back** —
+  the key shows again what the server last confirmed for it (remembered while
+  the write was pending), a :class:`Change` says so, and :class:`Rejected`
+  (``retry_after`` ``None``) tells the user. When the error names the
+  offending entry, only that entry is rolled back and the others are sent
+  again. ``forbidden`` also makes the replica read-only.
+
+The client state machine is pinned, with the TypeScript replica's, by the
+session vectors in ``tests/vectors/sessions.json``.
 """
 
 from __future__ import annotations
@@ -43,8 +53,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal
 
 from syncd.crdt import (
     MAX_ID,
@@ -59,25 +68,25 @@ from syncd.crdt import (
     wall_clock_ms,
 )
 from syncd.errors import ReadOnlyError, UnexpectedFrame
+from syncd.events import (
+    Acked,
+    Change,
+    ErrorReceived,
+    Event,
+    Overridden,
+    Presence,
+    Rejected,
+    Synced,
+    Write,
+)
 from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, valid_doc_name
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_OPS",
     "RETRYABLE",
-    "Acked",
-    "Change",
-    "ErrorReceived",
-    "Event",
-    "Overridden",
     "Pending",
-    "Presence",
-    "Rejected",
     "Replica",
-    "State",
-    "Status",
-    "Synced",
-    "Write",
 ]
 
 DEFAULT_MAX_OPS: Final = 1000
@@ -85,163 +94,13 @@ DEFAULT_MAX_OPS: Final = 1000
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 """The server's default frame limit (contract §6)."""
 RETRYABLE: Final = frozenset({"rate_limited", "clock_skew", "internal"})
-"""Error codes after which a rejected message is sent again, after a pause."""
+"""Error codes after which a rejected message is sent again, after a pause; any other
+code refuses its writes for good (they are rolled back)."""
 RETRY_PAUSE: Final = 1.0
 """Seconds to wait before sending again a message rejected with a retryable code."""
+_RETRY_PAUSE_MS: Final = int(RETRY_PAUSE * 1000)
 
 _OPS_OVERHEAD: Final = len('{"type":"ops","id":9007199254740991,"ops":[]}')
-
-
-# -- events --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One local write, named by its key and the timestamp it was given."""
-
-    key: str
-    ts: str
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A key's entry changed in the local replica, by a local or a remote write.
-
-    ``seq`` is the server's seq that covers the change: the ``seq`` of the
-    broadcast that carried it, or the head of the handshake that brought it;
-    ``None`` for a local write (it gets its seq when acknowledged).
-    ``origin`` is the node that wrote the entry.
-    """
-
-    key: str
-    value: JSONValue
-    deleted: bool
-    ts: str
-    origin: str
-    seq: int | None
-    local: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """The change as ``syncd watch`` prints it: key, value or deleted, ts, origin, seq."""
-        record: dict[str, Any] = {"key": self.key}
-        if self.deleted:
-            record["deleted"] = True
-        else:
-            record["value"] = self.value
-        record.update(ts=self.ts, origin=self.origin, seq=self.seq)
-        return record
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """The peers online changed (or were announced by a ``welcome``)."""
-
-    peers: frozenset[str]
-    joined: tuple[str, ...] = ()
-    left: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Synced:
-    """A handshake ended: the replica holds the server's state up to ``seq``."""
-
-    epoch: str
-    seq: int
-    full: bool
-    readonly: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Acked:
-    """Pending writes reached the server.
-
-    ``id`` is the acknowledged message's; it is ``None`` when a handshake or a
-    broadcast showed that the server already had the writes.
-    """
-
-    id: int | None
-    seq: int
-    applied: int
-    ignored: int
-    writes: tuple[Write, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Overridden:
-    """A pending write lost: the server holds a newer entry for its key (``winner``)."""
-
-    write: Write
-    value: JSONValue
-    deleted: bool
-    winner: Change
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """The server refused a message of pending writes.
-
-    With ``retry_after`` set, the writes are pending again and will be sent after
-    that many seconds; otherwise they are dropped (they stay in the local replica
-    until the next snapshot replaces it).
-    """
-
-    code: str
-    message: str
-    id: int | None
-    writes: tuple[Write, ...]
-    retry_after: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReceived:
-    """An ``error`` frame that answers none of the pending messages.
-
-    ``fatal`` when it answers the ``hello``: the server closes the connection.
-    """
-
-    code: str
-    message: str
-    id: int | None
-    fatal: bool
-
-
-class State(StrEnum):
-    """Where a client's connection stands."""
-
-    CONNECTING = "connecting"
-    SYNCED = "synced"
-    OFFLINE = "offline"
-    FAILED = "failed"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """The connection status a UI shows (the I/O layer emits it).
-
-    ``retry_in`` is set while offline: seconds until the next attempt.
-    ``error`` says why the client is offline or failed.
-    """
-
-    state: State
-    readonly: bool = False
-    retry_in: float | None = None
-    error: str | None = None
-
-    def __str__(self) -> str:
-        if self.state is State.SYNCED:
-            return "synced (read-only)" if self.readonly else "synced"
-        if self.state is State.OFFLINE and self.retry_in is not None:
-            return f"offline (retrying in {max(self.retry_in, 0):.0f} s)"
-        if self.state is State.FAILED and self.error:
-            return f"failed: {self.error}"
-        return self.state.value
-
-
-Event: TypeAlias = (
-    Change | Presence | Synced | Acked | Overridden | Rejected | ErrorReceived | Status
-)
-"""Everything a client reports."""
 
 
 # -- pending writes ------------------------------------------------------------------
@@ -353,6 +212,11 @@ class Replica:
         """The server's wall clock minus ours, as last estimated."""
         self.phase: _Phase = "offline"
         self._unacked: dict[str, Pending] = {}
+        self._confirmed: dict[str, dict[str, Any] | None] = {}
+        """For each key with a pending write: the server's entry for it as last seen
+        (wire form; ``None`` when it had none), to roll back to if the write is refused."""
+        self._resume_at = 0
+        """``wall()`` time before which no writes are sent (a retryable refusal's pause)."""
         self._unsent: dict[str, Pending] = {}
         self._inflight: dict[int, list[Pending]] = {}
         self._next_id = 1
@@ -410,6 +274,21 @@ class Replica:
         """
         return self._write(key, value, deleted=False)
 
+    def update(self, pairs: Iterable[tuple[str, JSONValue]]) -> list[Change]:
+        """Write many keys; every key and value is checked before any is written.
+
+        Raises as :meth:`set` does, naming the first bad key, with nothing written.
+        """
+        pairs = list(pairs)
+        if self.readonly:
+            raise ReadOnlyError()
+        # The core's own checks, on a scratch document: exactly what set() would refuse.
+        scratch = Document(max_value_bytes=self.max_value_bytes)
+        check_ts = format_timestamp(0, 0, self.node)
+        for key, value in pairs:
+            scratch.set(key, value, check_ts)
+        return [self.set(key, value) for key, value in pairs]
+
     def delete(self, key: str) -> Change:
         """Delete ``key`` (a tombstone, written even if the key is absent)."""
         return self._write(key, None, deleted=True)
@@ -417,6 +296,7 @@ class Replica:
     def _write(self, key: str, value: JSONValue, *, deleted: bool) -> Change:
         if self.readonly:
             raise ReadOnlyError()
+        self._remember(key)
         ts = self.stamp()
         if deleted:
             self.document.remove(key, ts)
@@ -429,6 +309,12 @@ class Replica:
             value = entry.value  # canonical: 1.0 reads back as 1, as every replica sees it
         self._queue(pending)
         return Change(key, value, deleted, ts, self.node, None, True)
+
+    def _remember(self, key: str) -> None:
+        """Keep the key's server-confirmed entry before its first pending write."""
+        if key not in self._unacked:
+            entry = self.document.entry(key)
+            self._confirmed[key] = entry.to_wire() if entry is not None else None
 
     def _queue(self, pending: Pending) -> None:
         # One pending write per key, in write order: a newer write replaces the older.
@@ -456,6 +342,7 @@ class Replica:
         """Put back saved pending writes (wire-form entries): merged and queued again."""
         for raw in sorted(entries, key=lambda e: str(e.get("ts"))):
             key, ts = raw["key"], raw["ts"]
+            self._remember(key)
             if raw.get("deleted") is True:
                 self.document.remove(key, ts)
                 pending = Pending.make(key, ts, None)
@@ -464,6 +351,8 @@ class Replica:
                 entry = self.document.entry(key)
                 # A saved snapshot may already hold something newer for the key.
                 if entry is None or entry.ts != ts:
+                    if key not in self._unacked:
+                        del self._confirmed[key]
                     continue
                 pending = Pending.make(key, ts, entry.value_json)
             self.clock.observe(ts)
@@ -494,7 +383,7 @@ class Replica:
         before the handshake ends, nor on a read-only connection.
         """
         frames: list[str] = []
-        if self.phase != "synced" or self.readonly:
+        if self.phase != "synced" or self.readonly or self.resume_in() > 0:
             return frames
         while self._unsent and (window is None or len(self._inflight) < window):
             batch: list[Pending] = []
@@ -512,6 +401,10 @@ class Replica:
             ops = ",".join(p.text for p in batch)
             frames.append(f'{{"type":"ops","id":{id},"ops":[{ops}]}}')
         return frames
+
+    def resume_in(self) -> float:
+        """Seconds until writes may be sent again after a retryable refusal (0: now)."""
+        return max(self._resume_at - self.wall(), 0) / 1000
 
     def ping_frame(self) -> str:
         """A ``ping``; its ``pong`` refines the clock offset."""
@@ -532,6 +425,7 @@ class Replica:
         self._inflight.clear()
         self._pings.clear()
         self._unsent = dict(self._unacked)
+        self._resume_at = 0  # a new connection has a fresh rate budget: send at once
         self.peers = frozenset()
 
     # -- frames received --------------------------------------------------------------
@@ -629,6 +523,8 @@ class Replica:
         settled: list[Write] = []
         for key, pending in list(self._unacked.items()):
             theirs = fresh.entry(key)
+            # The snapshot is the server's whole state: what a refusal would roll back to.
+            self._confirmed[key] = theirs.to_wire() if theirs is not None else None
             if theirs is not None and theirs.ts == pending.ts:
                 settled.append(self._settle(pending))
             elif theirs is not None and theirs.ts > pending.ts:
@@ -691,6 +587,8 @@ class Replica:
         if batch is None:
             return [ErrorReceived(code, message, id, fatal=False)]
         index = frame.get("entry")
+        if code == "forbidden":
+            self.readonly = True  # no more local writes on this connection
         if (
             code not in RETRYABLE
             and isinstance(index, int)
@@ -698,11 +596,10 @@ class Replica:
             and 0 <= index < len(batch)
             and len(batch) > 1
         ):
-            # One entry is at fault: drop it, send the others again.
+            # One entry is at fault: roll it back, send the others again.
             bad = batch.pop(index)
-            self._settle(bad)
             self._requeue(batch)
-            return [Rejected(code, message, id, (bad.write,), None)]
+            return [Rejected(code, message, id, (bad.write,), None), *self._refuse([bad])]
         writes = tuple(p.write for p in batch)
         if code == "too_large" and len(batch) > 1:
             # Too many ops for this server: it has a lower max_ops than assumed.
@@ -711,14 +608,9 @@ class Replica:
             return [Rejected(code, message, id, writes, 0.0)]
         if code in RETRYABLE:
             self._requeue(batch)
+            self._resume_at = self.wall() + _RETRY_PAUSE_MS
             return [Rejected(code, message, id, writes, RETRY_PAUSE)]
-        if code == "forbidden":
-            self.readonly = True
-            self._requeue(batch)  # kept: a later connection may be allowed to write
-            return [Rejected(code, message, id, writes, None)]
-        for pending in batch:
-            self._settle(pending)
-        return [Rejected(code, message, id, writes, None)]
+        return [Rejected(code, message, id, writes, None), *self._refuse(batch)]
 
     def _on_presence(self, frame: dict[str, Any]) -> list[Event]:
         joined = _nodes(frame, "joined")
@@ -766,6 +658,8 @@ class Replica:
                     current = self.document.entry(pending.key)
                     assert current is not None
                     events.append(self._overridden(pending, current, seq))
+                else:
+                    self._confirm(raw)
             if settled:
                 events.append(Acked(None, seq, 0, len(settled), tuple(settled)))
         return events
@@ -791,7 +685,48 @@ class Replica:
         if self._unacked.get(pending.key) is pending:
             del self._unacked[pending.key]
             self._unsent.pop(pending.key, None)
+            self._confirmed.pop(pending.key, None)
         return pending.write
+
+    def _confirm(self, raw: dict[str, Any]) -> None:
+        """The server holds ``raw``, older than the key's pending write: the new rollback point."""
+        confirmed = self._confirmed.get(raw["key"])
+        # Two entries of one key with equal timestamps are one write (the ts names its node).
+        if confirmed is None or raw["ts"] > confirmed["ts"]:
+            self._confirmed[raw["key"]] = raw
+
+    def _refuse(self, batch: list[Pending]) -> list[Event]:
+        """Writes refused for good: no longer pending, and rolled back to the server's entries.
+
+        A write that a newer one of its key replaced changes nothing locally: the
+        newer write is what the key shows, and it is still pending.
+        """
+        restore: dict[str, dict[str, Any] | None] = {}
+        refused: dict[str, str] = {}
+        for pending in batch:
+            if self._unacked.get(pending.key) is pending:
+                restore[pending.key] = self._confirmed.get(pending.key)
+                refused[pending.key] = pending.ts
+                self._settle(pending)
+        if not restore:
+            return []
+        # The core never lets an older entry replace a newer one: rebuild without the
+        # refused entries (a refusal is rare; this is one pass over the replica).
+        kept = [e.to_wire() for e in self.document.changes_since(0) if e.key not in restore]
+        fresh = Document(max_value_bytes=self.max_value_bytes)
+        fresh.merge_entries(kept + [raw for raw in restore.values() if raw is not None])
+        self.document = fresh
+        events: list[Event] = []
+        for key in restore:
+            entry = fresh.entry(key)
+            if entry is not None:
+                events.append(self._change(entry, None, self.seq))
+            else:
+                # The server never had the key: it is gone, as a snapshot drops a key.
+                events.append(
+                    Change(key, None, True, refused[key], self.server or "", self.seq, False)
+                )
+        return events
 
     def _requeue(self, batch: list[Pending]) -> None:
         for pending in batch:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from syncd.client import Client
 from syncd.crdt import JSONValue
-from syncd.replica import Change, Status
+from syncd.events import Change, Status
 
 __all__ = ["SyncClient", "connect"]
 

@@ -61,7 +61,7 @@ from servers import TIMEOUT, ServerProcess
 from syncd.client import Backoff, Client, Subscription
 from syncd.crdt import Entry, JSONValue, canonical_json, wall_clock_ms
 from syncd.errors import SyncdError
-from syncd.replica import Acked, Overridden, Rejected, Write
+from syncd.events import Acked, Overridden, Rejected, Write
 
 __all__ = [
     "ChaosConfig",

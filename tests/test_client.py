@@ -20,16 +20,18 @@ from conftest import ProcessFactory, ServerFactory
 from servers import TIMEOUT, free_port
 
 import syncd
-from syncd.client import Backoff, Client, default_node, normalize_url
+from syncd.client import Backoff, Client, normalize_url
 from syncd.client_store import ClientStore, StoreFileError
-from syncd.crdt import JSONValue, parse_timestamp, wall_clock_ms
+from syncd.crdt import CrdtError, JSONValue, parse_timestamp, wall_clock_ms
 from syncd.errors import (
     AuthError,
     ConnectionFailed,
     ReadOnlyError,
+    ServerError,
     SyncdTimeoutError,
 )
-from syncd.replica import Change, Overridden, Presence, State, Status, Synced
+from syncd.events import Change, Overridden, Presence, Rejected, State, Status, Synced
+from syncd.identity import default_node
 from syncd.server import SyncServer
 
 FAST: Final = Backoff(initial=0.05, maximum=0.2, factor=2.0, jitter=0.5)
@@ -241,6 +243,38 @@ async def test_a_pending_write_overridden_by_a_newer_one_is_reported(
         event = await overridden.get(TIMEOUT)
     assert event.write.ts == mine.ts and event.winner.ts == theirs.ts
     assert alice.get("k") == "bob's" and alice.pending_count == 0
+
+
+async def test_update_checks_every_value_before_writing_any(
+    server: SyncServer, client: ClientMaker
+) -> None:
+    alice = await client(server.url)
+    with pytest.raises(CrdtError, match="over the limit"):
+        await alice.update({"a": 1, "b": 2, "c": "x" * 70_000})
+    assert alice.to_dict() == {} and alice.pending_count == 0, "nothing written"
+    await alice.update({"a": 1, "b": 2})
+    bob = await client(server.url, "bob")
+    assert bob.to_dict() == {"a": 1, "b": 2}
+
+
+async def test_a_value_over_the_servers_limit_is_rolled_back_and_reported(
+    make_server: ServerFactory, client: ClientMaker
+) -> None:
+    server = await make_server(max_value_bytes=100)
+    alice = await client(server.url)
+    await alice.set("k", "small")
+    with alice.subscribe(Rejected, Change) as events:
+        with pytest.raises(ServerError) as refused:
+            await alice.set("k", "x" * 200)  # within the client's limit, over the server's
+        assert refused.value.code == "too_large"
+        assert isinstance(await events.get(TIMEOUT), Change), "the local write"
+        rejected = await events.get(TIMEOUT)
+        assert isinstance(rejected, Rejected) and rejected.retry_after is None
+        rolled_back = await events.get(TIMEOUT)
+    assert isinstance(rolled_back, Change) and rolled_back.value == "small"
+    assert alice.get("k") == "small" and alice.pending_count == 0
+    bob = await client(server.url, "bob")
+    assert bob.get("k") == "small"
 
 
 async def test_too_many_ops_for_the_server_are_split(

@@ -36,7 +36,7 @@ from faults import (
 from servers import TIMEOUT, Frame, RawClient, ServerProcess, http_get
 
 from syncd.client import Client
-from syncd.replica import Rejected
+from syncd.events import Rejected
 
 ARGS = ("--fold-min-bytes", "20000")
 BIG = "x" * 9000

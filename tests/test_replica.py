@@ -18,7 +18,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.crdt import Clock, Document, parse_timestamp, wall_clock_ms
-from syncd.errors import ReadOnlyError, UnexpectedFrame
+from syncd.errors import CrdtError, ReadOnlyError, UnexpectedFrame
+from syncd.events import (
+    Acked,
+    Change,
+    ErrorReceived,
+    Event,
+    Overridden,
+    Presence,
+    Rejected,
+    State,
+    Status,
+    Synced,
+    Write,
+)
 from syncd.protocol import (
     entries_frame,
     error_frame,
@@ -27,21 +40,7 @@ from syncd.protocol import (
     synced_frame,
     welcome_frame,
 )
-from syncd.replica import (
-    Acked,
-    Change,
-    ErrorReceived,
-    Event,
-    Overridden,
-    Pending,
-    Presence,
-    Rejected,
-    Replica,
-    State,
-    Status,
-    Synced,
-    Write,
-)
+from syncd.replica import Pending, Replica
 
 EPOCH: Final = "e-91c2"
 SERVER: Final = "srv-1"
@@ -494,14 +493,19 @@ def test_an_error_before_welcome_is_fatal(replica: Replica) -> None:
 
 
 @pytest.mark.parametrize("code", ["rate_limited", "clock_skew", "internal"])
-def test_retryable_errors_requeue_the_message(replica: Replica, server: Server, code: str) -> None:
+def test_retryable_errors_requeue_the_message_after_a_pause(server: Server, code: str) -> None:
+    now = [1_000_000]
+    replica = Replica("tui-3f9a", wall=lambda: now[0])
     handshake(replica, server)
     change = replica.set("k", 1)
     (frame,) = replica.outgoing()
     id = sent_ops(frame)["id"]
     (event,) = replica.receive(error_frame(code, "try later", id))
-    assert isinstance(event, Rejected) and event.retry_after and event.retry_after > 0
+    assert isinstance(event, Rejected) and event.retry_after == 1.0
     assert event.writes == (Write("k", change.ts),)
+    assert replica.outgoing() == [] and replica.resume_in() == 1.0, "paused"
+    assert replica.document["k"] == 1 and replica.is_pending("k"), "kept, not rolled back"
+    now[0] += 1_000
     (again,) = replica.outgoing()
     assert sent_ops(again)["ops"] == sent_ops(frame)["ops"]
 
@@ -516,15 +520,63 @@ def test_too_many_ops_halves_the_batch_and_sends_again(replica: Replica, server:
     assert [len(sent_ops(f)["ops"]) for f in replica.outgoing()] == [5, 5]
 
 
-def test_a_refused_write_is_dropped(replica: Replica, server: Server) -> None:
-    handshake(replica, server)
-    change = replica.set("k", 1)
+@pytest.mark.parametrize("code", ["too_large", "bad_message", "forbidden", "a_new_code"])
+def test_a_write_refused_for_good_is_rolled_back(
+    replica: Replica, server: Server, code: str
+) -> None:
+    handshake(replica, server, entries(server.entry("k", "server's")), seq=1)
+    change = replica.set("k", "mine")
     (frame,) = replica.outgoing()
-    (event,) = replica.receive(error_frame("bad_message", "nope", sent_ops(frame)["id"]))
-    assert event == Rejected(
-        "bad_message", "nope", sent_ops(frame)["id"], (Write("k", change.ts),), None
-    )
+    rejected, rolled_back = replica.receive(error_frame(code, "nope", sent_ops(frame)["id"]))
+    assert rejected == Rejected(code, "nope", sent_ops(frame)["id"], (Write("k", change.ts),), None)
+    assert isinstance(rolled_back, Change) and rolled_back.value == "server's"
+    assert not rolled_back.local and replica.document["k"] == "server's"
     assert replica.pending_count == 0 and replica.outgoing() == []
+
+
+def test_a_refused_new_key_disappears(replica: Replica, server: Server) -> None:
+    handshake(replica, server)
+    replica.set("other", 1)
+    replica.receive(ack(sent_ops(replica.outgoing()[0])["id"], 1, 1))
+    change = replica.set("new", "x" * 10)
+    (frame,) = replica.outgoing()
+    events = replica.receive(error_frame("too_large", "too big", sent_ops(frame)["id"]))
+    assert events[1] == Change("new", None, True, change.ts, SERVER, 1, False)
+    assert replica.document.entry("new") is None and replica.document["other"] == 1
+
+
+def test_a_refusal_rolls_back_to_the_latest_server_entry(replica: Replica, server: Server) -> None:
+    first = {"key": "k", "ts": f"{wall_clock_ms() - 10_000:013d}-00000-web-1", "value": "first"}
+    handshake(replica, server, entries(first), seq=1)
+    change = replica.set("k", "mine")
+    (frame,) = replica.outgoing()
+    # Another client's older write reaches the server meanwhile: it loses to ours here.
+    older = {"key": "k", "ts": f"{parse_timestamp(change.ts)[0] - 1:013d}-00000-web-1"}
+    replica.receive(ops(2, "web-1", {**older, "value": "second"}))
+    assert replica.document["k"] == "mine"
+    replica.receive(error_frame("bad_message", "nope", sent_ops(frame)["id"]))
+    assert replica.document["k"] == "second", "the server's newest entry, not the first"
+
+
+def test_a_refusal_of_a_replaced_write_keeps_the_newer_one(
+    replica: Replica, server: Server
+) -> None:
+    handshake(replica, server)
+    replica.set("k", 1)
+    (frame,) = replica.outgoing()
+    newer = replica.set("k", 2)
+    events = replica.receive(error_frame("bad_message", "nope", sent_ops(frame)["id"]))
+    assert [type(e) for e in events] == [Rejected], "reported, nothing rolled back"
+    assert replica.document["k"] == 2 and replica.pending[0].ts == newer.ts
+
+
+def test_update_checks_every_value_before_writing_any(replica: Replica) -> None:
+    with pytest.raises(CrdtError, match="over the limit"):
+        replica.update([("a", 1), ("b", 2), ("c", "x" * 70_000)])
+    with pytest.raises(CrdtError, match="empty"):
+        replica.update([("a", 1), ("", 2)])
+    assert len(replica.document) == 0 and replica.pending_count == 0
+    assert [c.key for c in replica.update([("a", 1), ("b", 2)])] == ["a", "b"]
 
 
 def test_an_error_naming_an_entry_drops_only_that_entry(replica: Replica, server: Server) -> None:
@@ -533,8 +585,9 @@ def test_an_error_naming_an_entry_drops_only_that_entry(replica: Replica, server
         replica.set(f"k{i}", i)
     (frame,) = replica.outgoing()
     error = json.loads(error_frame("too_large", "ops[1]: value too large", sent_ops(frame)["id"]))
-    (event,) = replica.receive(json.dumps({**error, "entry": 1}))
+    event, rolled_back = replica.receive(json.dumps({**error, "entry": 1}))
     assert isinstance(event, Rejected) and [w.key for w in event.writes] == ["k1"]
+    assert rolled_back == Change("k1", None, True, event.writes[0].ts, SERVER, 0, False)
     (again,) = replica.outgoing()
     assert [op["key"] for op in sent_ops(again)["ops"]] == ["k0", "k2"]
 

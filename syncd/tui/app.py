@@ -35,20 +35,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 from textual.widgets.data_table import CellDoesNotExist, Row, RowDoesNotExist, RowKey
 
-from syncd.client import (
-    DEFAULT_URL,
-    Backoff,
-    Client,
-    Subscription,
-    default_node,
-    normalize_url,
-    syncd_home,
-)
+from syncd.client import DEFAULT_URL, Backoff, Client, Subscription, normalize_url
 from syncd.client_store import StoreFileError
 from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError
+from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
+from syncd.identity import default_node, syncd_home
 from syncd.protocol import DEFAULT_DOC, valid_doc_name
-from syncd.replica import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.tui._format import age, compact, truncate, writer_of
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
@@ -356,7 +349,8 @@ class SyncdApp(App[None]):
                 self._skew = "the server refused a write: check this computer's clock"
             elif event.retry_after is None:
                 self.notify(
-                    f"The server refused {len(event.writes)} change(s): {event.message}",
+                    f"The server refused {len(event.writes)} change(s): {event.message}; "
+                    "undone, the server's value is shown",
                     severity="error",
                     timeout=10,
                 )

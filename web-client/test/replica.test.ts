@@ -215,27 +215,39 @@ describe("writing", () => {
     expect(() => t.r.set("k", 1)).toThrow(/read-only/);
   });
 
-  it("keeps writes the server refused for now, and sends them again on resend()", () => {
+  it("keeps writes the server refused for now, and sends them again after the pause", () => {
     const t = replica();
     handshake(t);
-    t.r.set("k", 1);
+    const entry = t.r.set("k", 1);
     const [ops] = t.sent();
     t.recv({ type: "error", code: "clock_skew", message: "ahead", id: ops!.id });
-    expect(t.events).toContainEqual({ type: "retry", delayMs: 1000 });
+    expect(t.events).toContainEqual({
+      type: "rejected",
+      code: "clock_skew",
+      message: "ahead",
+      id: ops!.id,
+      writes: [{ key: "k", ts: entry.ts }],
+      retryAfterMs: 1000,
+    });
     expect(t.r.pendingCount).toBe(1);
-    t.r.resend();
+    expect(t.sent()).toEqual([]); // paused
+    t.tick(1000);
     expect(t.sent()[0]).toMatchObject({ type: "ops", ops: [{ key: "k", value: 1 }] });
   });
 
-  it("drops a write the server will never take, and asks for a snapshot", () => {
+  it("rolls back a write the server will never take to the server's entry, and says so", () => {
     const t = replica();
-    handshake(t, { seq: 4 });
-    t.r.set("k", 1);
+    handshake(t, { seq: 4 }, [live("k", "1764028700000-00000-srv", "server's")]);
+    const entry = t.r.set("k", "x".repeat(100));
     const [ops] = t.sent();
     t.recv({ type: "error", code: "too_large", message: "too big", id: ops!.id, entry: 0 });
     expect(t.r.pendingCount).toBe(0);
-    expect(t.r.since).toBeNull();
-    expect(t.events.some((e) => e.type === "resync")).toBe(true);
+    expect(t.values()).toEqual({ k: "server's" });
+    expect(t.r.since).toEqual({ epoch: "e1", seq: 4 });
+    expect(t.events.filter((e) => e.type === "rejected")).toEqual([
+      { type: "rejected", code: "too_large", message: "too big", id: ops!.id, writes: [{ key: "k", ts: entry.ts }], retryAfterMs: null },
+    ]);
+    expect(t.changes().at(-1)).toMatchObject({ key: "k", source: "rollback", entry: { value: "server's" } });
   });
 
   it("drops only the entry an error names, and sends the others again", () => {
@@ -244,6 +256,7 @@ describe("writing", () => {
     const [ops] = t.sent();
     t.recv({ type: "error", code: "too_large", message: "ops[1]: too big", id: ops!.id, entry: 1 });
     expect(t.r.pendingEntries().map((e) => e.key)).toEqual(["a"]);
+    expect(t.values()).toEqual({ a: 1 }); // b was new: rolled back, it is gone
     expect(t.sent()[0]).toMatchObject({ type: "ops", ops: [{ key: "a" }] });
   });
 
@@ -287,14 +300,24 @@ describe("writing", () => {
     expect(t.values()).toEqual({ k: "v", j: 2 });
   });
 
-  it("keeps writes a read-only connection refused", () => {
+  it("rolls back writes a read-only connection refused, and writes no more", () => {
     const t = replica();
     handshake(t);
     t.r.set("k", 1);
     const [ops] = t.sent();
     t.recv({ type: "error", code: "forbidden", message: "read-only", id: ops!.id });
-    expect(t.r.pendingCount).toBe(1);
+    expect(t.r.pendingCount).toBe(0);
+    expect(t.values()).toEqual({});
     expect(t.r.readonly).toBe(true);
+    expect(() => t.r.set("k", 2)).toThrow(/read-only/);
+  });
+
+  it("checks every value of an update before writing any", () => {
+    const t = replica();
+    expect(() => t.r.update([["a", 1], ["b", 2], ["c", "x".repeat(70_000)]])).toThrow(ProtocolError);
+    expect(t.values()).toEqual({});
+    expect(t.r.pendingCount).toBe(0);
+    expect(t.r.update([["a", 1], ["b", 2]]).map((e) => e.key)).toEqual(["a", "b"]);
   });
 });
 
@@ -407,12 +430,13 @@ describe("persistence", () => {
     expect(t.values()).toEqual({ ok: 1 });
   });
 
-  it("discards undeliverable writes on request and asks for a snapshot", () => {
+  it("discards undeliverable writes on request, rolled back to the server's entries", () => {
     const t = replica();
+    handshake(t, { seq: 1 }, [live("j", "1764028700000-00000-srv", "server's")]);
     t.r.set("k", 1);
+    t.r.set("j", 2);
     t.r.discardPending();
     expect(t.r.pendingCount).toBe(0);
-    expect(t.r.since).toBeNull();
-    expect(t.events.some((e) => e.type === "resync")).toBe(true);
+    expect(t.values()).toEqual({ j: "server's" });
   });
 });

@@ -16,6 +16,8 @@
  *   the client stops.
  * - A refused handshake (`unauthorized`, `unsupported_version`, …) stops the
  *   reconnecting until the caller changes something (`setToken`, `reconnect`).
+ * - A write the server refuses for good is rolled back by the replica; the
+ *   view's `refused` says which keys and why, for the UI to show.
  */
 
 import type { JsonValue } from "./canonical";
@@ -46,10 +48,19 @@ export interface ClientView {
   readonly since: Since | null;
   /** The last error the server or the storage reported, if any. */
   readonly error: { readonly code: string; readonly message: string } | null;
+  /** The last writes the server refused for good (rolled back), until dismissed. */
+  readonly refused: Refusal | null;
   /** When the next connection attempt is due (ms since the epoch), while offline. */
   readonly retryAt: number | null;
   /** Bumped on every change of state or entries. */
   readonly version: number;
+}
+
+/** Writes the server refused for good: their keys were set back to the server's entries. */
+export interface Refusal {
+  readonly code: string;
+  readonly message: string;
+  readonly keys: readonly string[];
 }
 
 /** The part of the DOM WebSocket this client uses. */
@@ -113,6 +124,7 @@ export class SyncClient {
   private socket: SocketLike | null = null;
   private statusValue: Status = "loading";
   private errorValue: ClientView["error"] = null;
+  private refusedValue: Refusal | null = null;
   private retryAt: number | null = null;
   private attempt = 0;
   private stopped = false;
@@ -270,7 +282,14 @@ export class SyncClient {
     this.refresh();
   }
 
-  /** Drop the writes that could not be delivered. */
+  /** Forget the last refusal (the UI has shown it). */
+  clearRefused(): void {
+    if (this.refusedValue === null) return;
+    this.refusedValue = null;
+    this.refresh();
+  }
+
+  /** Drop the writes that could not be delivered (rolled back to the server's entries). */
   discardPending(): void {
     this.replica?.discardPending();
   }
@@ -396,18 +415,23 @@ export class SyncClient {
           this.refresh();
         }
         return;
-      case "retry":
-        this.timers.clearTimeout(this.resendTimer);
-        this.resendTimer = this.timers.setTimeout(() => {
-          this.resendTimer = null;
-          this.replica?.resend();
-          this.flush();
-        }, event.delayMs);
+      case "rejected":
+        if (event.retryAfterMs === null) {
+          this.refusedValue = { code: event.code, message: event.message, keys: event.writes.map((write) => write.key) };
+          if (event.code === "forbidden") this.errorValue = { code: event.code, message: event.message };
+          this.refresh();
+        } else if (event.retryAfterMs > 0) {
+          // The replica holds its writes back until then; flush once the pause is over.
+          this.timers.clearTimeout(this.resendTimer);
+          this.resendTimer = this.timers.setTimeout(() => {
+            this.resendTimer = null;
+            this.flush();
+          }, event.retryAfterMs);
+        }
         return;
-      case "resync":
-        this.scheduleSave();
-        this.socket?.close(1000, "resync");
-        return;
+      case "acked":
+      case "overridden":
+        return; // the "pending" and "changes" events that follow carry what to save and show
     }
   }
 
@@ -490,6 +514,7 @@ export class SyncClient {
       readonly: replica?.readonly === true,
       since: replica?.since ?? null,
       error: this.errorValue,
+      refused: this.refusedValue,
       retryAt: this.statusValue === "offline" ? this.retryAt : null,
       version: this.version,
     };

@@ -23,12 +23,18 @@
  *   server has it (its ack was lost with the connection) or holds a newer
  *   entry for its key (the write lost).
  * - **Refusals.** `rate_limited`, `clock_skew` and `internal` send the
- *   message again after a pause; `forbidden` keeps the writes (a read-write
- *   connection may deliver them later); an error naming one entry drops that
- *   entry and sends the others again; `too_large` for a message of several
- *   entries halves the batch size (the server has a lower `max_ops`); any
- *   other refusal drops the writes and asks for a snapshot, which undoes them
- *   locally.
+ *   message again after a pause of `RETRY_PAUSE_MS` (no writes go out until
+ *   then); `too_large` for a message of several entries halves the batch size
+ *   (the server has a lower `max_ops`) and sends again at once. Any other
+ *   code (`too_large` for one entry, `bad_message`, `forbidden`, codes this
+ *   client does not know) is final: the write is **rolled back** — the key
+ *   shows again the server's entry, remembered while the write was pending —
+ *   and a `rejected` event (with `retryAfterMs: null`) tells the user. An
+ *   error naming one entry rolls back only that entry and sends the others
+ *   again. `forbidden` also makes the connection read-only.
+ *
+ * The state machine is pinned, with the Python replica's, by the session
+ * vectors in `tests/vectors/sessions.json` (`test/sessions.test.ts`).
  * - **Resume point.** The greatest `seq` seen in `synced`, an ack or a
  *   broadcast, with the welcome's `epoch`.
  * - **Clock.** `welcome.time`, `pong.time` and every received `ts` are
@@ -62,8 +68,17 @@ import { formatTimestamp } from "./timestamp";
 /** Where the connection is: no connection; `hello` sent; receiving the document; live. */
 export type Phase = "closed" | "hello" | "handshake" | "live";
 
-/** Where a change came from: this replica, another client's broadcast, or the handshake. */
-export type ChangeSource = "local" | "remote" | "sync";
+/**
+ * Where a change came from: this replica, another client's broadcast, the
+ * handshake, or the rollback of a write the server refused.
+ */
+export type ChangeSource = "local" | "remote" | "sync" | "rollback";
+
+/** One local write, named by its key and timestamp. */
+export interface Write {
+  readonly key: string;
+  readonly ts: string;
+}
 
 /** One key's change. `entry` is undefined when a snapshot dropped the key. */
 export interface Change {
@@ -82,17 +97,31 @@ export type ReplicaEvent =
   | { readonly type: "state" }
   /** The set of unacknowledged writes changed: persist it. */
   | { readonly type: "pending" }
-  /** The handshake completed. */
-  | { readonly type: "synced"; readonly full: boolean }
+  /** The handshake completed, at the server's `seq`. */
+  | { readonly type: "synced"; readonly full: boolean; readonly seq: number }
   /**
-   * The server answered with an error. `fatal`: the handshake was refused and
-   * reconnecting with the same settings will not help (`unauthorized`, …).
+   * The server answered with an error about none of the pending writes.
+   * `fatal`: the handshake was refused and reconnecting with the same
+   * settings will not help (`unauthorized`, …).
    */
   | { readonly type: "error"; readonly code: string; readonly message: string; readonly fatal: boolean }
-  /** Pending writes were refused for now: call `resend()` after `delayMs`. */
-  | { readonly type: "retry"; readonly delayMs: number }
-  /** The local state may hold a write the server refused: reconnect, and a snapshot will set it right. */
-  | { readonly type: "resync" };
+  /** Pending writes reached the server (`id` null: a handshake or broadcast showed it has them). */
+  | { readonly type: "acked"; readonly id: number | null; readonly seq: number; readonly writes: readonly Write[] }
+  /** A pending write lost: the server holds a newer entry for its key. */
+  | { readonly type: "overridden"; readonly write: Write; readonly winner: Entry }
+  /**
+   * The server refused pending writes. With `retryAfterMs`, they are sent
+   * again after that long (flush then); with null, they were refused for good
+   * and rolled back (a `changes` event with source `rollback` follows): tell the user.
+   */
+  | {
+      readonly type: "rejected";
+      readonly code: string;
+      readonly message: string;
+      readonly id: number | null;
+      readonly writes: readonly Write[];
+      readonly retryAfterMs: number | null;
+    };
 
 /** What a replica persists besides its pending writes: its state and resume point. */
 export interface ReplicaState {
@@ -115,8 +144,10 @@ export interface ReplicaOptions {
   readonly clockMark?: string | null;
 }
 
-/** Refusals for now: the same message may be accepted later. */
-const RETRYABLE = new Set(["rate_limited", "clock_skew", "internal"]);
+/** Refusals for now: the same message may be accepted later. Any other code is final. */
+export const RETRYABLE: ReadonlySet<string> = new Set(["rate_limited", "clock_skew", "internal"]);
+/** Most `ops` messages left unanswered at once. */
+export const DEFAULT_WINDOW = 8;
 /** How long to wait before sending a message refused for now again. */
 export const RETRY_PAUSE_MS = 1000;
 /** Bytes of entries per `ops` message when sending many (well under the 1 MiB frame limit). */
@@ -145,6 +176,8 @@ export function validateValue(value: JsonValue, limits: Limits = DEFAULT_LIMITS)
 interface Handshake {
   readonly full: boolean;
   readonly epoch: string;
+  /** The welcome's seq: the head that the handshake's entries bring the replica to. */
+  readonly seq: number;
   /** The snapshot being received (full handshakes only). */
   readonly snapshot: LwwMap | null;
 }
@@ -157,12 +190,16 @@ export class Replica {
   token: string | null;
 
   private map = new LwwMap();
-  /** The latest unacknowledged local write of each key. */
+  /** The latest unacknowledged local write of each key, in write order. */
   private readonly pending = new Map<string, Entry>();
+  /** Pending writes not sent on this connection yet, in write order. */
+  private unsent = new Map<string, Entry>();
+  /** For each key with a pending write: the server's entry as last seen (null: none), to roll back to. */
+  private readonly confirmed = new Map<string, Entry | null>();
   /** Messages sent on this connection and not answered yet: id → entries. */
   private readonly inflight = new Map<number, Entry[]>();
-  /** `key \0 ts` of every entry in flight. */
-  private readonly inflightEntries = new Set<string>();
+  /** Physical time before which no writes are sent (a retryable refusal's pause). */
+  private resumeAt = 0;
   private nextId = 1;
   /** Most entries per `ops` message: the server's `max_ops`, as far as known. */
   private batchLimit: number;
@@ -194,12 +231,13 @@ export class Replica {
       const entry = this.readStored(raw);
       if (entry !== null) this.map.merge(entry);
     }
-    for (const raw of options.pending ?? []) {
-      const entry = this.readStored(raw);
-      if (entry === null) continue;
+    const stored = (options.pending ?? []).map((raw) => this.readStored(raw)).filter((e) => e !== null);
+    for (const entry of stored.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0))) {
+      this.remember(entry.key);
       this.map.merge(entry);
-      const current = this.pending.get(entry.key);
-      if (current === undefined || current.ts < entry.ts) this.pending.set(entry.key, entry);
+      // A saved state may already hold something newer for the key.
+      if (this.map.get(entry.key)?.ts === entry.ts) this.queue(entry);
+      else if (!this.pending.has(entry.key)) this.confirmed.delete(entry.key);
     }
   }
 
@@ -274,11 +312,35 @@ export class Replica {
     return formatTimestamp({ wall, counter, node: this.node });
   }
 
-  /** Frames to send, in order; the outbox is emptied. */
-  takeOutgoing(): string[] {
+  /**
+   * Frames to send, in order: the `hello` and pings asked for, then `ops`
+   * messages for the pending writes not sent on this connection yet — only
+   * once live, not read-only, not paused, with at most `window` unanswered.
+   */
+  takeOutgoing(window: number = DEFAULT_WINDOW): string[] {
     const frames = this.outbox;
     this.outbox = [];
+    if (this.phaseValue !== "live" || this.readonlyValue === true || this.resumeInMs() > 0) return frames;
+    while (this.unsent.size > 0 && this.inflight.size < window) {
+      const batch: Entry[] = [];
+      let bytes = 0;
+      for (const entry of this.unsent.values()) {
+        const size = utf8Length(JSON.stringify(entry.toWire())) + 1;
+        if (batch.length > 0 && (batch.length >= this.batchLimit || bytes + size > MESSAGE_BUDGET)) break;
+        batch.push(entry);
+        bytes += size;
+      }
+      for (const entry of batch) this.unsent.delete(entry.key);
+      const id = this.nextId++;
+      this.inflight.set(id, batch);
+      frames.push(opsFrame(id, batch.map((entry) => entry.toWire())));
+    }
     return frames;
+  }
+
+  /** Milliseconds until writes may be sent again after a retryable refusal (0: now). */
+  resumeInMs(): number {
+    return Math.max(this.resumeAt - this.physical(), 0);
   }
 
   on(listener: (event: ReplicaEvent) => void): () => void {
@@ -311,11 +373,6 @@ export class Replica {
     this.outbox.push(pingFrame(id));
   }
 
-  /** Forget the resume point, so the next handshake is a snapshot. */
-  forgetSince(): void {
-    this.sinceValue = null;
-  }
-
   /** Handle one text frame from the server. */
   receive(text: string): void {
     let frame;
@@ -345,7 +402,9 @@ export class Replica {
       case "pong": {
         const sentAt = frame.id === null ? undefined : this.pings.get(frame.id);
         if (frame.id !== null) this.pings.delete(frame.id);
-        this.clock.observeServerTime(frame.time, sentAt);
+        // Only the answer to our own ping measures the offset (its round trip is known).
+        if (sentAt === undefined) this.clock.observe(frame.time);
+        else this.clock.observeServerTime(frame.time, sentAt);
         return;
       }
       case "error":
@@ -370,33 +429,21 @@ export class Replica {
     return this.write(Entry.tombstone(key, this.writeTs()));
   }
 
-  /** Send the pending writes that are not in flight (after a refusal for now). */
-  resend(): void {
-    if (this.phaseValue !== "live" || this.readonlyValue === true) return;
-    const waiting = [...this.pending.values()].filter((entry) => !this.inflightEntries.has(inflightKey(entry)));
-    let batch: Entry[] = [];
-    let bytes = 0;
-    for (const entry of waiting) {
-      const size = utf8Length(JSON.stringify(entry.toWire()));
-      if (batch.length > 0 && (batch.length >= this.batchLimit || bytes + size > MESSAGE_BUDGET)) {
-        this.send(batch);
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(entry);
-      bytes += size + 1;
+  /** Write many keys; every key and value is checked before any is written. */
+  update(pairs: Iterable<readonly [string, JsonValue]>): Entry[] {
+    const list = [...pairs];
+    for (const [key, value] of list) {
+      validateKey(key, this.limits);
+      validateValue(value, this.limits);
     }
-    if (batch.length > 0) this.send(batch);
+    return list.map(([key, value]) => this.set(key, value));
   }
 
-  /** Drop every unacknowledged write (they cannot be delivered, e.g. on a read-only connection). */
+  /** Give up every unacknowledged write (e.g. undeliverable on a read-only connection): rolled back. */
   discardPending(): void {
     if (this.pending.size === 0) return;
-    this.pending.clear();
-    this.sinceValue = null; // the local state holds the discarded writes: take a snapshot next time
-    this.emit({ type: "pending" });
+    this.rollBack([...this.pending.values()]);
     this.emit({ type: "state" });
-    this.emit({ type: "resync" });
   }
 
   private writeTs(): string {
@@ -408,27 +455,73 @@ export class Replica {
 
   private write(entry: Entry): Entry {
     const previous = this.map.get(entry.key);
+    this.remember(entry.key);
     this.map.merge(entry); // always wins: its ts is greater than any this replica has seen
-    this.pending.set(entry.key, entry);
-    if (this.phaseValue === "live") this.send([entry]);
+    this.queue(entry);
     this.emit({ type: "changes", changes: [{ key: entry.key, entry, previous, source: "local", origin: this.node }] });
     this.emit({ type: "pending" });
     this.emit({ type: "state" });
     return entry;
   }
 
-  private send(entries: Entry[]): void {
-    const id = this.nextId++;
-    this.inflight.set(id, entries);
-    for (const entry of entries) this.inflightEntries.add(inflightKey(entry));
-    this.outbox.push(opsFrame(id, entries.map((entry) => entry.toWire())));
+  /** Keep the key's server-confirmed entry before its first pending write. */
+  private remember(key: string): void {
+    if (!this.pending.has(key)) this.confirmed.set(key, this.map.get(key) ?? null);
   }
 
-  private settle(id: number): Entry[] {
-    const entries = this.inflight.get(id) ?? [];
-    this.inflight.delete(id);
-    for (const entry of entries) this.inflightEntries.delete(inflightKey(entry));
-    return entries;
+  /** One pending write per key, in write order: a newer write replaces the older. */
+  private queue(entry: Entry): void {
+    this.pending.delete(entry.key);
+    this.pending.set(entry.key, entry);
+    this.unsent.delete(entry.key);
+    this.unsent.set(entry.key, entry);
+  }
+
+  /** The write is no longer pending (unless a newer one of its key replaced it). */
+  private settle(entry: Entry): Write {
+    if (this.pending.get(entry.key) === entry) {
+      this.pending.delete(entry.key);
+      this.unsent.delete(entry.key);
+      this.confirmed.delete(entry.key);
+    }
+    return { key: entry.key, ts: entry.ts };
+  }
+
+  /** Put writes of an unanswered message back in the queue (those still current). */
+  private requeue(batch: readonly Entry[]): void {
+    for (const entry of batch) {
+      if (this.pending.get(entry.key) === entry && !this.unsent.has(entry.key)) this.unsent.set(entry.key, entry);
+    }
+  }
+
+  /** The server holds `received`, older than the key's pending write: the new rollback point. */
+  private confirm(received: Entry): void {
+    const confirmed = this.confirmed.get(received.key);
+    // Two entries of one key with equal timestamps are one write (the ts names its node).
+    if (confirmed === undefined || confirmed === null || received.ts > confirmed.ts) {
+      this.confirmed.set(received.key, received);
+    }
+  }
+
+  /**
+   * Writes refused for good: no longer pending, and each key back to the
+   * server's entry. A write a newer one of its key replaced changes nothing
+   * locally: the newer write is what the key shows, and it is still pending.
+   */
+  private rollBack(entries: readonly Entry[]): void {
+    const changes: Change[] = [];
+    for (const entry of entries) {
+      if (this.pending.get(entry.key) !== entry) continue;
+      const restore = this.confirmed.get(entry.key) ?? null;
+      this.settle(entry);
+      const previous = this.map.get(entry.key);
+      this.map.drop(entry.key);
+      if (restore !== null) this.map.merge(restore);
+      changes.push({ key: entry.key, entry: restore ?? undefined, previous, source: "rollback", origin: null });
+    }
+    if (changes.length === 0) return;
+    this.emit({ type: "changes", changes });
+    this.emit({ type: "pending" });
   }
 
   // -- frames ----------------------------------------------------------------------
@@ -440,7 +533,7 @@ export class Replica {
     }
     this.clock.observeServerTime(frame.time);
     this.phaseValue = "handshake";
-    this.handshake = { full: frame.full, epoch: frame.epoch, snapshot: frame.full ? new LwwMap() : null };
+    this.handshake = { full: frame.full, epoch: frame.epoch, seq: frame.seq, snapshot: frame.full ? new LwwMap() : null };
     this.readonlyValue = frame.readonly;
     this.serverNodeValue = frame.node;
     this.peerSet = new Set(frame.peers.filter((node) => node !== this.node));
@@ -453,19 +546,12 @@ export class Replica {
       this.protocolSlip("entries outside the handshake");
       return;
     }
-    const changes: Change[] = [];
-    for (const item of raw) {
-      const entry = this.readReceived(item);
-      if (entry === null) continue;
-      if (handshake.snapshot !== null) {
-        handshake.snapshot.merge(entry);
-      } else {
-        const previous = this.map.get(entry.key);
-        if (this.map.merge(entry)) changes.push({ key: entry.key, entry, previous, source: "sync", origin: null });
-        this.settleBy(entry);
-      }
+    const entries = this.readAll(raw);
+    if (handshake.snapshot !== null) {
+      for (const entry of entries) handshake.snapshot.merge(entry);
+      return;
     }
-    if (changes.length > 0) this.emit({ type: "changes", changes });
+    this.mergeRemote(entries, "sync", null, handshake.seq);
   }
 
   private onSynced(seq: number): void {
@@ -474,45 +560,59 @@ export class Replica {
       this.protocolSlip("synced outside the handshake");
       return;
     }
-    if (handshake.snapshot !== null) this.replaceWith(handshake.snapshot);
+    if (handshake.snapshot !== null) this.replaceWith(handshake.snapshot, seq);
     this.handshake = null;
     this.sinceValue = { epoch: handshake.epoch, seq };
     this.phaseValue = "live";
-    this.emit({ type: "synced", full: handshake.full });
-    this.resend();
+    this.unsent = new Map(this.pending);
+    this.emit({ type: "synced", full: handshake.full, seq });
     this.emit({ type: "state" });
   }
 
   /** Take a snapshot as the new state, keeping this replica's unacknowledged writes. */
-  private replaceWith(snapshot: LwwMap): void {
-    for (const entry of snapshot.entries()) this.settleBy(entry);
-    for (const entry of this.pending.values()) snapshot.merge(entry);
-    const changes: Change[] = [];
-    for (const previous of this.map.entries()) {
-      if (!snapshot.has(previous.key)) {
-        changes.push({ key: previous.key, entry: undefined, previous, source: "sync", origin: null });
+  private replaceWith(snapshot: LwwMap, seq: number): void {
+    const settled: Write[] = [];
+    const lost: ReplicaEvent[] = [];
+    for (const pending of [...this.pending.values()]) {
+      const theirs = snapshot.get(pending.key);
+      // The snapshot is the server's whole state: what a refusal would roll back to.
+      this.confirmed.set(pending.key, theirs ?? null);
+      if (theirs?.ts === pending.ts) {
+        settled.push(this.settle(pending));
+      } else if (theirs !== undefined && theirs.ts > pending.ts) {
+        lost.push({ type: "overridden", write: this.settle(pending), winner: theirs });
+      } else {
+        snapshot.merge(pending);
       }
     }
+    const changes: Change[] = [];
     for (const entry of snapshot.entries()) {
       const previous = this.map.get(entry.key);
-      if (!previous?.sameAs(entry)) {
+      if (previous?.ts !== entry.ts) {
         changes.push({ key: entry.key, entry, previous, source: "sync", origin: null });
       }
     }
+    for (const previous of this.map.entries()) {
+      // Dropped: the server forgot the key (a new epoch, or a purged delete).
+      if (!previous.deleted && !snapshot.has(previous.key)) {
+        changes.push({ key: previous.key, entry: undefined, previous, source: "sync", origin: null });
+      }
+    }
     this.map = snapshot;
-    if (changes.length > 0) this.emit({ type: "changes", changes });
+    this.report(changes, lost, settled, seq);
   }
 
   private onAck(frame: AckFrame): void {
-    let changed = false;
-    for (const entry of this.settle(frame.id)) {
-      if (this.pending.get(entry.key)?.ts === entry.ts) {
-        this.pending.delete(entry.key);
-        changed = true;
-      }
-    }
     this.advance(frame.seq);
-    if (changed) this.emit({ type: "pending" });
+    const batch = this.inflight.get(frame.id);
+    if (batch === undefined) {
+      this.emit({ type: "state" }); // not ours on this connection: nothing to settle
+      return;
+    }
+    this.inflight.delete(frame.id);
+    const writes = batch.map((entry) => this.settle(entry));
+    this.emit({ type: "acked", id: frame.id, seq: frame.seq, writes });
+    this.emit({ type: "pending" });
     this.emit({ type: "state" });
   }
 
@@ -521,69 +621,73 @@ export class Replica {
       this.protocolSlip("a broadcast before synced");
       return;
     }
-    const changes: Change[] = [];
-    for (const item of frame.ops) {
-      const entry = this.readReceived(item);
-      if (entry === null) continue;
-      const previous = this.map.get(entry.key);
-      if (this.map.merge(entry)) changes.push({ key: entry.key, entry, previous, source: "remote", origin: frame.origin });
-      this.settleBy(entry);
-    }
+    this.mergeRemote(this.readAll(frame.ops), "remote", frame.origin, frame.seq);
     this.advance(frame.seq);
-    if (changes.length > 0) this.emit({ type: "changes", changes });
     this.emit({ type: "state" });
   }
 
+  /** Merge entries from the server; settle the pending writes they show the server has, or beat. */
+  private mergeRemote(entries: readonly Entry[], source: ChangeSource, origin: string | null, seq: number): void {
+    const changes: Change[] = [];
+    for (const entry of entries) {
+      const previous = this.map.get(entry.key);
+      if (this.map.merge(entry)) changes.push({ key: entry.key, entry, previous, source, origin });
+    }
+    const settled: Write[] = [];
+    const lost: ReplicaEvent[] = [];
+    for (const entry of entries) {
+      const pending = this.pending.get(entry.key);
+      if (pending === undefined) continue;
+      if (entry.ts === pending.ts) settled.push(this.settle(pending));
+      else if (entry.ts > pending.ts) {
+        lost.push({ type: "overridden", write: this.settle(pending), winner: this.map.get(entry.key)! });
+      } else this.confirm(entry);
+    }
+    this.report(changes, lost, settled, seq);
+  }
+
+  /** Changes, then lost writes, then writes the server showed it has: the order Python reports them in. */
+  private report(changes: Change[], lost: ReplicaEvent[], settled: Write[], seq: number): void {
+    if (changes.length > 0) this.emit({ type: "changes", changes });
+    for (const event of lost) this.emit(event);
+    if (settled.length > 0) this.emit({ type: "acked", id: null, seq, writes: settled });
+    if (lost.length > 0 || settled.length > 0) this.emit({ type: "pending" });
+  }
+
   private onError(frame: ErrorFrame): void {
-    const batch = frame.id !== null && this.inflight.has(frame.id) ? this.settle(frame.id) : null;
-    if (batch === null) {
+    const batch = frame.id === null || this.phaseValue === "hello" ? undefined : this.inflight.get(frame.id);
+    if (batch === undefined) {
       // Not about one of our writes: a refused handshake is fatal, anything else is reported.
       const fatal = this.phaseValue === "hello";
       this.emit({ type: "error", code: frame.code, message: frame.message, fatal });
       return;
     }
-    this.emit({ type: "error", code: frame.code, message: frame.message, fatal: false });
+    this.inflight.delete(frame.id!);
+    const { code, message } = frame;
+    const id = frame.id;
+    if (code === "forbidden") this.readonlyValue = true; // no more local writes on this connection
+    const writes = batch.map((entry) => ({ key: entry.key, ts: entry.ts }));
     const index = frame.entry;
-    if (!RETRYABLE.has(frame.code) && index !== null && index < batch.length && batch.length > 1) {
-      // One entry is at fault: drop it, send the others again.
-      this.drop([batch[index]!]);
-      this.resend();
-    } else if (frame.code === "too_large" && batch.length > 1) {
+    if (!RETRYABLE.has(code) && index !== null && index < batch.length && batch.length > 1) {
+      // One entry is at fault: roll it back, send the others again.
+      const [bad] = batch.splice(index, 1);
+      this.requeue(batch);
+      this.emit({ type: "rejected", code, message, id, writes: [writes[index]!], retryAfterMs: null });
+      this.rollBack([bad!]);
+    } else if (code === "too_large" && batch.length > 1) {
       // Too many entries for this server: it has a lower max_ops than assumed.
       this.batchLimit = Math.max(1, Math.floor(batch.length / 2));
-      this.resend();
-    } else if (RETRYABLE.has(frame.code)) {
-      this.emit({ type: "retry", delayMs: RETRY_PAUSE_MS });
-    } else if (frame.code === "forbidden") {
-      this.readonlyValue = true; // kept: a read-write connection may deliver them later
-      this.emit({ type: "state" });
+      this.requeue(batch);
+      this.emit({ type: "rejected", code, message, id, writes, retryAfterMs: 0 });
+    } else if (RETRYABLE.has(code)) {
+      this.requeue(batch);
+      this.resumeAt = this.physical() + RETRY_PAUSE_MS;
+      this.emit({ type: "rejected", code, message, id, writes, retryAfterMs: RETRY_PAUSE_MS });
     } else {
-      this.drop(batch);
+      this.emit({ type: "rejected", code, message, id, writes, retryAfterMs: null });
+      this.rollBack(batch);
     }
-  }
-
-  /** Give up writes the server will never take; a snapshot will undo them locally. */
-  private drop(entries: readonly Entry[]): void {
-    let dropped = false;
-    for (const entry of entries) {
-      if (this.pending.get(entry.key)?.ts === entry.ts) {
-        this.pending.delete(entry.key);
-        dropped = true;
-      }
-    }
-    this.sinceValue = null;
-    if (dropped) this.emit({ type: "pending" });
     this.emit({ type: "state" });
-    this.emit({ type: "resync" });
-  }
-
-  /** A pending write is settled once the server is seen to hold it, or something newer for its key. */
-  private settleBy(received: Entry): void {
-    const pending = this.pending.get(received.key);
-    if (pending !== undefined && received.ts >= pending.ts) {
-      this.pending.delete(received.key);
-      this.emit({ type: "pending" });
-    }
   }
 
   // -- helpers ---------------------------------------------------------------------
@@ -598,10 +702,21 @@ export class Replica {
     this.phaseValue = "closed";
     this.handshake = null;
     this.inflight.clear();
-    this.inflightEntries.clear();
+    this.unsent = new Map(this.pending);
+    this.resumeAt = 0; // a new connection has a fresh rate budget: send at once
     this.pings.clear();
     this.peerSet = new Set();
     this.outbox = [];
+  }
+
+  /** The valid entries of a frame from the server (invalid ones are reported and skipped). */
+  private readAll(raw: readonly unknown[]): Entry[] {
+    const entries: Entry[] = [];
+    for (const item of raw) {
+      const entry = this.readReceived(item);
+      if (entry !== null) entries.push(entry);
+    }
+    return entries;
   }
 
   /** An entry from the server: validated (without limits: the server's may differ) and observed. */
@@ -636,6 +751,3 @@ export class Replica {
   }
 }
 
-function inflightKey(entry: Entry): string {
-  return `${entry.key}\u0000${entry.ts}`;
-}

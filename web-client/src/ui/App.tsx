@@ -180,6 +180,16 @@ function Document(props: {
           </button>
         </p>
       )}
+      {view.refused && (
+        <p className="notice error" role="alert">
+          The server refused your {view.refused.keys.length === 1 ? "change to" : "changes to"}{" "}
+          {view.refused.keys.map((key) => JSON.stringify(key)).join(", ")}: {view.refused.message}. It was undone: the
+          server&apos;s value is shown.{" "}
+          <button type="button" onClick={() => client.clearRefused()}>
+            Dismiss
+          </button>
+        </p>
+      )}
       {undeliverable && (
         <p className="notice warning">
           {view.pending} unsent {view.pending === 1 ? "change" : "changes"} cannot be delivered with a read-only token.{" "}
