@@ -1,0 +1,156 @@
+"""Several ``syncd serve`` nodes sharing documents through a real ``redis-server``.
+
+Every node is a separate process; every wait polls real state (handshakes,
+``/metrics``) up to a bounded deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_server import RedisProcess
+from servers import TIMEOUT, Frame, RawClient, ServerProcess, metrics
+
+CONVERGE_TIMEOUT = 6 * TIMEOUT
+"""How long nodes may take to agree (replication, repair)."""
+
+
+@dataclass
+class Cluster:
+    """One redis-server and the nodes started on it."""
+
+    root: Path
+    redis: RedisProcess
+    nodes: list[ServerProcess] = field(default_factory=list)
+    clients: list[RawClient] = field(default_factory=list)
+
+    def node(self, *args: str, url: str | None = None) -> ServerProcess:
+        """A node (not started yet) of this cluster, with its own data folder."""
+        number = len(self.nodes) + 1
+        process = ServerProcess(
+            self.root / f"n{number}",
+            self.root / f"logs{number}",
+            args=("--cluster", url or self.redis.url, *args),
+        )
+        self.nodes.append(process)
+        return process
+
+    async def start(self, count: int, *args: str) -> list[ServerProcess]:
+        """Start ``count`` nodes."""
+        started = [self.node(*args) for _ in range(count)]
+        await asyncio.gather(*(node.start() for node in started))
+        return started
+
+    async def client(self, node: ServerProcess, name: str, doc: str = "notes") -> RawClient:
+        """A client that said hello to ``doc`` on ``node``."""
+        client = await RawClient.connect(node.url, name)
+        self.clients.append(client)
+        await client.hello(doc=doc)
+        return client
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """A started redis-server; nodes are added by the test. Everything stops afterwards."""
+    redis = RedisProcess(tmp_path / "redis")
+    await redis.start()
+    made = Cluster(tmp_path, redis)
+    try:
+        yield made
+    finally:
+        for client in made.clients:
+            await client.connection.close()
+        for node in made.nodes:
+            node.cleanup()
+        redis.cleanup()
+
+
+async def state(node: ServerProcess, doc: str = "notes") -> dict[str, Frame]:
+    """Every entry of ``doc`` on ``node`` (live and tombstones), from a fresh handshake."""
+    client = await RawClient.connect(node.url, "inspector")
+    try:
+        return (await client.hello(doc=doc)).state
+    finally:
+        await client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds, for at most :data:`CONVERGE_TIMEOUT` seconds."""
+    deadline = asyncio.get_running_loop().time() + CONVERGE_TIMEOUT
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {CONVERGE_TIMEOUT:g} s: {what}")
+        await asyncio.sleep(0.1)  # replication has no event a test can await: poll
+
+
+async def converged(nodes: list[ServerProcess], doc: str = "notes", **expected: Any) -> None:
+    """Wait until every node holds the same entries of ``doc``, with these live values."""
+
+    async def agree() -> bool:
+        states = [await state(node, doc) for node in nodes]
+        values = {k: e.get("value") for k, e in states[0].items() if not e.get("deleted")}
+        return all(s == states[0] for s in states) and all(
+            values.get(k) == v for k, v in expected.items()
+        )
+
+    await eventually(agree, f"{len(nodes)} nodes agree on {doc} with {expected}")
+
+
+async def write(client: RawClient, key: str, value: Any) -> Frame:
+    """Set ``key`` and return the ack."""
+    answer = await client.write([client.stamps.set(key, value)])
+    assert answer["type"] == "ack", answer
+    return answer
+
+
+# -- replication ---------------------------------------------------------------------------
+
+
+async def test_three_nodes_share_writes_with_their_origin(cluster: Cluster) -> None:
+    n1, n2, n3 = await cluster.start(3)
+    watcher = await cluster.client(n1, "watcher")
+    writers = [await cluster.client(node, f"writer{i}") for i, node in enumerate((n1, n2, n3))]
+    for i, writer in enumerate(writers):
+        await write(writer, f"k{i}", i)
+    broadcast = await watcher.recv_until(
+        lambda f: f["type"] == "ops" and any(e["key"] == "k2" for e in f["ops"])
+    )
+    assert broadcast[-1]["origin"] == "writer2", "the origin is the client's node on node 3"
+    await converged([n1, n2, n3], k0=0, k1=1, k2=2)
+    welcomes = [(await (await RawClient.connect(n.url)).hello()).welcome for n in (n1, n2, n3)]
+    clusters = {w.get("cluster") for w in welcomes}
+    assert len(clusters) == 1 and None not in clusters, welcomes
+
+
+async def test_a_killed_node_catches_up_on_restart(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2)
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "before", 1)
+    await converged([n1, n2], before=1)
+    await n2.kill()
+    for i in range(20):
+        await write(writer, f"while{i}", i)
+    await n2.start()
+    await converged([n1, n2], before=1, while19=19)
+
+
+async def test_a_write_acknowledged_before_a_crash_is_published_on_restart(
+    cluster: Cluster,
+) -> None:
+    n1, n2 = await cluster.start(2)
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "a", 1)
+    await converged([n1, n2], a=1)
+    await n2.kill()
+    # Redis goes away for a moment: n1 acknowledges from its disk and cannot publish.
+    await cluster.redis.kill()
+    await write(writer, "b", 2)
+    await n1.kill()
+    await cluster.redis.start()
+    await asyncio.gather(n1.start(), n2.start())
+    await converged([n1, n2], a=1, b=2)
