@@ -18,7 +18,6 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-
 from servers import START_TIMEOUT, free_port
 
 __all__ = ["REDIS_SERVER", "RedisProcess", "TcpProxy"]

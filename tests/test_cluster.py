@@ -7,14 +7,15 @@ Every node is a separate process; every wait polls real state (handshakes,
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import RedisProcess
-from servers import TIMEOUT, Frame, RawClient, ServerProcess, metrics
+from redis_server import RedisProcess, TcpProxy
+from servers import TIMEOUT, Frame, RawClient, ServerProcess, http_get, metrics
 
 CONVERGE_TIMEOUT = 6 * TIMEOUT
 """How long nodes may take to agree (replication, repair)."""
@@ -79,6 +80,15 @@ async def state(node: ServerProcess, doc: str = "notes") -> dict[str, Frame]:
         await client.close()
 
 
+async def welcome(node: ServerProcess, doc: str = "notes") -> Frame:
+    """The ``welcome`` a new client of ``doc`` gets from ``node``."""
+    client = await RawClient.connect(node.url, "greeted")
+    try:
+        return (await client.hello(doc=doc)).welcome
+    finally:
+        await client.close()
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until it holds, for at most :data:`CONVERGE_TIMEOUT` seconds."""
     deadline = asyncio.get_running_loop().time() + CONVERGE_TIMEOUT
@@ -88,7 +98,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.1)  # replication has no event a test can await: poll
 
 
-async def converged(nodes: list[ServerProcess], doc: str = "notes", **expected: Any) -> None:
+async def converged(nodes: list[ServerProcess], doc: str = "notes", **expected: object) -> None:
     """Wait until every node holds the same entries of ``doc``, with these live values."""
 
     async def agree() -> bool:
@@ -122,7 +132,7 @@ async def test_three_nodes_share_writes_with_their_origin(cluster: Cluster) -> N
     )
     assert broadcast[-1]["origin"] == "writer2", "the origin is the client's node on node 3"
     await converged([n1, n2, n3], k0=0, k1=1, k2=2)
-    welcomes = [(await (await RawClient.connect(n.url)).hello()).welcome for n in (n1, n2, n3)]
+    welcomes = [await welcome(n) for n in (n1, n2, n3)]
     clusters = {w.get("cluster") for w in welcomes}
     assert len(clusters) == 1 and None not in clusters, welcomes
 
@@ -154,3 +164,86 @@ async def test_a_write_acknowledged_before_a_crash_is_published_on_restart(
     await cluster.redis.start()
     await asyncio.gather(n1.start(), n2.start())
     await converged([n1, n2], a=1, b=2)
+
+
+async def test_a_node_cut_from_redis_keeps_serving_and_converges_after(
+    cluster: Cluster,
+) -> None:
+    proxy = TcpProxy(cluster.redis.port)
+    await proxy.start()
+    try:
+        n1 = cluster.node()
+        n2 = cluster.node(url=proxy.url)
+        await asyncio.gather(n1.start(), n2.start())
+        assert (await http_get(n2.port, "/healthz?cluster")).status == 200
+        await proxy.cut()
+        local = await cluster.client(n2, "local")
+        other = await cluster.client(n2, "other")
+        await write(local, "cut-off", 1)  # acknowledged from n2's disk while cut off
+        seen = await other.recv_until(lambda f: f["type"] == "ops")
+        assert seen[-1]["ops"][0]["key"] == "cut-off", "its own clients still sync"
+        await write(await cluster.client(n1, "far"), "meanwhile", 2)
+
+        async def unhealthy() -> bool:
+            return (await http_get(n2.port, "/healthz?cluster")).status == 503
+
+        await eventually(unhealthy, "n2 says it is cut off from the cluster")
+        assert (await http_get(n2.port, "/healthz")).body == b"ok\n", "still serving"
+        await proxy.heal()
+        await converged([n1, n2], "notes", **{"cut-off": 1, "meanwhile": 2})
+        assert (await http_get(n2.port, "/healthz?cluster")).status == 200
+    finally:
+        await proxy.close()
+
+
+async def test_redis_killed_and_restarted_from_its_append_only_file(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2)
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "a", 1)
+    await converged([n1, n2], a=1)
+    await cluster.redis.kill()
+    await write(writer, "b", 2)
+    await cluster.redis.start()
+    await write(writer, "c", 3)
+    await converged([n1, n2], a=1, b=2, c=3)
+
+
+async def test_redis_restarted_empty(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2)
+    await write(await cluster.client(n1, "writer"), "a", 1)
+    await converged([n1, n2], a=1)
+    cluster_id = (await welcome(n1))["cluster"]
+    await n2.kill()
+    await cluster.redis.kill()
+    cluster.redis.wipe()
+    await cluster.redis.start()
+    await write(await cluster.client(n1, "writer2"), "b", 2)
+    await n2.start()
+    await converged([n1, n2], a=1, b=2)
+    assert (await welcome(n2))["cluster"] == cluster_id, "the nodes give the cluster its id back"
+    gaps = await metrics(n2.port)
+    assert gaps.get('syncd_cluster_gaps_repaired_total{reason="redis_reset"}', 0) >= 1, gaps
+
+
+async def test_a_node_behind_a_trimmed_stream_resyncs_by_snapshot(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2, "--cluster-retention", "5")
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "first", 0)
+    await converged([n1, n2], first=0)
+    n2.signal(signal.SIGTERM)
+    assert await n2.wait() == 0
+    for i in range(30):
+        await write(writer, f"k{i}", i)
+    redis = cluster.redis.client()
+    try:
+
+        async def trimmed() -> bool:
+            return int(await redis.xlen("syncd:log")) <= 5
+
+        await eventually(trimmed, "the stream is trimmed to the retention")
+    finally:
+        await redis.aclose()
+    await n2.start()
+    await converged([n1, n2], first=0, k0=0, k29=29)
+    gaps = await metrics(n2.port)
+    assert gaps['syncd_cluster_gaps_repaired_total{reason="trimmed"}'] >= 1, gaps

@@ -7,6 +7,8 @@ Keys (under the prefix, ``syncd:`` by default):
                    changes or vanishes, Redis lost its data (restarted empty)
     limits         the document limits every node must share
     log            the stream: one entry per local commit {doc, node, origin, ops}
+    trimmed        the greatest id trimmed from the stream (Redis 7.0's XINFO does
+                   not count trims in max-deleted-entry-id)
     nodes          hash: node id -> its heartbeat (JSON, see :class:`NodeInfo`)
     digest:NODE    hash: document -> that node's digest of it (anti-entropy)
 """
@@ -29,16 +31,54 @@ from syncd.cluster.state import StreamId, format_id, parse_id
 __all__ = ["Backplane", "NodeInfo", "StreamEntry", "StreamRead"]
 
 MIN_VERSION = (7, 0)
-READ_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', '0-0', {}} end
+LUA_IDS = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function greater(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+"""
+READ_SCRIPT = (
+    LUA_IDS
+    + """
+local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+if redis.call('EXISTS', KEYS[1]) == 0 then return {trimmed, '0-0', {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+local deleted = fields['max-deleted-entry-id']
+if greater(deleted, trimmed) then trimmed = deleted end
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-return {fields['max-deleted-entry-id'], fields['last-generated-id'], entries}
+return {trimmed, fields['last-generated-id'], entries}
 """
+)
 """Atomically: the greatest id trimmed away, the last id added, and the entries after the
 cursor (so no trim can slip between the gap check and the read)."""
+TRIM_SCRIPT = (
+    LUA_IDS
+    + """
+local removed = '0-0'
+if ARGV[1] ~= '0-0' then
+  local before = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)
+  if #before > 0 then removed = before[1][1] end
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+end
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  removed = cut[#cut][1]
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
+end
+local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+if greater(removed, trimmed) then redis.call('SET', KEYS[2], removed) end
+return removed
+"""
+)
+"""Trims the stream and records the greatest id it removed."""
 COUNT_SCRIPT = """
 return #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 """
@@ -116,6 +156,7 @@ class Backplane:
         self.keys_limits = f"{prefix}limits"
         self.keys_log = f"{prefix}log"
         self.keys_nodes = f"{prefix}nodes"
+        self.keys_trimmed = f"{prefix}trimmed"
         # No retries inside a command: the callers notice the failure and recover.
         self.redis: Redis = Redis.from_url(
             config.url,
@@ -126,6 +167,7 @@ class Backplane:
         )
         self._read = self.redis.register_script(READ_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
+        self._trim = self.redis.register_script(TRIM_SCRIPT)
 
     def digest_key(self, node: str) -> str:
         """The hash of ``node``'s document digests."""
@@ -197,7 +239,9 @@ class Backplane:
 
     async def read(self, cursor: str, count: int) -> StreamRead:
         """The entries after ``cursor`` (at most ``count``), with what tells a gap."""
-        max_deleted, last, raw = await self._read(keys=[self.keys_log], args=[cursor, count])
+        max_deleted, last, raw = await self._read(
+            keys=[self.keys_log, self.keys_trimmed], args=[cursor, count]
+        )
         entries = []
         for entry_id, flat in raw:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -223,10 +267,7 @@ class Backplane:
 
     async def trim(self, min_id: str, max_len: int) -> None:
         """Drop entries before ``min_id``, then all but the last ``max_len``."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xtrim(self.keys_log, minid=min_id, approximate=False)
-            pipe.xtrim(self.keys_log, maxlen=max_len, approximate=False)
-            await pipe.execute()
+        await self._trim(keys=[self.keys_log, self.keys_trimmed], args=[min_id, max_len])
 
     # -- nodes ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from syncd.cluster.backplane import Backplane, NodeInfo
@@ -180,9 +181,12 @@ class ClusterNode:
 
     async def stop(self, timeout: float = 2.0) -> None:
         """Publish what is queued (for at most ``timeout`` s), stop the tasks, save the state."""
-        async with asyncio.timeout(timeout):
-            while self.connected and not self.publisher.idle:
-                await asyncio.sleep(0.02)  # the queue has no event to await: poll briefly
+        try:
+            async with asyncio.timeout(timeout):
+                while self.connected and not self.publisher.idle:
+                    await asyncio.sleep(0.02)  # the queue has no event to await: poll briefly
+        except TimeoutError:
+            logger.warning("cluster: stopping with writes unpublished; published at next start")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -204,6 +208,11 @@ class ClusterNode:
             self._back.clear()
 
     def _lost(self, error: RedisError | OSError) -> None:
+        outage = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+        if not isinstance(error, outage):
+            # Redis answered, with an error: not an outage; the step is tried again.
+            logger.error("cluster: Redis at %s refused a command: %s", self.config.url, error)
+            return
         if self.connected:
             logger.warning(
                 "cluster: lost Redis at %s (%s); serving local clients, retrying",
@@ -236,6 +245,8 @@ class ClusterNode:
             await step()
         except (RedisError, OSError) as error:
             self._lost(error)
+            if self.connected:
+                await asyncio.sleep(RECONNECT_SECONDS)
         if not self.connected:
             await self._online()
 
