@@ -7,7 +7,10 @@ Every node is a separate process; every wait polls real state (handshakes,
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,19 @@ from typing import Any
 
 import pytest
 from redis_server import RedisProcess, TcpProxy
-from servers import TIMEOUT, Frame, RawClient, ServerProcess, http_get, metrics
+from servers import (
+    REPO,
+    START_TIMEOUT,
+    TIMEOUT,
+    Frame,
+    RawClient,
+    ServerProcess,
+    free_port,
+    http_get,
+    metrics,
+)
+
+from syncd.crdt import wall_clock_ms
 
 CONVERGE_TIMEOUT = 6 * TIMEOUT
 """How long nodes may take to agree (replication, repair)."""
@@ -78,6 +93,16 @@ async def state(node: ServerProcess, doc: str = "notes") -> dict[str, Frame]:
         return (await client.hello(doc=doc)).state
     finally:
         await client.close()
+
+
+async def stream(redis: RedisProcess) -> list[tuple[str, str]]:
+    """The cluster's stream: (id, ops JSON) of each entry."""
+    client = redis.client()
+    try:
+        raw: Any = await client.xrange("syncd:log")
+    finally:
+        await client.aclose()
+    return [(str(entry_id), str(fields["ops"])) for entry_id, fields in raw]
 
 
 async def welcome(node: ServerProcess, doc: str = "notes") -> Frame:
@@ -247,3 +272,194 @@ async def test_a_node_behind_a_trimmed_stream_resyncs_by_snapshot(cluster: Clust
     await converged([n1, n2], first=0, k0=0, k29=29)
     gaps = await metrics(n2.port)
     assert gaps['syncd_cluster_gaps_repaired_total{reason="trimmed"}'] >= 1, gaps
+
+
+# -- acknowledging through Redis -------------------------------------------------------------
+
+
+async def test_redis_ack_mode_answers_internal_while_redis_is_down(tmp_path: Path) -> None:
+    redis = RedisProcess(tmp_path / "redis", args=("--appendfsync", "always"))
+    await redis.start()
+    node = ServerProcess(
+        tmp_path / "n1", tmp_path / "logs", args=("--cluster", redis.url, "--cluster-ack", "redis")
+    )
+    try:
+        await node.start()
+        client = await RawClient.connect(node.url, "writer")
+        await client.hello(doc="notes")
+        await write(client, "a", 1)
+        await redis.kill()
+        entry = client.stamps.set("b", 2)
+        answer = await client.write([entry])
+        assert answer["type"] == "error" and answer["code"] == "internal", answer
+        await redis.start()
+
+        async def acknowledged() -> bool:
+            answer = await client.write([entry])  # the client's resend
+            return bool(answer["type"] == "ack")
+
+        await eventually(acknowledged, "the resent write is acknowledged once Redis is back")
+        published = await stream(redis)
+        assert any('"b"' in ops for _, ops in published), published
+        await client.close()
+    finally:
+        node.cleanup()
+        redis.cleanup()
+
+
+# -- refusing to start ---------------------------------------------------------------------
+
+
+def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``syncd serve`` that is expected to refuse to start (bounded)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syncd",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "d"),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://", "redis://h:port/0"])
+def test_a_bad_cluster_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    done = serve(tmp_path, "--cluster", url)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--cluster" in lines[0], done.stderr
+
+
+def test_redis_down_at_start_is_refused(tmp_path: Path) -> None:
+    done = serve(tmp_path, "--cluster", f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot use Redis" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("redis_args", "node_args", "says"),
+    [
+        (("--maxmemory-policy", "allkeys-lru"), (), "noeviction"),
+        (("--appendfsync", "everysec"), ("--cluster-ack", "redis"), "appendfsync always"),
+    ],
+)
+async def test_a_redis_it_cannot_use_is_refused(
+    tmp_path: Path, redis_args: tuple[str, ...], node_args: tuple[str, ...], says: str
+) -> None:
+    redis = RedisProcess(tmp_path / "redis", args=redis_args)
+    await redis.start()
+    try:
+        done = await asyncio.to_thread(serve, tmp_path, "--cluster", redis.url, *node_args)
+    finally:
+        redis.cleanup()
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], done.stderr
+
+
+async def test_a_node_with_other_limits_is_refused(cluster: Cluster) -> None:
+    await cluster.start(1)
+    done = await asyncio.to_thread(
+        serve, cluster.root, "--cluster", cluster.redis.url, "--max-value-bytes", "100"
+    )
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--max-value-bytes" in lines[0], done.stderr
+
+
+# -- presence, tombstones, anti-entropy, metrics --------------------------------------------
+
+
+async def test_presence_spans_the_nodes(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2)
+    alice = await cluster.client(n1, "alice")
+    bob = await RawClient.connect(n2.url, "bob")
+    cluster.clients.append(bob)
+    await bob.hello(doc="notes")
+    joined = await alice.recv_until(
+        lambda f: f["type"] == "presence" and "bob" in f.get("joined", [])
+    )
+    assert joined
+
+    async def carol_sees_both() -> bool:
+        return {"alice", "bob"} <= set((await welcome(n2))["peers"])
+
+    await eventually(carol_sees_both, "a client of n2 is told of alice on n1")
+    await bob.ping()  # reads the presence frames the probes caused, so the close completes
+    await bob.close()
+    await alice.recv_until(lambda f: f["type"] == "presence" and "bob" in f.get("left", []))
+
+
+async def test_a_tombstone_is_kept_while_a_node_lags(cluster: Cluster) -> None:
+    # Tombstones expire after ~1 ms and every commit folds: only the cluster keeps them.
+    fast = ("--tombstone-retention", "0.00000001", "--fold-min-bytes", "1")
+    n1, n2 = await cluster.start(2, *fast)
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "gone", 1)
+    await converged([n1, n2], gone=1)
+    await n2.kill()
+    answer = await writer.write([writer.stamps.delete("gone")])
+    assert answer["type"] == "ack"
+    for i in range(5):  # commits, each folding the log
+        await write(writer, f"k{i}", i)
+    assert (await state(n1)).get("gone", {}).get("deleted"), "kept: n2 has not seen it"
+    await n2.start()
+    await converged([n1, n2], k4=4)
+
+    async def purged() -> bool:
+        await write(writer, "tick", wall_clock_ms())  # a commit, so a fold
+        return "gone" not in await state(n1)
+
+    await eventually(purged, "purged once every node is past it")
+
+
+async def test_anti_entropy_repairs_an_entry_the_stream_lost(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2, "--cluster-check-interval", "0.3")
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "a", 1)
+    await converged([n1, n2], a=1)
+    n2.signal(signal.SIGTERM)
+    assert await n2.wait() == 0
+    await write(writer, "b", 2)
+
+    async def published() -> bool:
+        return any('"b"' in ops for _, ops in await stream(cluster.redis))
+
+    await eventually(published, "n1 publishes b")
+    last_id = (await stream(cluster.redis))[-1][0]
+    # n2 comes back believing it read b: nothing in the stream tells it otherwise.
+    state_file = n2.data / "cluster.json"
+    saved = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**saved, "cursor": last_id}))
+    await n2.start()
+    await converged([n1, n2], a=1, b=2)
+    found = await metrics(n2.port)
+    assert found['syncd_cluster_gaps_repaired_total{reason="digest_mismatch"}'] >= 1, found
+
+
+async def test_metrics_show_each_peer(cluster: Cluster) -> None:
+    n1, n2 = await cluster.start(2)
+    await write(await cluster.client(n1, "writer"), "a", 1)
+    await converged([n1, n2], a=1)
+    first = await metrics(n1.port)
+    assert first["syncd_cluster_connected"] == 1
+    assert first["syncd_cluster_entries_published_total"] >= 1
+
+    async def applied() -> bool:
+        found = await metrics(n2.port)
+        return any(k.startswith("syncd_cluster_entries_applied_total") for k in found)
+
+    await eventually(applied, "n2 counts what it applied")
+    found = await metrics(n2.port)
+    assert any(k.startswith("syncd_cluster_peer_lag_entries{") for k in found), found

@@ -92,6 +92,7 @@ class ClusterNode:
         self._digests: dict[str, int] = {}
         self._caught_up_ms = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.publisher = Publisher(
             self.backplane,
             self.node,
@@ -187,9 +188,12 @@ class ClusterNode:
                     await asyncio.sleep(0.02)  # the queue has no event to await: poll briefly
         except TimeoutError:
             logger.warning("cluster: stopping with writes unpublished; published at next start")
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a cancellation that lands inside a Redis command may be absorbed by it;
+        # the loops then end at their next turn, seeing _stopping.
+        await asyncio.wait(self._tasks, timeout=timeout)
         self.state.save()
         await self.backplane.close()
 
@@ -223,7 +227,7 @@ class ClusterNode:
 
     async def _online(self) -> None:
         """Wait until Redis answers again, then catch up what the outage held back."""
-        while not self.connected:
+        while not self.connected and not self._stopping:
             await asyncio.sleep(RECONNECT_SECONDS)
             try:
                 incarnation = await self.backplane.incarnation()
@@ -253,7 +257,7 @@ class ClusterNode:
     # -- the loops ---------------------------------------------------------------------------
 
     async def _replicate(self) -> None:
-        while True:
+        while not self._stopping:
             await self._guarded(self._replicate_step)
 
     async def _replicate_step(self) -> None:
@@ -300,7 +304,7 @@ class ClusterNode:
         return {n: info for n, info in live.items() if n != self.node}
 
     async def _beat(self) -> None:
-        while True:
+        while not self._stopping:
             await self._guarded(self._heartbeat)
             await asyncio.sleep(self.config.heartbeat)
 
@@ -352,7 +356,7 @@ class ClusterNode:
             )
 
     async def _check_digests(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.check_interval)
             await self._guarded(self._compare_digests)
 
