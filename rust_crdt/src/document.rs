@@ -509,7 +509,11 @@ impl Document {
 /// hasher) so that every process, of any build, computes the same digest.
 fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = key.bytes().chain([0xff]).chain(clock.to_le_bytes()).chain(node.bytes());
+    let bytes = key
+        .bytes()
+        .chain([0xff])
+        .chain(clock.to_le_bytes())
+        .chain(node.bytes());
     for byte in bytes {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
