@@ -224,6 +224,7 @@ class ClusterNode:
                 error,
             )
             self._set_connected(False)
+            self._update_presence({})  # the other nodes' clients are unknown until back
 
     async def _online(self) -> None:
         """Wait until Redis answers again, then catch up what the outage held back."""
