@@ -16,6 +16,8 @@ WEB_BUILT := $(WEB)/dist/index.html
 CHROMIUM := /usr/bin/chromium
 # The crash-consistency tests kill the server at chosen syscalls with strace fault injection.
 STRACE := /usr/bin/strace
+# The cluster tests start their own redis-server (Debian's) on a free 127.0.0.1 port.
+REDIS := /usr/bin/redis-server
 
 .DEFAULT_GOAL := help
 .PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server soak fuzz lint
@@ -59,12 +61,16 @@ $(STRACE):
 	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
 	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y strace
 
+$(REDIS):
+	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
+	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y redis-server
+
 test: test-rust test-python test-web ## Build, then run every test (cargo test, pytest, vitest, Chromium end-to-end)
 
 test-rust: ## Run the Rust core's tests (unit, conformance vectors, property laws)
 	cd rust_crdt && cargo test --locked
 
-test-python: $(INSTALLED) $(STRACE) ## Run the Python tests
+test-python: $(INSTALLED) $(STRACE) $(REDIS) ## Run the Python tests
 	$(PY) -m pytest
 
 test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: vitest (vectors, HLC, replica) and end-to-end in headless Chromium

@@ -111,6 +111,9 @@ class Document:
     def horizon(self) -> int:
         """The compaction horizon: a resume point below it gets a snapshot, not a delta."""
     @property
+    def digest(self) -> int:
+        """XOR of a fixed 64-bit hash of (key, ts) of every live entry: equal replicas agree."""
+    @property
     def tombstone_count(self) -> int:
         """How many tombstones the document keeps."""
     @property

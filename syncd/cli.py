@@ -14,13 +14,16 @@ import logging
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from syncd import __version__
 from syncd.commands import add_client_options, positive
 from syncd.commands import run as run_client_command
 from syncd.errors import SyncdError
 from syncd.logs import setup_logging
+
+if TYPE_CHECKING:
+    from syncd.cluster import ClusterConfig
 
 __all__ = ["main"]
 
@@ -126,9 +129,54 @@ def build_parser() -> argparse.ArgumentParser:
         default=4 << 20,
         help="log bytes before a document's log may be folded into its file",
     )
+    _add_cluster_options(serve)
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     _add_client_commands(commands)
     return parser
+
+
+def _cluster_url(text: str) -> str:
+    from syncd.cluster import check_cluster_url
+
+    try:
+        return check_cluster_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_cluster_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "cluster", "several nodes serving the same documents through Redis (docs/cluster.md)"
+    )
+    group.add_argument(
+        "--cluster",
+        type=_cluster_url,
+        metavar="REDIS_URL",
+        help="join the cluster of this Redis, e.g. redis://127.0.0.1:6379/0",
+    )
+    group.add_argument(
+        "--cluster-ack",
+        choices=("local", "redis"),
+        default="local",
+        help="acknowledge a write once fsync'd here (local), or here and in Redis (redis)",
+    )
+    group.add_argument(
+        "--cluster-advertise",
+        metavar="URL",
+        help="WebSocket URL the other nodes reach this one at (default ws://HOST:PORT/ws)",
+    )
+    group.add_argument(
+        "--cluster-retention",
+        type=positive(int),
+        default=100_000,
+        help="most stream entries kept for a node that is behind (past them: snapshot)",
+    )
+    group.add_argument(
+        "--cluster-check-interval",
+        type=positive(float),
+        default=30.0,
+        help="seconds between comparisons of document digests with the other nodes",
+    )
 
 
 def _client_command(
@@ -241,6 +289,7 @@ def _serve(args: argparse.Namespace) -> int:
         evict_after=args.evict_after,
         open_timeout=args.open_timeout,
         fold_min_bytes=args.fold_min_bytes,
+        cluster=_cluster_config(args),
     )
     try:
         asyncio.run(run(config))
@@ -252,6 +301,20 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"syncd serve: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
+
+
+def _cluster_config(args: argparse.Namespace) -> ClusterConfig | None:
+    if args.cluster is None:
+        return None
+    from syncd.cluster import AckMode, ClusterConfig
+
+    return ClusterConfig(
+        url=args.cluster,
+        ack=AckMode(args.cluster_ack),
+        advertise=args.cluster_advertise,
+        retention=args.cluster_retention,
+        check_interval=args.cluster_check_interval,
+    )
 
 
 def _tui(args: argparse.Namespace) -> int:

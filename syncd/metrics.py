@@ -11,7 +11,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "ClusterMetrics", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -61,3 +61,44 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class ClusterMetrics:
+    """A cluster node's metrics (``--cluster``), in its server's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.connected = Gauge(
+            "syncd_cluster_connected", "1 while the node reaches the cluster's Redis.", registry=r
+        )
+        self.published = Counter(
+            "syncd_cluster_entries_published", "Stream entries this node published.", registry=r
+        )
+        self.applied = Counter(
+            "syncd_cluster_entries_applied",
+            "Stream entries of other nodes committed here, by publishing node.",
+            ["peer"],
+            registry=r,
+        )
+        self.gaps_repaired = Counter(
+            "syncd_cluster_gaps_repaired",
+            "Repairs by snapshot pulled from peers, by reason "
+            "(trimmed, redis_reset, digest_mismatch).",
+            ["reason"],
+            registry=r,
+        )
+        self.lag_entries = Gauge(
+            "syncd_cluster_peer_lag_entries",
+            "Stream entries a node has not applied yet (counted up to 100000), by node.",
+            ["peer"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "syncd_cluster_peer_lag_seconds",
+            "Age of the oldest stream entry a node has not applied yet, by node.",
+            ["peer"],
+            registry=r,
+        )
+        self.live_nodes = Gauge(
+            "syncd_cluster_live_nodes", "Nodes whose heartbeat is recent.", registry=r
+        )

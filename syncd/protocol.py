@@ -331,22 +331,25 @@ def welcome_frame(
     full: bool,
     readonly: bool,
     peers: list[str],
+    cluster: str | None = None,
 ) -> str:
-    """The ``welcome`` frame that answers a valid ``hello``."""
-    return _dumps(
-        {
-            "type": "welcome",
-            "v": PROTOCOL_VERSION,
-            "doc": doc,
-            "node": node,
-            "epoch": epoch,
-            "seq": seq,
-            "time": time,
-            "full": full,
-            "readonly": readonly,
-            "peers": peers,
-        }
-    )
+    """The ``welcome`` frame that answers a valid ``hello``; ``cluster`` names the
+    cluster of a node started with ``--cluster`` (absent otherwise)."""
+    frame: dict[str, Any] = {
+        "type": "welcome",
+        "v": PROTOCOL_VERSION,
+        "doc": doc,
+        "node": node,
+        "epoch": epoch,
+        "seq": seq,
+        "time": time,
+        "full": full,
+        "readonly": readonly,
+        "peers": peers,
+    }
+    if cluster is not None:
+        frame["cluster"] = cluster
+    return _dumps(frame)
 
 
 def entries_frame(entries_json: str) -> str:

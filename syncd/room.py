@@ -20,6 +20,12 @@ appends that follow it.
 Frames are written to a client's socket without waiting for it. A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
+
+In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
+is handed to it once fsync'd and before it is acknowledged (it publishes the
+local writes; in ``--cluster-ack redis`` mode it may refuse, and the writers are
+then answered ``internal``), and entries from other nodes come in through
+:meth:`Room.replicate`, down the same pipeline, without an ack.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
@@ -45,7 +52,7 @@ from syncd.protocol import (
 )
 from syncd.store import DocumentStore, Fold, StoreError
 
-__all__ = ["Client", "Room", "RoomSettings", "close_or_abort"]
+__all__ = ["Client", "Replication", "Room", "RoomSettings", "close_or_abort"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +82,33 @@ class RoomSettings:
         return Document(max_value_bytes=self.max_value_bytes, max_ops=self.max_ops)
 
 
+class Replication(Protocol):
+    """What a cluster node does for its rooms (absent when the server runs alone)."""
+
+    @property
+    def cluster_id(self) -> str:
+        """The cluster's id, named in every ``welcome``."""
+        ...
+
+    async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
+        """A commit is fsync'd: publish its ``local`` writes (origin, result); whether
+        its writers may be acknowledged now."""
+        ...
+
+    def purge_floor_ms(self) -> int:
+        """Tombstones at or after this wall time (ms) must be kept: a node may lack them."""
+        ...
+
+    def remote_peers(self, doc: str) -> set[str]:
+        """The client nodes connected to ``doc`` through the other nodes."""
+        ...
+
+
 @dataclass(eq=False)
 class Client:
-    """One connection to a document."""
+    """One connection to a document, or (``socket`` None) a write from another node."""
 
-    connection: ServerConnection
+    socket: ServerConnection | None
     node: str
     readonly: bool
     floor: int = 0
@@ -88,6 +117,15 @@ class Client:
     """Frames held while its handshake is being sent; ``None`` once it is synced."""
     backlog_bytes: int = 0
     dropped: bool = False
+    outcome: asyncio.Future[str | None] | None = None
+    """For a write from another node: resolved once committed (``None``) or refused
+    (the error code)."""
+
+    @property
+    def connection(self) -> ServerConnection:
+        """The client's connection (a write from another node has none)."""
+        assert self.socket is not None, "a write from another node has no connection"
+        return self.socket
 
 
 class Room:
@@ -101,8 +139,10 @@ class Room:
         clock: Clock,
         settings: RoomSettings,
         metrics: Metrics,
+        replication: Replication | None = None,
     ) -> None:
         self.name = name
+        self.replication = replication
         self.doc = doc
         self.store = store
         self.clock = clock
@@ -131,12 +171,18 @@ class Room:
 
     @classmethod
     async def open(
-        cls, name: str, store: DocumentStore, clock: Clock, settings: RoomSettings, metrics: Metrics
+        cls,
+        name: str,
+        store: DocumentStore,
+        clock: Clock,
+        settings: RoomSettings,
+        metrics: Metrics,
+        replication: Replication | None = None,
     ) -> Room:
         """The room of a document, read from its files (if any) in a thread."""
         doc = settings.new_document()
         await log_lane(name).run(store.load, doc)
-        return cls(name, doc, store, clock, settings, metrics)
+        return cls(name, doc, store, clock, settings, metrics, replication)
 
     @property
     def unused_since(self) -> float | None:
@@ -145,6 +191,11 @@ class Room:
         if self.clients or self._joining or not self._idle.is_set():
             return None
         return self._unused_since
+
+    @property
+    def client_nodes(self) -> list[str]:
+        """The nodes of the clients connected to this document here."""
+        return sorted(self._nodes)
 
     # -- joining and leaving ------------------------------------------------
 
@@ -170,7 +221,10 @@ class Room:
         resume = since.seq if since and resumable and doc.horizon <= since.seq <= seq else None
         entries = doc.entries_frames(resume, self.settings.max_frame_bytes)
         client.floor = seq
-        peers = sorted(node for node in self._nodes if node != client.node)
+        nodes = set(self._nodes)
+        if self.replication is not None:
+            nodes |= self.replication.remote_peers(self.name)
+        peers = sorted(node for node in nodes if node != client.node)
         self.clients.append(client)
         self._nodes[client.node] += 1
         if self._nodes[client.node] == 1:
@@ -184,6 +238,7 @@ class Room:
             full=resume is None,
             readonly=client.readonly,
             peers=peers,
+            cluster=self.replication.cluster_id if self.replication is not None else None,
         )
         return [welcome, *entries, synced_frame(seq)]
 
@@ -192,6 +247,14 @@ class Room:
         backlog, client.backlog = client.backlog or [], None
         for frame in backlog:
             self.send(client, frame)
+
+    def remote_presence(self, joined: list[str], left: list[str]) -> None:
+        """Clients joined or left this document on other nodes: tell the local clients
+        about those not connected here too."""
+        joined = [node for node in joined if node not in self._nodes]
+        left = [node for node in left if node not in self._nodes]
+        if joined or left:
+            self._send_all(presence_frame(joined=joined or None, left=left or None))
 
     def leave(self, client: Client) -> None:
         """Forget a client whose connection ended."""
@@ -221,6 +284,15 @@ class Room:
             self._intake_open.clear()
         self._idle.clear()
         self._wake.set()
+
+    async def replicate(self, origin: str, ops_json: str) -> asyncio.Future[str | None]:
+        """Queue entries from another node (a JSON array in wire form): committed and
+        broadcast with ``origin`` like a local write, acknowledged to no one, and not
+        held to the clock skew limit (their node checked it). The future tells the outcome."""
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        writer = Client(None, origin, readonly=False, backlog=None, outcome=outcome)
+        await self.submit(writer, f'{{"type":"ops","id":0,"ops":{ops_json}}}')
+        return outcome
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed and answered."""
@@ -281,7 +353,11 @@ class Room:
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
-        self._dispatch(results)
+        published = True
+        if self.replication is not None:
+            local = [(c.node, r) for c, r in results if c.outcome is None and r.applied]
+            published = await self.replication.committed(self, local)
+        self._dispatch(results, published)
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             await self._begin_fold()
 
@@ -289,9 +365,11 @@ class Room:
         """Merge each queued frame into the replica; answer those the core rejects."""
         results = []
         for client, text in batch:
+            # Another node's entries passed its skew check when they were written.
+            now_ms = wall_clock_ms() if client.outcome is None else None
             try:
                 result = self.doc.apply_frame(
-                    text, now_ms=wall_clock_ms(), max_skew_ms=self.settings.max_skew_ms
+                    text, now_ms=now_ms, max_skew_ms=self.settings.max_skew_ms
                 )
             except CrdtError as error:
                 if error.code == "clock_skew":
@@ -320,11 +398,20 @@ class Room:
         logger.warning("document %s: reloaded from disk after a failed commit", self.name)
 
     def _reject(self, client: Client, error: ProtocolError) -> None:
+        if client.outcome is not None:
+            if not client.outcome.done():
+                client.outcome.set_result(error.code)
+            return
         self.metrics.errors.labels(error.code).inc()
         self.send(client, error.frame())
 
-    def _dispatch(self, results: list[tuple[Client, FrameResult]]) -> None:
-        """Ack each writer and broadcast to the others, run by run of one origin."""
+    def _dispatch(self, results: list[tuple[Client, FrameResult]], published: bool) -> None:
+        """Ack each writer and broadcast to the others, run by run of one origin.
+
+        Unless ``published`` (the cluster could not take the commit), local writers
+        are answered ``internal`` instead: the writes are stored here, and the cluster
+        publishes them once it can; the writers send them again meanwhile.
+        """
         start = 0
         while start < len(results):
             writer = results[start][0]
@@ -332,8 +419,13 @@ class Room:
             while end < len(results) and results[end][0] is writer:
                 end += 1
             run = [result for _, result in results[start:end]]
+            if writer.outcome is not None and not writer.outcome.done():
+                writer.outcome.set_result(None)
             for result in run:
-                self.send(writer, result.ack())
+                if published or writer.outcome is not None:
+                    self.send(writer, result.ack())
+                else:
+                    self._reject(writer, _not_published(result.id))
             self._broadcast_run(writer, [r for r in run if r.applied])
             start = end
 
@@ -363,6 +455,8 @@ class Room:
         """Take the committed document for a fold (in a thread: purging and copying it
         takes a while at a million keys), then let the fold write it meanwhile."""
         cutoff = max(wall_clock_ms() - self.settings.tombstone_retention_ms, 0)
+        if self.replication is not None:
+            cutoff = min(cutoff, self.replication.purge_floor_ms())
         purge_before = f"{cutoff:013d}-00000-0"
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.doc, purge_before)
@@ -392,7 +486,7 @@ class Room:
 
     def send(self, client: Client, frame: str) -> None:
         """Write a frame to a client without waiting; drop the client if it lags too far."""
-        if client.dropped:
+        if client.dropped or client.socket is None:
             return
         if client.backlog is not None:
             client.backlog.append(frame)
@@ -441,6 +535,12 @@ async def close_or_abort(
 
 def _not_stored(id: int | None) -> ProtocolError:
     return ProtocolError("internal", "the write could not be stored; send it again later", id=id)
+
+
+def _not_published(id: int) -> ProtocolError:
+    return ProtocolError(
+        "internal", "the cluster cannot take the write now; send it again later", id=id
+    )
 
 
 def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[str]:

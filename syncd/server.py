@@ -11,6 +11,11 @@ connection's messages are rate limited (``rate_limited``); the opening
 handshake must finish within ``--open-timeout`` (slowloris); and a document
 with no clients is dropped from memory after ``--evict-after`` seconds, to be
 read again from disk by the next client.
+
+With ``--cluster`` the server is a node of a cluster (:mod:`syncd.cluster`),
+which is loaded only then: a server alone imports none of it.
+``/healthz?cluster`` answers 503 while such a node cannot reach the cluster's
+Redis (plain ``/healthz`` stays ``200 ok`` while the server serves).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -48,6 +53,9 @@ from syncd.protocol import (
 from syncd.ratelimit import TokenBucket
 from syncd.room import Client, Room, RoomSettings, close_or_abort
 from syncd.store import DataDirectory, StoreError
+
+if TYPE_CHECKING:
+    from syncd.cluster import ClusterConfig, ClusterNode
 
 __all__ = ["ServerConfig", "SyncServer", "run"]
 
@@ -91,6 +99,8 @@ class ServerConfig:
     fold_min_bytes: int = 4 << 20
     """Log bytes before a document's log may be folded into its file."""
     web_root: Path = field(default=WEB_ROOT)
+    cluster: ClusterConfig | None = None
+    """Join this cluster (``--cluster``), or serve alone."""
 
 
 class SyncServer:
@@ -116,6 +126,7 @@ class SyncServer:
         self._clock: Clock | None = None
         self._server: Server | None = None
         self._evictor: asyncio.Task[None] | None = None
+        self.cluster: ClusterNode | None = None
 
     @property
     def port(self) -> int:
@@ -133,6 +144,19 @@ class SyncServer:
         """Load every stored document, then listen."""
         self.data.open()
         self._clock = Clock(self.data.node)
+        if self.config.cluster is not None:
+            from syncd.cluster import ClusterNode
+
+            self.cluster = ClusterNode(
+                self.config.cluster,
+                self,
+                self.data,
+                self._settings,
+                self.config.max_frame_bytes,
+                self.config.token,
+                self.metrics,
+            )
+            await self.cluster.join()
         for name in self.data.document_names():
             await self.room(name)
         self._server = await serve(
@@ -146,6 +170,8 @@ class SyncServer:
             compression=None,
         )
         self._evictor = asyncio.create_task(self._evict_unused(), name="evictor")
+        if self.cluster is not None:
+            self.cluster.start(self.url)
         logger.info("syncd listening on %s, data in %s", self.url, self.config.data.resolve())
 
     async def stop(self) -> None:
@@ -155,6 +181,8 @@ class SyncServer:
         self._server.close(close_connections=False)
         if self._evictor is not None:
             self._evictor.cancel()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await asyncio.gather(*self._evicting.values())
         for room in self.rooms.values():
             await room.drain()
@@ -192,7 +220,7 @@ class SyncServer:
             await evicting  # its last fold and log must be closed before the files are read
         assert self._clock is not None
         room = await Room.open(
-            name, self.data.document(name), self._clock, self._settings, self.metrics
+            name, self.data.document(name), self._clock, self._settings, self.metrics, self.cluster
         )
         self.rooms[name] = room
         self.metrics.documents.set(len(self.rooms))
@@ -293,6 +321,12 @@ class SyncServer:
         if path == "/ws":
             return self._check_origin(connection, request)
         if path == "/healthz":
+            wants_cluster = "cluster" in urlsplit(request.path).query.split("&")
+            if wants_cluster and self.cluster is not None and not self.cluster.connected:
+                return connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "serving, but not connected to the cluster\n",
+                )
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/metrics":
             return _response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)

@@ -103,6 +103,8 @@ pub struct Document {
     head: u64,
     horizon: u64,
     tombstones: usize,
+    /// XOR of [`entry_digest`] over the live entries, kept up to date by [`Document::put`].
+    digest: u64,
     limits: Limits,
 }
 
@@ -125,6 +127,7 @@ impl Document {
             head: 0,
             horizon: 0,
             tombstones: 0,
+            digest: 0,
             limits,
         }
     }
@@ -152,6 +155,14 @@ impl Document {
     /// The number of tombstones kept.
     pub fn tombstone_count(&self) -> usize {
         self.tombstones
+    }
+
+    /// A digest of the live entries (their keys and timestamps), the same on every
+    /// replica that holds the same live entries, whatever the order they arrived in.
+    /// Tombstones are left out so that purging them (on each replica's own schedule)
+    /// does not make equal replicas differ.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// The winning entry for `key`, live or tombstone.
@@ -413,6 +424,14 @@ impl Document {
     fn put(&mut self, found: Option<u32>, hash: u64, entry: &Entry<'_>, seq: u64) {
         let node = self.intern(entry.ts.node());
         let value = entry.value.as_deref();
+        if let Some(old) = found.map(|i| &self.slots[i as usize]) {
+            if !old.deleted {
+                self.digest ^= entry_digest(old.key(), old.clock, &self.nodes[old.node as usize]);
+            }
+        }
+        if value.is_some() {
+            self.digest ^= entry_digest(&entry.key, entry.ts.packed(), entry.ts.node());
+        }
         let mut text = match found {
             Some(i) => std::mem::take(&mut self.slots[i as usize].text),
             None => String::with_capacity(entry.key.len() + value.map_or(0, str::len)),
@@ -483,6 +502,24 @@ impl Document {
             .collect();
         self.log.sort_unstable_by_key(|&(seq, _)| seq);
     }
+}
+
+/// A 64-bit hash of an entry's key and timestamp: FNV-1a, then a SplitMix64 finish to
+/// spread its bits before they are XORed together. Fixed (unlike the index's seeded
+/// hasher) so that every process, of any build, computes the same digest.
+fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = key
+        .bytes()
+        .chain([0xff])
+        .chain(clock.to_le_bytes())
+        .chain(node.bytes());
+    for byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 fn into_string(bytes: Vec<u8>) -> String {

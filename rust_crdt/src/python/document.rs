@@ -72,6 +72,11 @@ impl PyDocument {
     }
 
     #[getter]
+    fn digest(&self, py: Python<'_>) -> u64 {
+        self.with(py, |doc| doc.digest())
+    }
+
+    #[getter]
     fn tombstone_count(&self, py: Python<'_>) -> usize {
         self.with(py, |doc| doc.tombstone_count())
     }

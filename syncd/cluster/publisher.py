@@ -1,0 +1,166 @@
+"""Publishing a node's local commits to the cluster's stream.
+
+Each local write that won its merge becomes one stream entry {doc, node,
+origin, ops} once fsync'd. In ``local`` ack mode the entries are queued and
+published in order in the background; in ``redis`` mode the commit waits for
+Redis to take them and its writers are answered ``internal`` if it cannot.
+
+Per document the node remembers (in its state file) the seq up to which its
+changes are published. When publishing fails, or after a restart, the
+documents whose head is past that mark are *dirty*: their changes since the
+mark are published again from the replica (origin: this node), which may
+repeat entries other nodes already have; merging makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from syncd.cluster.backplane import Backplane
+from syncd.cluster.config import AckMode
+from syncd.cluster.state import NodeState
+from syncd.crdt import FrameResult
+from syncd.metrics import ClusterMetrics
+from syncd.room import Room
+
+__all__ = ["Publisher"]
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256
+"""Entries published in one round trip."""
+
+
+@dataclass(frozen=True)
+class _Message:
+    doc: str
+    epoch: str
+    origin: str
+    ops: str
+    seq: int
+
+
+class Publisher:
+    """Publishes local commits, in order, and republishes what a failure left out."""
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        node: str,
+        mode: AckMode,
+        state: NodeState,
+        open_room: Callable[[str], Awaitable[Room]],
+        metrics: ClusterMetrics,
+        on_failure: Callable[[RedisError], None],
+    ) -> None:
+        self.backplane = backplane
+        self.node = node
+        self.mode = mode
+        self.state = state
+        self.open_room = open_room
+        self.metrics = metrics
+        self.on_failure = on_failure
+        self._queue: deque[_Message] = deque()
+        self._pending: Counter[str] = Counter()
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+
+    @property
+    def idle(self) -> bool:
+        """Whether everything accepted so far is published."""
+        return not self._queue and not self._dirty
+
+    def mark_dirty(self, docs: list[str]) -> None:
+        """Publish these documents' changes since their marks (at start, after a failure)."""
+        self._dirty.update(docs)
+        self._wake.set()
+
+    async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
+        """A commit of ``room`` is fsync'd; whether its writers may be acknowledged."""
+        doc = room.name
+        epoch = room.store.epoch
+        messages = [_Message(doc, epoch, origin, f"[{r.ops_json}]", r.seq) for origin, r in local]
+        if self.mode is AckMode.LOCAL:
+            if messages:
+                self._queue.extend(messages)
+                self._pending[doc] += len(messages)
+                self._wake.set()
+            elif not self._pending[doc] and doc not in self._dirty:
+                self._mark(room, room.doc.seq)  # only other nodes' entries: nothing to publish
+            return True
+        try:
+            if doc in self._dirty:
+                await self._catch_up(room)
+            await self._send(messages)
+        except RedisError as error:
+            self._dirty.add(doc)
+            self.on_failure(error)
+            return False
+        self._mark(room, room.doc.seq)
+        return True
+
+    async def run(self) -> None:
+        """Publish the queue and the dirty documents; after a failure, wait to be woken."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                for doc in sorted(self._dirty):
+                    await self._catch_up(await self.open_room(doc))
+                while self._queue:
+                    batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
+                    await self._send(batch)
+                    for message in batch:
+                        self._queue.popleft()
+                        self._pending[message.doc] -= 1
+                        mark = self.state.published.get(message.doc)
+                        if mark is None or mark[1] < message.seq or mark[0] != message.epoch:
+                            self.state.published[message.doc] = (message.epoch, message.seq)
+            except RedisError as error:
+                # Left for the next wake-up (a reconnection): the queue's documents are
+                # published again from their marks.
+                self._dirty.update(m.doc for m in self._queue)
+                self._queue.clear()
+                self._pending.clear()
+                self.on_failure(error)
+
+    def wake(self) -> None:
+        """Try again (the connection is back)."""
+        self._wake.set()
+
+    async def _catch_up(self, room: Room) -> None:
+        """Publish ``room``'s changes since its mark, from the replica."""
+        doc = room.doc
+        epoch, since = self.state.published.get(room.name, ("", 0))
+        if epoch != room.store.epoch or since > doc.seq:
+            since = 0  # another lineage of the document: publish all of it
+        head = doc.seq
+        entries = [e.to_wire() for e in doc.changes_since(since)]
+        limit = max(doc.max_ops, 1)
+        messages = [
+            _Message(
+                room.name, room.store.epoch, self.node, json.dumps(entries[i : i + limit]), head
+            )
+            for i in range(0, len(entries), limit)
+        ]
+        for i in range(0, len(messages), BATCH):
+            await self._send(messages[i : i + BATCH])
+        self._dirty.discard(room.name)
+        self._mark(room, head)
+        if messages:
+            logger.info("document %s: published %d entries again", room.name, len(entries))
+
+    async def _send(self, messages: list[_Message]) -> None:
+        if messages:
+            await self.backplane.publish([(m.doc, self.node, m.origin, m.ops) for m in messages])
+            self.metrics.published.inc(len(messages))
+
+    def _mark(self, room: Room, seq: int) -> None:
+        self.state.published[room.name] = (room.store.epoch, seq)
