@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
 from syncd.errors import SyncdError
+from syncd.ratelimit import TokenBucket
 
 __all__ = [
     "DEFAULT_DOC",
@@ -27,6 +28,8 @@ __all__ = [
     "POLICY_VIOLATION",
     "PROTOCOL_VERSION",
     "Access",
+    "DocumentHead",
+    "Handshake",
     "Hello",
     "HelloEvent",
     "OpsEvent",
@@ -36,6 +39,7 @@ __all__ = [
     "Since",
     "entries_frame",
     "error_frame",
+    "handshake",
     "message_id",
     "pong_frame",
     "presence_frame",
@@ -177,13 +181,25 @@ class PingEvent:
 class ServerSession:
     """The protocol state of one connection: awaiting ``hello``, then open."""
 
-    def __init__(self, access: Access) -> None:
+    def __init__(self, access: Access, rate_limit: TokenBucket | None = None) -> None:
         self.access = access
+        self.rate_limit = rate_limit
+        """Messages allowed per second (``None``: any number)."""
         self.hello: Hello | None = None
         self.readonly = False
 
-    def receive(self, text: str) -> HelloEvent | OpsEvent | PingEvent:
-        """The event for one text frame; raises :class:`ProtocolError` to reject it."""
+    def receive(self, message: str | bytes) -> HelloEvent | OpsEvent | PingEvent:
+        """The event for one frame; raises :class:`ProtocolError` to reject it."""
+        if self.rate_limit is not None and not self.rate_limit.take():
+            raise ProtocolError(
+                "rate_limited",
+                f"over {self.rate_limit.rate:g} messages per second: send it again later",
+                id=message_id(message) if isinstance(message, str) else None,
+            )
+        if isinstance(message, bytes):
+            close = POLICY_VIOLATION if self.hello is None else None
+            raise ProtocolError("bad_message", "binary frames are not supported", close_code=close)
+        text = message
         try:
             kind = frame_type(text)
         except CrdtError as error:
@@ -205,11 +221,6 @@ class ServerSession:
         if kind == "hello":
             raise ProtocolError("bad_message", "the connection already said hello")
         raise ProtocolError("bad_message", f"unknown frame type {kind!r}", id=message_id(text))
-
-    def receive_binary(self) -> ProtocolError:
-        """The error for a binary frame, which the protocol does not use."""
-        close = POLICY_VIOLATION if self.hello is None else None
-        return ProtocolError("bad_message", "binary frames are not supported", close_code=close)
 
     def _handshake(self, kind: str, text: str) -> HelloEvent:
         if kind != "hello":
@@ -319,6 +330,56 @@ def _ping_id(text: str) -> int | None:
 
 def _dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentHead:
+    """A document as committed, as far as a handshake needs it."""
+
+    doc: str
+    server_node: str
+    epoch: str
+    seq: int
+    horizon: int
+    """The compaction horizon: no delta from below it (contract §7)."""
+    cluster: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The answer to a ``hello``: ``welcome``, then the entries changed after ``resume``
+    (every entry when ``None``: a snapshot), then ``synced``."""
+
+    welcome: str
+    resume: int | None
+    synced: str
+
+
+def handshake(
+    hello: Hello, head: DocumentHead, *, readonly: bool, peers: list[str], time: str
+) -> Handshake:
+    """Decide between a delta and a snapshot for ``hello`` and build the frames around it.
+
+    A delta only within the document's lineage (``since.epoch``) and from a seq
+    between the compaction horizon and the head (contract §4).
+    """
+    since = hello.since
+    resumable = (
+        since is not None and since.epoch == head.epoch and head.horizon <= since.seq <= head.seq
+    )
+    resume = since.seq if since is not None and resumable else None
+    welcome = welcome_frame(
+        doc=head.doc,
+        node=head.server_node,
+        epoch=head.epoch,
+        seq=head.seq,
+        time=time,
+        full=resume is None,
+        readonly=readonly,
+        peers=peers,
+        cluster=head.cluster,
+    )
+    return Handshake(welcome, resume, synced_frame(head.seq))
 
 
 def welcome_frame(

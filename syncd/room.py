@@ -43,16 +43,16 @@ from syncd.crdt import Clock, CrdtError, Document, FrameResult, broadcast_frame,
 from syncd.lanes import fold_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.protocol import (
+    DocumentHead,
     Hello,
     ProtocolError,
+    handshake,
     message_id,
     presence_frame,
-    synced_frame,
-    welcome_frame,
 )
 from syncd.store import DocumentStore, Fold, StoreError
 
-__all__ = ["Client", "Replication", "Room", "RoomSettings", "close_or_abort"]
+__all__ = ["Member", "Replication", "Room", "RoomSettings", "close_or_abort"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,9 @@ class Replication(Protocol):
 
 
 @dataclass(eq=False)
-class Client:
-    """One connection to a document, or (``socket`` None) a write from another node."""
+class Member:
+    """A member of a room: one connection to the document, or (``socket`` None) a write
+    from another node."""
 
     socket: ServerConnection | None
     node: str
@@ -123,7 +124,7 @@ class Client:
 
     @property
     def connection(self) -> ServerConnection:
-        """The client's connection (a write from another node has none)."""
+        """The member's connection (a write from another node has none)."""
         assert self.socket is not None, "a write from another node has no connection"
         return self.socket
 
@@ -134,7 +135,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Document,
+        document: Document,
         store: DocumentStore,
         clock: Clock,
         settings: RoomSettings,
@@ -143,14 +144,14 @@ class Room:
     ) -> None:
         self.name = name
         self.replication = replication
-        self.doc = doc
+        self.document = document
         self.store = store
         self.clock = clock
         self.settings = settings
         self.metrics = metrics
-        self.clients: list[Client] = []
+        self.members: list[Member] = []
         self._nodes: Counter[str] = Counter()
-        self._queue: list[tuple[Client, str]] = []
+        self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
         self._intake_open = asyncio.Event()
         self._intake_open.set()
@@ -180,15 +181,15 @@ class Room:
         replication: Replication | None = None,
     ) -> Room:
         """The room of a document, read from its files (if any) in a thread."""
-        doc = settings.new_document()
-        await log_lane(name).run(store.load, doc)
-        return cls(name, doc, store, clock, settings, metrics, replication)
+        document = settings.new_document()
+        await log_lane(name).run(store.load, document)
+        return cls(name, document, store, clock, settings, metrics, replication)
 
     @property
     def unused_since(self) -> float | None:
         """Since when (``time.monotonic()``) no client and no write has used the room;
         ``None`` while one does."""
-        if self.clients or self._joining or not self._idle.is_set():
+        if self.members or self._joining or not self._idle.is_set():
             return None
         return self._unused_since
 
@@ -199,8 +200,8 @@ class Room:
 
     # -- joining and leaving ------------------------------------------------
 
-    async def join(self, client: Client, hello: Hello) -> list[str]:
-        """Register ``client`` and return its handshake: welcome, entries…, synced.
+    async def join(self, member: Member, hello: Hello) -> list[str]:
+        """Register ``member`` and return its handshake: welcome, entries…, synced.
 
         Runs between commits and without awaiting once begun, so the snapshot is
         of committed writes and no change slips between it and the broadcasts
@@ -209,44 +210,39 @@ class Room:
         self._joining += 1
         try:
             async with self._lock:
-                return self._join(client, hello)
+                return self._join(member, hello)
         finally:
             self._joining -= 1
 
-    def _join(self, client: Client, hello: Hello) -> list[str]:
-        doc, since = self.doc, hello.since
-        seq = doc.seq
-        # A delta only within this lineage and between the horizon and the head (§4).
-        resumable = since is not None and since.epoch == self.store.epoch
-        resume = since.seq if since and resumable and doc.horizon <= since.seq <= seq else None
-        entries = doc.entries_frames(resume, self.settings.max_frame_bytes)
-        client.floor = seq
+    def _join(self, member: Member, hello: Hello) -> list[str]:
+        head = DocumentHead(
+            doc=self.name,
+            server_node=self.store.server_node,
+            epoch=self.store.epoch,
+            seq=self.document.seq,
+            horizon=self.document.horizon,
+            cluster=self.replication.cluster_id if self.replication is not None else None,
+        )
         nodes = set(self._nodes)
         if self.replication is not None:
             nodes |= self.replication.remote_peers(self.name)
-        peers = sorted(node for node in nodes if node != client.node)
-        self.clients.append(client)
-        self._nodes[client.node] += 1
-        if self._nodes[client.node] == 1:
-            self._send_all(presence_frame(joined=[client.node]), exclude=client)
-        welcome = welcome_frame(
-            doc=self.name,
-            node=self.store.server_node,
-            epoch=self.store.epoch,
-            seq=seq,
-            time=self.clock.now(),
-            full=resume is None,
-            readonly=client.readonly,
-            peers=peers,
-            cluster=self.replication.cluster_id if self.replication is not None else None,
+        peers = sorted(node for node in nodes if node != member.node)
+        answer = handshake(
+            hello, head, readonly=member.readonly, peers=peers, time=self.clock.now()
         )
-        return [welcome, *entries, synced_frame(seq)]
+        entries = self.document.entries_frames(answer.resume, self.settings.max_frame_bytes)
+        member.floor = head.seq
+        self.members.append(member)
+        self._nodes[member.node] += 1
+        if self._nodes[member.node] == 1:
+            self._send_all(presence_frame(joined=[member.node]), exclude=member)
+        return [answer.welcome, *entries, answer.synced]
 
-    def synced(self, client: Client) -> None:
+    def synced(self, member: Member) -> None:
         """The handshake is sent: write what waited meanwhile, then write directly."""
-        backlog, client.backlog = client.backlog or [], None
+        backlog, member.backlog = member.backlog or [], None
         for frame in backlog:
-            self.send(client, frame)
+            self.send(member, frame)
 
     def remote_presence(self, joined: list[str], left: list[str]) -> None:
         """Clients joined or left this document on other nodes: tell the local clients
@@ -256,21 +252,21 @@ class Room:
         if joined or left:
             self._send_all(presence_frame(joined=joined or None, left=left or None))
 
-    def leave(self, client: Client) -> None:
+    def leave(self, member: Member) -> None:
         """Forget a client whose connection ended."""
-        if client not in self.clients:
+        if member not in self.members:
             return
-        self.clients.remove(client)
-        self._nodes[client.node] -= 1
-        if self._nodes[client.node] == 0:
-            del self._nodes[client.node]
-            self._send_all(presence_frame(left=[client.node]))
-        if not self.clients:
+        self.members.remove(member)
+        self._nodes[member.node] -= 1
+        if self._nodes[member.node] == 0:
+            del self._nodes[member.node]
+            self._send_all(presence_frame(left=[member.node]))
+        if not self.members:
             self._unused_since = time.monotonic()
 
     # -- writing --------------------------------------------------------------
 
-    async def submit(self, client: Client, text: str) -> None:
+    async def submit(self, member: Member, text: str) -> None:
         """Queue an ``ops`` frame: the commit task applies it, commits it and answers it.
 
         Waits while too much is queued already, so a flood of writes slows its
@@ -278,7 +274,7 @@ class Room:
         """
         if self._queued_bytes > self.settings.intake_limit:
             await self._intake_open.wait()
-        self._queue.append((client, text))
+        self._queue.append((member, text))
         self._queued_bytes += len(text)
         if self._queued_bytes > self.settings.intake_limit:
             self._intake_open.clear()
@@ -290,7 +286,7 @@ class Room:
         broadcast with ``origin`` like a local write, acknowledged to no one, and not
         held to the clock skew limit (their node checked it). The future tells the outcome."""
         outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        writer = Client(None, origin, readonly=False, backlog=None, outcome=outcome)
+        writer = Member(None, origin, readonly=False, backlog=None, outcome=outcome)
         await self.submit(writer, f'{{"type":"ops","id":0,"ops":{ops_json}}}')
         return outcome
 
@@ -324,20 +320,20 @@ class Room:
                 self._unused_since = time.monotonic()
                 self._idle.set()
 
-    async def _commit(self, batch: list[tuple[Client, str]]) -> None:
+    async def _commit(self, batch: list[tuple[Member, str]]) -> None:
         if self._failed is not None:
             message = f"the server cannot write this document now: {self._failed}"
-            for client, text in batch:
-                self._reject(client, ProtocolError("internal", message, id=message_id(text)))
+            for member, text in batch:
+                self._reject(member, ProtocolError("internal", message, id=message_id(text)))
             return
         if not self.store.created:
             try:
-                await self._log_lane.run(self.store.create, self.doc)
+                await self._log_lane.run(self.store.create, self.document)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
                 self.metrics.store_failures.inc()
-                for client, text in batch:
-                    self._reject(client, _not_stored(message_id(text)))
+                for member, text in batch:
+                    self._reject(member, _not_stored(message_id(text)))
                 return
         results = self._apply(batch)
         lines = "".join(line for _, result in results if (line := result.log_line()))
@@ -361,51 +357,51 @@ class Room:
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             await self._begin_fold()
 
-    def _apply(self, batch: list[tuple[Client, str]]) -> list[tuple[Client, FrameResult]]:
+    def _apply(self, batch: list[tuple[Member, str]]) -> list[tuple[Member, FrameResult]]:
         """Merge each queued frame into the replica; answer those the core rejects."""
         results = []
-        for client, text in batch:
+        for member, text in batch:
             # Another node's entries passed its skew check when they were written.
-            now_ms = wall_clock_ms() if client.outcome is None else None
+            now_ms = wall_clock_ms() if member.outcome is None else None
             try:
-                result = self.doc.apply_frame(
+                result = self.document.apply_frame(
                     text, now_ms=now_ms, max_skew_ms=self.settings.max_skew_ms
                 )
             except CrdtError as error:
                 if error.code == "clock_skew":
                     self.metrics.clock_skew_rejections.inc()
-                self._reject(client, ProtocolError.from_crdt(error))
+                self._reject(member, ProtocolError.from_crdt(error))
             else:
-                results.append((client, result))
+                results.append((member, result))
         return results
 
-    async def _recover(self, writers: list[tuple[Client, int | None]]) -> None:
+    async def _recover(self, writers: list[tuple[Member, int | None]]) -> None:
         """A commit did not reach the disk: refuse its writes and reload the replica
         from disk, which holds exactly what was acknowledged."""
         self.metrics.store_failures.inc()
-        for client, id in writers:
-            self._reject(client, _not_stored(id))
+        for member, id in writers:
+            self._reject(member, _not_stored(id))
         if self._folding is not None:
             await self._folding
-        doc = self.settings.new_document()
+        document = self.settings.new_document()
         try:
-            await self._log_lane.run(self.store.load, doc)
+            await self._log_lane.run(self.store.load, document)
         except StoreError as error:
             logger.error("document %s: %s; refusing writes until restarted", self.name, error)
             self._failed = error
             return
-        self.doc = doc
+        self.document = document
         logger.warning("document %s: reloaded from disk after a failed commit", self.name)
 
-    def _reject(self, client: Client, error: ProtocolError) -> None:
-        if client.outcome is not None:
-            if not client.outcome.done():
-                client.outcome.set_result(error.code)
+    def _reject(self, member: Member, error: ProtocolError) -> None:
+        if member.outcome is not None:
+            if not member.outcome.done():
+                member.outcome.set_result(error.code)
             return
         self.metrics.errors.labels(error.code).inc()
-        self.send(client, error.frame())
+        self.send(member, error.frame())
 
-    def _dispatch(self, results: list[tuple[Client, FrameResult]], published: bool) -> None:
+    def _dispatch(self, results: list[tuple[Member, FrameResult]], published: bool) -> None:
         """Ack each writer and broadcast to the others, run by run of one origin.
 
         Unless ``published`` (the cluster could not take the commit), local writers
@@ -429,24 +425,24 @@ class Room:
             self._broadcast_run(writer, [r for r in run if r.applied])
             start = end
 
-    def _broadcast_run(self, writer: Client, run: list[FrameResult]) -> None:
+    def _broadcast_run(self, writer: Member, run: list[FrameResult]) -> None:
         if not run:
             return
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
         shared: list[str] | None = None
-        for client in self.clients:
-            if client is writer or client.floor >= last_seq:
+        for member in self.members:
+            if member is writer or member.floor >= last_seq:
                 continue
-            if client.floor < first_seq:
+            if member.floor < first_seq:
                 if shared is None:
                     shared = _coalesce(writer.node, run, limit)
                 frames = shared
             else:  # it joined while this run was being committed
-                frames = _coalesce(writer.node, [r for r in run if r.seq > client.floor], limit)
+                frames = _coalesce(writer.node, [r for r in run if r.seq > member.floor], limit)
             for frame in frames:
-                self.send(client, frame)
+                self.send(member, frame)
 
     def _fold_may_retry(self) -> bool:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
@@ -459,7 +455,7 @@ class Room:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
         purge_before = f"{cutoff:013d}-00000-0"
         try:
-            fold = await self._log_lane.run(self.store.begin_fold, self.doc, purge_before)
+            fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:
             logger.exception(
                 "document %s: cannot begin a fold; the log keeps everything", self.name
@@ -484,34 +480,34 @@ class Room:
 
     # -- sending --------------------------------------------------------------
 
-    def send(self, client: Client, frame: str) -> None:
+    def send(self, member: Member, frame: str) -> None:
         """Write a frame to a client without waiting; drop the client if it lags too far."""
-        if client.dropped or client.socket is None:
+        if member.dropped or member.socket is None:
             return
-        if client.backlog is not None:
-            client.backlog.append(frame)
-            client.backlog_bytes += len(frame)
-            if client.backlog_bytes > self.settings.queue_limit:
-                self._drop(client)
+        if member.backlog is not None:
+            member.backlog.append(frame)
+            member.backlog_bytes += len(frame)
+            if member.backlog_bytes > self.settings.queue_limit:
+                self._drop(member)
             return
-        transport = client.connection.transport
+        transport = member.connection.transport
         if transport is not None and transport.get_write_buffer_size() > self.settings.queue_limit:
-            self._drop(client)
+            self._drop(member)
             return
-        broadcast([client.connection], frame)
+        broadcast([member.connection], frame)
 
-    def _send_all(self, frame: str, exclude: Client | None = None) -> None:
-        for client in self.clients:
-            if client is not exclude:
-                self.send(client, frame)
+    def _send_all(self, frame: str, exclude: Member | None = None) -> None:
+        for member in self.members:
+            if member is not exclude:
+                self.send(member, frame)
 
-    def _drop(self, client: Client) -> None:
-        client.dropped = True
+    def _drop(self, member: Member) -> None:
+        member.dropped = True
         self.metrics.queue_drops.inc()
-        logger.info("document %s: dropping %s, too far behind", self.name, client.node)
+        logger.info("document %s: dropping %s, too far behind", self.name, member.node)
         task = asyncio.create_task(
             close_or_abort(
-                client.connection, TRY_AGAIN_LATER, "too far behind", self.settings.close_timeout
+                member.connection, TRY_AGAIN_LATER, "too far behind", self.settings.close_timeout
             )
         )
         self._closing.add(task)

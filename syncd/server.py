@@ -42,16 +42,14 @@ from syncd.crdt import Clock
 from syncd.metrics import CONTENT_TYPE, Metrics
 from syncd.protocol import (
     Access,
-    HelloEvent,
     OpsEvent,
     PingEvent,
     ProtocolError,
     ServerSession,
-    message_id,
     pong_frame,
 )
 from syncd.ratelimit import TokenBucket
-from syncd.room import Client, Room, RoomSettings, close_or_abort
+from syncd.room import Member, Room, RoomSettings, close_or_abort
 from syncd.store import DataDirectory, StoreError
 
 if TYPE_CHECKING:
@@ -224,7 +222,9 @@ class SyncServer:
         )
         self.rooms[name] = room
         self.metrics.documents.set(len(self.rooms))
-        logger.debug("document %s loaded: %d keys, seq %d", name, len(room.doc), room.doc.seq)
+        logger.debug(
+            "document %s loaded: %d keys, seq %d", name, len(room.document), room.document.seq
+        )
         return room
 
     async def _unload(self, room: Room) -> None:
@@ -252,67 +252,63 @@ class SyncServer:
     # -- WebSocket ------------------------------------------------------------
 
     async def _handle(self, connection: ServerConnection) -> None:
-        session = ServerSession(self.access)
-        room: Room | None = None
-        client: Client | None = None
         rate = self.config.rate_limit
-        bucket = TokenBucket(rate, self.config.rate_burst) if rate > 0 else None
+        session = ServerSession(
+            self.access, TokenBucket(rate, self.config.rate_burst) if rate > 0 else None
+        )
+        room: Room | None = None
+        member: Member | None = None
         self.metrics.connections.inc()
         logger.debug("connection from %s", connection.remote_address)
+
+        async def answer(frame: str) -> None:
+            # Once joined, frames go through the room, in order with its broadcasts.
+            if room is not None and member is not None:
+                room.send(member, frame)
+            else:
+                await connection.send(frame)
+
         try:
             async for message in connection:
                 try:
-                    if bucket is not None and not bucket.take():
-                        raise ProtocolError(
-                            "rate_limited",
-                            f"over {rate:g} messages per second: send it again later",
-                            id=message_id(message) if isinstance(message, str) else None,
-                        )
-                    if isinstance(message, bytes):
-                        raise session.receive_binary()
                     event = session.receive(message)
                     if isinstance(event, OpsEvent):
-                        assert room is not None and client is not None
-                        await room.submit(client, event.text)
+                        assert room is not None and member is not None
+                        await room.submit(member, event.text)
                     elif isinstance(event, PingEvent):
                         assert self._clock is not None
-                        answer = pong_frame(event.id, self._clock.now())
-                        if room is not None and client is not None:
-                            room.send(client, answer)
-                        else:
-                            await connection.send(answer)
-                    elif isinstance(event, HelloEvent):
-                        try:
-                            room = await self.room(event.hello.doc)
-                        except StoreError as error:
-                            logger.error("document %s: %s", event.hello.doc, error)
-                            raise ProtocolError(
-                                "internal",
-                                "the server cannot read this document now",
-                                close_code=INTERNAL_ERROR,
-                            ) from None
-                        client = Client(connection, event.hello.node, event.readonly)
-                        for frame in await room.join(client, event.hello):
+                        await answer(pong_frame(event.id, self._clock.now()))
+                    else:
+                        room = await self._room_for(event.hello.doc)
+                        member = Member(connection, event.hello.node, event.readonly)
+                        for frame in await room.join(member, event.hello):
                             await connection.send(frame)
-                        room.synced(client)
+                        room.synced(member)
                 except ProtocolError as error:
                     self.metrics.errors.labels(error.code).inc()
-                    if room is not None and client is not None:
-                        room.send(client, error.frame())
-                    else:
-                        await connection.send(error.frame())
+                    await answer(error.frame())
                     if error.close_code is not None:
                         await connection.close(error.close_code, error.code)
                         return
         except ConnectionClosedError:
             pass  # the client vanished without a close frame: routine, not a handler failure
         finally:
-            if room is not None and client is not None:
-                room.leave(client)
+            if room is not None and member is not None:
+                room.leave(member)
             self.metrics.connections.dec()
             logger.debug(
                 "connection from %s closed (%s)", connection.remote_address, connection.close_code
             )
+
+    async def _room_for(self, doc: str) -> Room:
+        """The room of ``doc`` for a handshake; ``internal`` if its files cannot be read."""
+        try:
+            return await self.room(doc)
+        except StoreError as error:
+            logger.error("document %s: %s", doc, error)
+            raise ProtocolError(
+                "internal", "the server cannot read this document now", close_code=INTERNAL_ERROR
+            ) from None
 
     # -- plain HTTP -------------------------------------------------------------
 

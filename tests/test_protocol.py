@@ -24,6 +24,7 @@ from syncd.protocol import (
     ERROR_CODES,
     POLICY_VIOLATION,
     Access,
+    DocumentHead,
     Hello,
     HelloEvent,
     OpsEvent,
@@ -33,6 +34,7 @@ from syncd.protocol import (
     Since,
     entries_frame,
     error_frame,
+    handshake,
     message_id,
     pong_frame,
     presence_frame,
@@ -40,6 +42,7 @@ from syncd.protocol import (
     valid_doc_name,
     welcome_frame,
 )
+from syncd.ratelimit import TokenBucket
 
 MISSING: Final = object()
 """A field value meaning "leave the field out"."""
@@ -75,7 +78,7 @@ def opened(access: Access | None = None, **fields: Any) -> ServerSession:
     return session
 
 
-def rejected(session: ServerSession, text: str) -> ProtocolError:
+def rejected(session: ServerSession, text: str | bytes) -> ProtocolError:
     """The error ``receive`` raises for ``text``."""
     with pytest.raises(ProtocolError) as raised:
         session.receive(text)
@@ -449,10 +452,10 @@ def test_after_hello_text_that_is_not_json_is_bad_json_and_stays_open(text: str)
 
 def test_a_binary_frame_is_bad_message_closing_only_before_hello() -> None:
     session = ServerSession(Access())
-    before = session.receive_binary()
+    before = rejected(session, b"\x00")
     assert (before.code, before.close_code) == ("bad_message", POLICY_VIOLATION)
     session.receive(hello())
-    after = session.receive_binary()
+    after = rejected(session, b"\x00")
     assert (after.code, after.close_code) == ("bad_message", None)
 
 
@@ -781,3 +784,69 @@ def test_an_error_about_an_entry_names_its_index_and_the_message_id() -> None:
         "entry": 1,
     }
     assert answer["message"].startswith("ops[1]:")
+
+
+def test_messages_over_the_rate_limit_are_rate_limited_echoing_their_id() -> None:
+    now = [0.0]
+    session = ServerSession(Access(), TokenBucket(rate=1, burst=2, clock=lambda: now[0]))
+    session.receive(hello())
+    assert session.receive(OPS) == OpsEvent(OPS)
+    error = rejected(session, OPS)
+    assert (error.code, error.close_code, error.id) == ("rate_limited", None, message_id(OPS))
+    now[0] += 1.0  # a token again
+    assert session.receive(OPS) == OpsEvent(OPS)
+
+
+# -- the handshake decision ------------------------------------------------------------------
+
+HEAD: Final = DocumentHead(
+    doc="notes", server_node="srv", epoch="e-1", seq=50, horizon=10, cluster=None
+)
+
+
+@pytest.mark.parametrize(
+    ("since", "resume"),
+    [
+        (None, None),
+        (Since("e-1", 10), 10),
+        (Since("e-1", 30), 30),
+        (Since("e-1", 50), 50),
+        (Since("e-1", 9), None),  # below the horizon: tombstones may be gone
+        (Since("e-1", 51), None),  # above the head: another lineage in disguise
+        (Since("e-2", 30), None),  # another lineage
+    ],
+)
+def test_a_delta_only_within_the_lineage_between_horizon_and_head(
+    since: Since | None, resume: int | None
+) -> None:
+    answer = handshake(
+        Hello(doc="notes", node="tui-1", since=since), HEAD, readonly=False, peers=[], time="t"
+    )
+    assert answer.resume == resume
+    assert json.loads(answer.welcome)["full"] is (resume is None)
+    assert json.loads(answer.synced) == {"type": "synced", "seq": 50}
+
+
+def test_the_welcome_names_the_document_the_node_the_peers_and_the_cluster() -> None:
+    head = DocumentHead(doc="notes", server_node="srv", epoch="e-1", seq=5, horizon=0, cluster="c")
+    hello_ = Hello(doc="notes", node="tui-1")
+    welcome = json.loads(
+        handshake(
+            hello_, head, readonly=True, peers=["web-2"], time="0000000000001-00000-srv"
+        ).welcome
+    )
+    assert welcome == {
+        "type": "welcome",
+        "v": 1,
+        "doc": "notes",
+        "node": "srv",
+        "epoch": "e-1",
+        "seq": 5,
+        "time": "0000000000001-00000-srv",
+        "full": True,
+        "readonly": True,
+        "peers": ["web-2"],
+        "cluster": "c",
+    }
+    single = handshake(hello_, HEAD, readonly=False, peers=[], time="t").welcome
+    assert "cluster" not in json.loads(single)

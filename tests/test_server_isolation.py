@@ -119,7 +119,7 @@ async def test_shutdown_does_not_wait_for_a_stuck_client(
     entries = [writer.stamps.set(f"k{i}", "v" * 60_000) for i in range(total)]
     acks = await write_windowed(writer, entries)
     assert acks[-1]["seq"] == total
-    assert not server.rooms["default"].clients[1].dropped
+    assert not server.rooms["default"].members[1].dropped
     import time
 
     t = time.monotonic()
@@ -131,7 +131,7 @@ async def test_shutdown_does_not_wait_for_a_stuck_client(
                 c.connection.transport.get_write_buffer_size(),
                 c.connection.transport.get_write_buffer_limits(),
             )
-            for c in server.rooms["default"].clients
+            for c in server.rooms["default"].members
         ],
     )
     async with asyncio.timeout(1.0 + TIMEOUT):

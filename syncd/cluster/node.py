@@ -199,7 +199,7 @@ class ClusterNode:
 
     def _unpublished(self, room: Room) -> bool:
         epoch, seq = self.state.published.get(room.name, ("", 0))
-        return room.doc.seq > 0 and (epoch != room.store.epoch or seq < room.doc.seq)
+        return room.document.seq > 0 and (epoch != room.store.epoch or seq < room.document.seq)
 
     # -- the connection --------------------------------------------------------------------
 
@@ -363,7 +363,7 @@ class ClusterNode:
 
     async def _compare_digests(self) -> None:
         for name, room in self.host.rooms.items():
-            self._digests[name] = room.doc.digest
+            self._digests[name] = room.document.digest
         await self.backplane.post_digests(self.node, self._digests)
         peers = await self._live_peers()
         theirs = {peer: await self.backplane.digests(peer) for peer in peers}

@@ -93,7 +93,7 @@ class Publisher:
                 self._pending[doc] += len(messages)
                 self._wake.set()
             elif not self._pending[doc] and doc not in self._dirty:
-                self._mark(room, room.doc.seq)  # only other nodes' entries: nothing to publish
+                self._mark(room, room.document.seq)  # only other nodes' entries: nothing to publish
             return True
         try:
             if doc in self._dirty:
@@ -103,7 +103,7 @@ class Publisher:
             self._dirty.add(doc)
             self.on_failure(error)
             return False
-        self._mark(room, room.doc.seq)
+        self._mark(room, room.document.seq)
         return True
 
     async def run(self) -> None:
@@ -137,7 +137,7 @@ class Publisher:
 
     async def _catch_up(self, room: Room) -> None:
         """Publish ``room``'s changes since its mark, from the replica."""
-        doc = room.doc
+        doc = room.document
         epoch, since = self.state.published.get(room.name, ("", 0))
         if epoch != room.store.epoch or since > doc.seq:
             since = 0  # another lineage of the document: publish all of it
