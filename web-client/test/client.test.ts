@@ -3,7 +3,8 @@
 // "reload", a refused handshake that waits for a token, a clock that never
 // goes back across a reload.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type SocketLike, SyncClient, backoffDelay, defaultServerUrl } from "../src/sync/client";
+import { type SocketLike, SyncClient, defaultServerUrl } from "../src/sync/client";
+import { backoffDelay } from "../src/sync/rotation";
 import type { ReplicaState } from "../src/sync/replica";
 import { MemoryPersistence } from "../src/sync/storage";
 
