@@ -274,12 +274,12 @@ function Document(props: {
         onAnnounce={announce}
       />
       <footer className="foot">
-        {props.settings}
         {view.since && (
           <span>
             Seen up to seq <code data-testid="seq">{view.since.seq}</code>
           </span>
         )}
+        {props.settings}
       </footer>
       <div className="sr-only" aria-live="polite">
         {announcement}
