@@ -446,7 +446,7 @@ export class SyncClient {
         return;
       case "resync":
         this.scheduleSave();
-        this.socket?.close(1000, "resync");
+        this.socket?.close(1000, "resync"); // onclose goes on to the next URL: any node's snapshot will do
         return;
     }
   }

@@ -79,7 +79,12 @@ export function ServerSettings(props: {
           {props.setting.source === "query" && (
             <p className="hint">This page's address names its servers (?server=), which comes before the list saved here.</p>
           )}
-          <form onSubmit={submit} onKeyDown={(event) => event.key === "Escape" && close()}>
+          <form
+            onSubmit={submit}
+            onKeyDown={(event) => {
+              if (event.key === "Escape") close();
+            }}
+          >
             <label htmlFor={`${id}-urls`}>Server URLs</label>
             <textarea
               id={`${id}-urls`}
