@@ -103,12 +103,21 @@ export class SyncdServer {
 
   /** SIGTERM, and wait for the process to exit. */
   async stop(): Promise<void> {
+    await this.end("SIGTERM");
+  }
+
+  /** SIGKILL (a crash: connections are cut, not closed), and wait for the process to exit. */
+  async kill(): Promise<void> {
+    await this.end("SIGKILL");
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
     const child = this.process;
     if (child === null) return;
     this.process = null;
     if (child.exitCode !== null) return;
     const exited = new Promise<void>((done) => child.once("exit", () => done()));
-    child.kill("SIGTERM");
+    child.kill(signal);
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000 * FACTOR);
     await exited;
     clearTimeout(timer);
@@ -258,6 +267,8 @@ export class RawClient {
   private waiters: (() => void)[] = [];
   private closedWith: number | null = null;
   private nextId = 1;
+  /** The server's `welcome` frame. */
+  welcome: Frame = {};
   private wall = Date.now();
   private counter = 0;
 
@@ -284,6 +295,7 @@ export class RawClient {
     const client = new RawClient(socket, node);
     socket.send(JSON.stringify({ type: "hello", v: 1, doc, node, ...(token ? { token } : {}) }));
     const welcome = await client.next("welcome");
+    client.welcome = welcome;
     const values: Record<string, unknown> = {};
     for (;;) {
       const frame = await client.next();

@@ -1,9 +1,11 @@
 // The sync client's I/O layer, with a scripted socket and fake timers:
 // reconnect with backoff, keep-alive, persistence of pending writes across a
 // "reload", a refused handshake that waits for a token, a clock that never
-// goes back across a reload.
+// goes back across a reload; several server URLs: failover order, the view of
+// the node connected to, and a move between nodes that keeps pending writes.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type SocketLike, SyncClient, backoffDelay, defaultServerUrl } from "../src/sync/client";
+import { type SocketLike, SyncClient, defaultServerUrl } from "../src/sync/client";
+import { backoffDelay } from "../src/sync/rotation";
 import { MemoryPersistence } from "../src/sync/storage";
 
 type Frame = Record<string, unknown>;
@@ -83,16 +85,26 @@ class NoStatePersistence extends MemoryPersistence {
   }
 }
 
-function setup(options: { persistence?: MemoryPersistence; token?: string; clock?: () => number } = {}) {
+function setup(
+  options: {
+    persistence?: MemoryPersistence;
+    token?: string;
+    clock?: () => number;
+    url?: string | string[];
+    /** URLs whose socket cannot even be created (the constructor throws, as for a malformed URL). */
+    unopenable?: string[];
+  } = {},
+) {
   const sockets: FakeSocket[] = [];
   const persistence = options.persistence ?? new MemoryPersistence();
   const client = new SyncClient({
-    url: "ws://test/ws",
+    url: options.url ?? "ws://test/ws",
     doc: "d",
     node: "web-a",
     token: options.token ?? null,
     persistence,
     socket: (url) => {
+      if (options.unopenable?.includes(url)) throw new SyntaxError(`cannot open ${url}`);
       const socket = new FakeSocket(url);
       sockets.push(socket);
       return socket;
@@ -291,6 +303,133 @@ describe("SyncClient", () => {
     last().receive({ type: "error", code: "rate_limited", message: "slow down", id: ops!.id });
     await vi.advanceTimersByTimeAsync(2000);
     expect(last().ops()).toHaveLength(2);
+    client.stop();
+  });
+});
+
+describe("SyncClient with several servers", () => {
+  const A = "ws://a.test/ws";
+  const B = "ws://b.test/ws";
+  const C = "ws://c.test/ws";
+
+  it("tries the next URL at once, and backs off only after a whole round failed", async () => {
+    const { client, sockets, last } = setup({ url: [A, B, C] });
+    await client.start();
+    expect(last().url).toBe(A);
+    last().open();
+    last().welcome({ node: "srv-a" });
+    last().drop(); // A is lost: B at once
+    expect(sockets.map((socket) => socket.url)).toEqual([A, B]);
+    last().drop(); // B refuses the connection: C at once
+    expect(sockets.map((socket) => socket.url)).toEqual([A, B, C]);
+    last().drop(); // C too: the round failed, so wait
+    expect(client.view()).toMatchObject({ status: "offline", url: A, serverNode: null });
+    await vi.advanceTimersByTimeAsync(499);
+    expect(sockets).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets.map((socket) => socket.url)).toEqual([A, B, C, A]);
+    last().drop();
+    last().drop();
+    expect(sockets.map((socket) => socket.url)).toEqual([A, B, C, A, B, C]);
+    last().drop(); // a second round failed: the backoff grows
+    await vi.advanceTimersByTimeAsync(999);
+    expect(sockets).toHaveLength(6);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(last().url).toBe(A);
+    last().drop(); // A still down: B at once, and B answers
+    last().open();
+    last().welcome({ node: "srv-b" });
+    expect(client.view()).toMatchObject({ status: "live", url: B, serverNode: "srv-b" });
+    last().drop(); // B lost after a handshake: a new round, C at once
+    expect(last().url).toBe(C);
+    client.stop();
+  });
+
+  it("moves on from a node that does not answer, cannot be opened, or refuses for itself", async () => {
+    const { client, sockets, last } = setup({ url: [A, B, C], unopenable: [B] });
+    await client.start();
+    await vi.advanceTimersByTimeAsync(10_000); // A never opens: given up by the handshake timeout
+    expect(sockets[0]!.closed).toBe(4000);
+    await vi.advanceTimersByTimeAsync(0);
+    // B's socket cannot be created: C at once.
+    expect(sockets.map((socket) => socket.url)).toEqual([A, C]);
+    expect(client.view().error).toMatchObject({ code: "connection" });
+    last().open();
+    last().receive({ type: "error", code: "internal", message: "the disk is full" });
+    await vi.advanceTimersByTimeAsync(0); // C closes: the round failed, wait, then A again
+    expect(client.view()).toMatchObject({ status: "offline", url: A, error: { code: "internal" } });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(sockets.map((socket) => socket.url)).toEqual([A, C, A]);
+    client.stop();
+  });
+
+  it.each(["unauthorized", "unsupported_version"])("stops at %s, which every node would answer alike", async (code) => {
+    const { client, sockets, last } = setup({ url: [A, B] });
+    await client.start();
+    last().open();
+    last().receive({ type: "error", code, message: "refused" });
+    last().drop(1008);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sockets).toHaveLength(1);
+    expect(client.view().status).toBe(code === "unauthorized" ? "unauthorized" : "failed");
+    client.reconnect(); // the caller changed something: A again, then on as before
+    expect(sockets.map((socket) => socket.url)).toEqual([A, A]);
+    last().drop();
+    expect(last().url).toBe(B);
+    client.stop();
+  });
+
+  it("shows the node and cluster of this connection only, and the URL", async () => {
+    const { client, last } = setup({ url: [A, B] });
+    await client.start();
+    expect(client.view()).toMatchObject({ status: "connecting", url: A, urls: [A, B], serverNode: null, cluster: null });
+    last().open();
+    last().welcome({ node: "srv-a", cluster: "c-1" });
+    expect(client.view()).toMatchObject({ status: "live", url: A, serverNode: "srv-a", cluster: "c-1" });
+    last().drop();
+    // Connecting to B: A's welcome no longer describes the connection.
+    expect(client.view()).toMatchObject({ status: "connecting", url: B, serverNode: null, cluster: null });
+    last().open();
+    last().welcome({ node: "srv-b" }); // a single server: no cluster
+    expect(client.view()).toMatchObject({ status: "live", url: B, serverNode: "srv-b", cluster: null });
+    client.stop();
+  });
+
+  // Each node has its own epoch: the move brings a snapshot, which drops the
+  // keys it lacks except those with pending writes (contract §4); the pending
+  // writes and the clock's mark are kept (storage is keyed by node id and
+  // document, never by URL) and delivered to the new node.
+  it("moves to another node keeping its pending writes and clock mark, merging the new node's snapshot", async () => {
+    const persistence = new MemoryPersistence();
+    const { client, last } = setup({ url: [A, B], persistence });
+    await client.start();
+    last().open();
+    last().welcome({ node: "srv-a", epoch: "ea", seq: 2 }, [
+      { key: "kept", ts: "1764028700000-00000-x", value: 1 },
+      { key: "gone", ts: "1764028700001-00000-x", value: 2 },
+    ]);
+    await vi.advanceTimersByTimeAsync(1000); // the state is saved
+    const written = client.set("mine", "written before the move");
+    const mark = persistence.loadClock("web-a", "d");
+    expect(mark).not.toBeNull();
+    last().drop(); // A is lost before it acknowledged the write
+
+    expect(last().url).toBe(B);
+    last().open();
+    expect(last().sent[0]).toMatchObject({ type: "hello", since: { epoch: "ea", seq: 2 } });
+    last().welcome({ node: "srv-b", epoch: "eb", seq: 7, full: true }, [{ key: "kept", ts: "1764028700000-00000-x", value: 1 }]);
+    expect(client.get("kept")?.value).toBe(1);
+    expect(client.get("gone")).toBeUndefined();
+    expect(client.get("mine")?.value).toBe("written before the move");
+    expect(client.view()).toMatchObject({ status: "live", serverNode: "srv-b", pending: 1, since: { epoch: "eb", seq: 7 } });
+    expect(persistence.loadPending("web-a", "d")).toEqual([{ key: "mine", ts: written.ts, value: "written before the move" }]);
+    expect(persistence.loadClock("web-a", "d")! >= mark!).toBe(true);
+
+    const [ops] = last().ops();
+    expect(ops).toMatchObject({ ops: [{ key: "mine", ts: written.ts, value: "written before the move" }] });
+    last().receive({ type: "ack", id: ops!.id, seq: 8, applied: 1, ignored: 0 });
+    expect(client.view()).toMatchObject({ pending: 0, since: { epoch: "eb", seq: 8 } });
+    expect(persistence.loadPending("web-a", "d")).toEqual([]);
     client.stop();
   });
 });

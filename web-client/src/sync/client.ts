@@ -3,19 +3,26 @@
  * keep-alive and persistence — the I/O around the sans-I/O core, like
  * `syncd.client` in Python.
  *
- * - **Reconnect** with exponential backoff and jitter (0.5 s doubling to
- *   10 s, each delay drawn in its upper half), at once when the browser says
- *   it is online again; the backoff resets once a handshake completes.
+ * - **Servers**: one URL, or several — the nodes of a cluster, each holding
+ *   the whole document. A connection that fails or is lost moves on to the
+ *   next URL at once; only after a whole round of URLs failed does it wait,
+ *   with exponential backoff and jitter (0.5 s doubling to 10 s, each delay
+ *   drawn in its upper half; see `rotation.ts`). A completed handshake resets
+ *   the backoff; the browser coming back online retries at once. Moving to
+ *   another node brings a snapshot (each node has its own epoch), merged as
+ *   the contract says; the pending writes are sent again there.
  * - **Keep-alive**: a `ping` every 15 s while live; a connection that has been
- *   silent for 40 s, or whose handshake has not finished in 10 s, is closed
- *   and opened again.
+ *   silent for 40 s, or whose connect and handshake have not finished in 10 s,
+ *   is closed, and the next URL tried.
  * - **Persistence**: pending writes are saved synchronously whenever they
  *   change, with the clock's high-water mark (so a reload never stamps a
  *   write below an earlier one, see `storage.ts`); the state and resume point
  *   at most once a second while they change, and when the page is hidden or
  *   the client stops.
- * - A refused handshake (`unauthorized`, `unsupported_version`, …) stops the
- *   reconnecting until the caller changes something (`setToken`, `reconnect`).
+ * - A refused handshake that every node would refuse alike (`unauthorized`,
+ *   `unsupported_version`, a malformed `hello`) stops the reconnecting until
+ *   the caller changes something (`setToken`, `reconnect`); another refusal
+ *   (`internal`, …) moves on to the next URL like a lost connection.
  * - A write the server refuses for good is rolled back by the replica; the
  *   view's `refused` says which keys and why, for the UI to show.
  */
@@ -24,7 +31,20 @@ import type { JsonValue } from "./canonical";
 import type { Entry } from "./entry";
 import type { Since } from "./frames";
 import { type Change, Replica, type ReplicaEvent, type ReplicaState } from "./replica";
+import { type Backoff, ServerRotation } from "./rotation";
 import { MemoryPersistence, type Persistence } from "./storage";
+
+/**
+ * Handshake refusals another node of the cluster would answer alike: the token,
+ * the protocol version or the `hello` itself is at fault, not the node.
+ */
+const REFUSED_EVERYWHERE: ReadonlySet<string> = new Set([
+  "unauthorized",
+  "unsupported_version",
+  "bad_message",
+  "bad_json",
+  "not_ready",
+]);
 
 /** The connection as a person would describe it. */
 export type Status =
@@ -42,6 +62,14 @@ export interface ClientView {
   readonly status: Status;
   readonly doc: string;
   readonly node: string;
+  /** The URL connected to, or being tried. */
+  readonly url: string;
+  /** Every URL the client may use, in the order it tries them. */
+  readonly urls: readonly string[];
+  /** The server node of this connection (`welcome.node`), once its handshake began. */
+  readonly serverNode: string | null;
+  /** The cluster that node belongs to (`welcome.cluster`), when it is one of several. */
+  readonly cluster: string | null;
   readonly peers: readonly string[];
   readonly pending: number;
   readonly readonly: boolean;
@@ -82,8 +110,11 @@ export interface Timers {
 }
 
 export interface ClientOptions {
-  /** The server's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`. */
-  readonly url: string;
+  /**
+   * The server's WebSocket URL, e.g. `ws://127.0.0.1:8765/ws`, or the URLs of
+   * several nodes of one cluster, tried in this order.
+   */
+  readonly url: string | readonly string[];
   readonly doc: string;
   readonly node: string;
   readonly token?: string | null;
@@ -92,7 +123,7 @@ export interface ClientOptions {
   readonly timers?: Timers;
   readonly clock?: () => number;
   readonly random?: () => number;
-  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  readonly backoff?: Backoff;
   readonly pingIntervalMs?: number;
   readonly silenceLimitMs?: number;
   readonly handshakeTimeoutMs?: number;
@@ -109,16 +140,11 @@ const browserTimers: Timers = {
   clearInterval: (handle) => globalThis.clearInterval(handle as ReturnType<typeof setInterval>),
 };
 
-/** The delay before reconnect attempt `attempt` (0-based): exponential, capped, jittered into its upper half. */
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number): number {
-  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
-
 export class SyncClient {
   readonly doc: string;
   readonly node: string;
-  readonly url: string;
+  /** Every URL the client may use, in the order it tries them. */
+  readonly urls: readonly string[];
 
   private replica: Replica | null = null;
   private socket: SocketLike | null = null;
@@ -126,7 +152,6 @@ export class SyncClient {
   private errorValue: ClientView["error"] = null;
   private refusedValue: Refusal | null = null;
   private retryAt: number | null = null;
-  private attempt = 0;
   private stopped = false;
   private halted = false;
   private token: string | null;
@@ -146,8 +171,7 @@ export class SyncClient {
   private readonly openSocket: (url: string) => SocketLike;
   private readonly timers: Timers;
   private readonly clock: () => number;
-  private readonly random: () => number;
-  private readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  private readonly rotation: ServerRotation;
   private readonly pingIntervalMs: number;
   private readonly silenceLimitMs: number;
   private readonly handshakeTimeoutMs: number;
@@ -163,19 +187,27 @@ export class SyncClient {
   constructor(options: ClientOptions) {
     this.doc = options.doc;
     this.node = options.node;
-    this.url = options.url;
+    this.rotation = new ServerRotation(
+      typeof options.url === "string" ? [options.url] : options.url,
+      options.backoff ?? { initialMs: 500, maxMs: 10_000 },
+      options.random ?? Math.random,
+    );
+    this.urls = this.rotation.urls;
     this.token = options.token ?? null;
     this.persistence = options.persistence ?? new MemoryPersistence();
     this.openSocket = options.socket ?? ((url) => new WebSocket(url));
     this.timers = options.timers ?? browserTimers;
     this.clock = options.clock ?? Date.now;
-    this.random = options.random ?? Math.random;
-    this.backoff = options.backoff ?? { initialMs: 500, maxMs: 10_000 };
     this.pingIntervalMs = options.pingIntervalMs ?? 15_000;
     this.silenceLimitMs = options.silenceLimitMs ?? 40_000;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.saveDelayMs = options.saveDelayMs ?? 1000;
     this.viewValue = this.buildView();
+  }
+
+  /** The URL connected to, or being tried (or to be tried next, while offline). */
+  get url(): string {
+    return this.rotation.current;
   }
 
   /** Load the persisted replica, then connect. */
@@ -298,7 +330,7 @@ export class SyncClient {
   reconnect(): void {
     if (this.stopped || this.replica === null) return;
     this.halted = false;
-    this.attempt = 0;
+    this.rotation.reset();
     if (this.socket !== null) {
       this.socket.close(1000, "reconnecting"); // onclose schedules the next attempt
       return;
@@ -328,14 +360,15 @@ export class SyncClient {
       return;
     }
     this.socket = socket;
+    // From the connect on, not from the open: a node that does not answer at all is given up too.
+    this.handshakeTimer = this.timers.setTimeout(() => {
+      if (this.socket === socket && this.replica?.phase !== "live") socket.close(4000, "handshake timed out");
+    }, this.handshakeTimeoutMs);
     socket.onopen = () => {
       if (this.socket !== socket) return;
       this.lastHeard = this.clock();
       this.replica?.connect();
       this.flush();
-      this.handshakeTimer = this.timers.setTimeout(() => {
-        if (this.socket === socket && this.replica?.phase !== "live") socket.close(4000, "handshake timed out");
-      }, this.handshakeTimeoutMs);
     };
     socket.onmessage = (event: MessageEvent) => {
       if (this.socket !== socket || this.replica === null) return;
@@ -366,7 +399,11 @@ export class SyncClient {
       this.refresh();
       return;
     }
-    const delay = backoffDelay(this.attempt++, this.backoff.initialMs, this.backoff.maxMs, this.random);
+    const delay = this.rotation.failed();
+    if (delay === 0) {
+      this.connect(); // the next node, at once
+      return;
+    }
     this.retryAt = this.clock() + delay;
     this.setStatus("offline");
     this.timers.clearTimeout(this.retryTimer);
@@ -400,7 +437,7 @@ export class SyncClient {
         this.syncStatus();
         return;
       case "synced":
-        this.attempt = 0;
+        this.rotation.reset();
         this.errorValue = null; // whatever went wrong before, this connection works
         this.timers.clearTimeout(this.handshakeTimer);
         this.startPinging();
@@ -408,9 +445,12 @@ export class SyncClient {
         return;
       case "error":
         this.errorValue = { code: event.code, message: event.message };
-        if (event.fatal) {
-          this.halted = true; // reconnecting as we are would be refused again
+        if (event.fatal && REFUSED_EVERYWHERE.has(event.code)) {
+          this.halted = true; // reconnecting as we are would be refused again, by any node
           this.setStatus(event.code === "unauthorized" ? "unauthorized" : "failed");
+        } else if (event.fatal) {
+          this.socket?.close(1000, "refused"); // this node refused; onclose tries the next one
+          this.refresh();
         } else {
           this.refresh();
         }
@@ -505,10 +545,16 @@ export class SyncClient {
 
   private buildView(): ClientView {
     const replica = this.replica;
+    // The replica remembers the last welcome; it names this connection's node only once this connection had one.
+    const connected = this.statusValue === "syncing" || this.statusValue === "live";
     return {
       status: this.statusValue,
       doc: this.doc,
       node: this.node,
+      url: this.url,
+      urls: this.urls,
+      serverNode: connected ? (replica?.serverNode ?? null) : null,
+      cluster: connected ? (replica?.serverCluster ?? null) : null,
       peers: replica === null ? [] : [...replica.peers].sort(),
       pending: replica?.pendingCount ?? 0,
       readonly: replica?.readonly === true,

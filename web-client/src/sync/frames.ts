@@ -54,6 +54,8 @@ export interface WelcomeFrame {
   full: boolean;
   readonly: boolean;
   peers: string[];
+  /** The cluster of a node that is one of several; null from a single server. */
+  cluster: string | null;
 }
 export interface EntriesFrame {
   type: "entries";
@@ -151,7 +153,9 @@ export function parseServerFrame(text: string): ServerFrame {
       if (typeof full !== "boolean") throw bad('"full" must be a boolean');
       const peerList = peers === undefined ? [] : peers;
       if (!isStringArray(peerList)) throw bad('"peers" must be a list of node ids');
-      return { type: "welcome", doc, node, epoch, seq, time, full, readonly: readonly === true, peers: peerList };
+      // `cluster` is a later, optional field: unknown fields are ignored, so is one of another type.
+      const cluster = typeof raw.cluster === "string" ? raw.cluster : null;
+      return { type: "welcome", doc, node, epoch, seq, time, full, readonly: readonly === true, peers: peerList, cluster };
     }
     case "entries":
       if (!Array.isArray(raw.entries)) throw bad('"entries" must be a list');

@@ -212,6 +212,7 @@ export class Replica {
   private readonlyValue: boolean | null = null;
   private peerSet = new Set<string>();
   private serverNodeValue: string | null = null;
+  private serverClusterValue: string | null = null;
   private outbox: string[] = [];
   private readonly listeners = new Set<(event: ReplicaEvent) => void>();
 
@@ -263,6 +264,11 @@ export class Replica {
 
   get serverNode(): string | null {
     return this.serverNodeValue;
+  }
+
+  /** The cluster of the last welcome's node, when it is one of several (`welcome.cluster`). */
+  get serverCluster(): string | null {
+    return this.serverClusterValue;
   }
 
   /** Number of keys with an unacknowledged write. */
@@ -536,6 +542,7 @@ export class Replica {
     this.handshake = { full: frame.full, epoch: frame.epoch, seq: frame.seq, snapshot: frame.full ? new LwwMap() : null };
     this.readonlyValue = frame.readonly;
     this.serverNodeValue = frame.node;
+    this.serverClusterValue = frame.cluster;
     this.peerSet = new Set(frame.peers.filter((node) => node !== this.node));
     this.emit({ type: "state" });
   }

@@ -1,12 +1,14 @@
 /**
  * The syncd editor: one document (named by the URL) as a live table.
  *
- * The page connects to the server that served it (`/ws` on the same host), or
- * to `?server=ws://…`. It claims a node id for this tab, keeps unsent writes
- * in the browser, and asks for a token when the server wants one.
+ * The page connects to the server that served it (`/ws` on the same host), to
+ * the servers saved in its settings, or to `?server=ws://…` (a comma-separated
+ * list for the nodes of a cluster; see `servers.ts`). It claims a node id for
+ * this tab, keeps unsent writes in the browser, and asks for a token when the
+ * server wants one.
  */
 
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import {
   BrowserPersistence,
   type Entry,
@@ -21,6 +23,8 @@ import { DocSwitcher } from "./DocSwitcher";
 import { EntryTable } from "./EntryTable";
 import { valueTextForSearch } from "./format";
 import { docHash, useClientView, useDocFromHash, useRemoteHighlights, useSyncClient } from "./hooks";
+import { ServerSettings } from "./ServerSettings";
+import { type ServerSetting, loadSavedServers, saveServers, serverSetting } from "./servers";
 import { StatusBar } from "./StatusBar";
 import { TokenPrompt } from "./TokenPrompt";
 
@@ -28,9 +32,27 @@ const TOKEN_KEY = "syncd:v1:token";
 
 type SortOrder = "key" | "key-desc" | "newest" | "oldest";
 
-function serverUrl(): string {
-  const override = new URLSearchParams(window.location.search).get("server");
-  return override !== null && /^wss?:\/\//.test(override) ? override : defaultServerUrl();
+/** localStorage, or a store that holds nothing when the browser refuses it. */
+function localStore(): Pick<Storage, "getItem"> {
+  try {
+    return window.localStorage;
+  } catch {
+    return { getItem: () => null };
+  }
+}
+
+function currentServers(): ServerSetting {
+  return serverSetting(window.location.search, localStore(), defaultServerUrl());
+}
+
+/** Save the settings' server list; returns why it could not be, or null. */
+function saveServerList(urls: readonly string[]): string | null {
+  try {
+    saveServers(window.localStorage, urls);
+    return null;
+  } catch (error) {
+    return `The list could not be saved in this browser: ${(error as Error).message}`;
+  }
 }
 
 function makePersistence(): Persistence {
@@ -55,7 +77,12 @@ function storedToken(): string | null {
 export function App() {
   const [node, setNode] = useState<string | null>(null);
   const persistence = useMemo(() => makePersistence(), []);
-  const url = useMemo(() => serverUrl(), []);
+  const [servers, setServers] = useState(currentServers);
+  const onSaveServers = useCallback((urls: readonly string[]) => {
+    const failure = saveServerList(urls);
+    if (failure === null) setServers(currentServers());
+    return failure;
+  }, []);
   const doc = useDocFromHash();
 
   useEffect(() => {
@@ -77,10 +104,13 @@ export function App() {
   if (node === null) {
     return <p className="loading">Loading…</p>;
   }
-  return <Editor node={node} doc={doc} url={url} persistence={persistence} />;
+  const settings = (
+    <ServerSettings setting={servers} saved={loadSavedServers(localStore())} fallback={defaultServerUrl()} onSave={onSaveServers} />
+  );
+  return <Editor node={node} doc={doc} urls={servers.urls} persistence={persistence} settings={settings} />;
 }
 
-function Editor(props: { node: string; doc: string; url: string; persistence: Persistence }) {
+function Editor(props: { node: string; doc: string; urls: readonly string[]; persistence: Persistence; settings: ReactNode }) {
   const [token, setToken] = useState(storedToken);
   const client = useSyncClient({ ...props, token });
 
@@ -114,7 +144,13 @@ function Editor(props: { node: string; doc: string; url: string; persistence: Pe
       {client === null ? (
         <p className="loading">Loading…</p>
       ) : (
-        <Document client={client} tokenRefused={token !== null} onToken={onToken} persistence={props.persistence} />
+        <Document
+          client={client}
+          tokenRefused={token !== null}
+          onToken={onToken}
+          persistence={props.persistence}
+          settings={props.settings}
+        />
       )}
     </>
   );
@@ -126,6 +162,8 @@ function Document(props: {
   tokenRefused: boolean;
   onToken: (token: string, remember: boolean) => void;
   persistence: Persistence;
+  /** The server settings, shown in the footer. */
+  settings: ReactNode;
 }) {
   const { client } = props;
   const view = useClientView(client);
@@ -248,14 +286,12 @@ function Document(props: {
         onAnnounce={announce}
       />
       <footer className="foot">
-        <span>
-          Server <code>{client.url}</code>
-        </span>
         {view.since && (
           <span>
             Seen up to seq <code data-testid="seq">{view.since.seq}</code>
           </span>
         )}
+        {props.settings}
       </footer>
       <div className="sr-only" aria-live="polite">
         {announcement}

@@ -1,7 +1,7 @@
-/** Connection status, unsent changes, who else is here, and who you are. */
+/** Connection status and the server node it is on, unsent changes, who else is here, and who you are. */
 
 import type { ClientView } from "../sync";
-import { statusText } from "./format";
+import { serverText, statusText } from "./format";
 import { useNow } from "./hooks";
 
 export function StatusBar({ view }: { view: ClientView }) {
@@ -12,6 +12,9 @@ export function StatusBar({ view }: { view: ClientView }) {
       <span className={`pill status-${view.status}`} role="status" data-testid="status">
         <span className="dot" aria-hidden="true" />
         {statusText(view, now)}
+      </span>
+      <span className="server" data-testid="server">
+        {serverText(view)}
       </span>
       <span className={view.pending > 0 ? "pill pending" : "pill"} data-testid="pending">
         {view.pending === 0 ? "All changes sent" : `${view.pending} unsent ${view.pending === 1 ? "change" : "changes"}`}

@@ -101,3 +101,19 @@ export function statusText(view: ClientView, now: number): string {
       return "Closed";
   }
 }
+
+/** The server the status is about: the node and URL while connected, else the URL being tried or next. */
+export function serverText(view: ClientView): string {
+  if (view.serverNode !== null) {
+    const cluster = view.cluster === null ? "" : ` of cluster ${view.cluster}`;
+    return `node ${view.serverNode}${cluster} (${view.url})`;
+  }
+  switch (view.status) {
+    case "connecting":
+      return `trying ${view.url}`;
+    case "offline":
+      return `next ${view.url}`;
+    default:
+      return view.url;
+  }
+}

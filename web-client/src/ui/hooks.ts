@@ -34,15 +34,17 @@ export function useDocFromHash(): string {
   return doc;
 }
 
-/** A started client for `doc` (null until it exists), stopped when the document changes or the component goes. */
+/** A started client for `doc` (null until it exists), stopped when the document or the servers change or the component goes. */
 export function useSyncClient(options: {
   doc: string;
   node: string;
-  url: string;
+  urls: readonly string[];
   token: string | null;
   persistence: Persistence;
 }): SyncClient | null {
-  const { doc, node, url, persistence } = options;
+  const { doc, node, persistence } = options;
+  // The list as one text, so that an equal list (a new array) keeps the client. URLs hold no newline.
+  const servers = options.urls.join("\n");
   const token = useRef(options.token);
   // Declared first, so it has run by the time the effect below reads the token.
   useEffect(() => {
@@ -50,12 +52,12 @@ export function useSyncClient(options: {
   }, [options.token]);
   const [client, setClient] = useState<SyncClient | null>(null);
   useEffect(() => {
-    const next = new SyncClient({ doc, node, url, token: token.current, persistence });
+    const next = new SyncClient({ doc, node, url: servers.split("\n"), token: token.current, persistence });
     setClient(next);
     void next.start();
     return () => next.stop();
-  }, [doc, node, url, persistence]);
-  return client !== null && client.doc === doc && client.node === node && client.url === url ? client : null;
+  }, [doc, node, servers, persistence]);
+  return client !== null && client.doc === doc && client.node === node && client.urls.join("\n") === servers ? client : null;
 }
 
 /** The client's view, re-rendering on change. */
