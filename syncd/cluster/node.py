@@ -7,8 +7,8 @@ checks Redis before the server listens (refusing one it cannot use), then runs:
   (:mod:`syncd.cluster.replicator`);
 - a heartbeat: registers the node (its URL, stream cursor, catch-up time and
   clients), reads the others' (presence, lag metrics, the tombstone purge
-  floor, the web origins of their URLs), trims the stream, saves the node's state, and notices a Redis that
-  lost its data;
+  floor, the web origins of their URLs), trims the stream, saves the node's
+  state, and notices a Redis that lost its data;
 - anti-entropy: posts the node's document digests and pulls a document from a
   peer whose digest differs twice in a row.
 
@@ -123,7 +123,7 @@ class ClusterNode:
         return await self.publisher.committed(room, local)
 
     def allows_origin(self, origin: str) -> bool:
-        """Whether ``origin`` is the origin of a registered node's pages (a browser's ``Origin``)."""
+        """Whether a browser's ``Origin`` is that of a registered node's pages."""
         page = page_origin(origin)
         return page is not None and page in self.origins
 
