@@ -20,7 +20,7 @@ STRACE := /usr/bin/strace
 REDIS := /usr/bin/redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server soak fuzz lint
+.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server bench-cluster soak soak-cluster fuzz lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,11 +84,17 @@ bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and
 	npm ci --prefix bench/yjs --no-audit --no-fund
 	$(PY) -m bench.server
 
+bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: cross-node broadcast latency, acked writes/s, Redis memory
+	$(PY) -m bench.cluster
+
 # Minutes of chaos: random writes, cuts, partitions, offline client restarts, kill -9 of the server.
 SOAK_MINUTES ?= 5
 
 soak: $(INSTALLED) ## Chaos soak: clients and a kill -9'd server must converge (SOAK_MINUTES=5, SYNCD_CHAOS_SEED=N)
 	$(PY) tests/chaos.py --minutes $(SOAK_MINUTES)
+
+soak-cluster: $(INSTALLED) $(REDIS) ## Cluster chaos soak: 3 nodes + Redis killed, paused, cut, wiped, trimmed (SOAK_MINUTES=5, SYNCD_CHAOS_SEED=N)
+	$(PY) tests/cluster_chaos.py --minutes $(SOAK_MINUTES)
 
 # Seconds each fuzz target runs for (three cargo-fuzz targets, three atheris harnesses).
 FUZZ_SECONDS ?= 60

@@ -335,11 +335,15 @@ class SyncServer:
         with ``--allowed-origin``, and the server's own origin: the page's host and
         port are those of the request, and the host is a loopback name or ``--host``
         (a page of another site that renamed itself to this address by DNS
-        rebinding keeps its own host name).
+        rebinding keeps its own host name). In a cluster, also the origins of the
+        registered nodes' advertised URLs (read at every heartbeat), so a page
+        served by one node may use the others.
         """
         origin = request.headers.get("Origin")
         allowed = self.config.allowed_origins
         if origin is None or "*" in allowed or origin in allowed:
+            return None
+        if self.cluster is not None and self.cluster.allows_origin(origin):
             return None
         page = urlsplit(origin)
         same = page.netloc.lower() == request.headers.get("Host", "").lower()

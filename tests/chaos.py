@@ -64,11 +64,19 @@ from syncd.errors import SyncdError
 from syncd.events import Acked, Overridden, Rejected, Write
 
 __all__ = [
+    "DOC",
+    "FAST",
     "ChaosConfig",
     "ChaosReport",
+    "ChaosRun",
+    "ErrorLog",
+    "Member",
     "Proxy",
     "WriteRecord",
     "chaos_seed",
+    "diff_entries",
+    "live_entries",
+    "replica_entries",
     "run_chaos",
 ]
 
@@ -271,15 +279,23 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 # -- one chaos client -----------------------------------------------------------------
 
 
-class _Member:
-    """One client of the run: its proxy, store, clock skew, and the Client of the moment."""
+class Member:
+    """One client of a run: its proxy, store, clock skew, and the Client of the moment."""
 
     def __init__(
-        self, index: int, proxy: Proxy, store: Path, skew_ms: int, keep_replica: bool
+        self,
+        index: int,
+        proxy: Proxy,
+        store: Path,
+        skew_ms: int,
+        keep_replica: bool,
+        url: str | None = None,
     ) -> None:
         self.index = index
         self.node = f"chaos{index}"
         self.proxy = proxy
+        self.url = url or proxy.url
+        """Where the next Client connects: its proxy, unless told another server's URL."""
         self.store = store
         self.skew_ms = skew_ms
         self.keep_replica = keep_replica
@@ -299,7 +315,7 @@ class _Member:
 
     def _make(self) -> Client:
         return Client(
-            self.proxy.url,
+            self.url,
             DOC,
             node=self.node,
             store=self.store,
@@ -357,7 +373,12 @@ class _Member:
 # -- the run ------------------------------------------------------------------------
 
 
-class _Chaos:
+class ChaosRun:
+    """What every chaos run shares: the seeded writes, the steps, and the checks of a state.
+
+    A run subclasses it with its faults (:meth:`_lift`, :meth:`_act`) and its systems.
+    """
+
     def __init__(
         self, config: ChaosConfig, workdir: Path, progress: Progress | None, replay: str
     ) -> None:
@@ -366,15 +387,7 @@ class _Chaos:
         self.workdir = workdir
         self.progress = progress
         self.report = ChaosReport(config.seed, config.clients, workdir=workdir, replay=replay)
-        self.server = ServerProcess(
-            data=workdir / "server-data",
-            logs=workdir / "server-logs",
-            args=("--max-skew", f"{config.max_skew:g}"),
-        )
-        self.server_up = False
-        self.server_back_at = -1
-        """The step at which a killed server is started again."""
-        self.members: list[_Member] = []
+        self.members: list[Member] = []
         self.writes: dict[str, WriteRecord] = {}
         """Every write made, by timestamp (a replica never issues a timestamp twice)."""
         self.round = 0
@@ -384,10 +397,159 @@ class _Chaos:
     def log(self, text: str) -> None:
         self.report.trace.append(f"r{self.round} s{self.step}: {text}")
 
+    async def _round(self, deadline: float | None) -> None:
+        for step in range(self.config.steps):
+            self.step = step
+            if deadline is not None and time.monotonic() >= deadline and step > 0:
+                break
+            await self._lift(step)
+            await self._act(step)
+            self.report.steps += 1
+            if self.progress is not None and step % 10 == 0:
+                self.progress(self.report)
+            await asyncio.sleep(self.rng.uniform(0, self.config.step_pause))
+
+    async def _lift(self, step: int) -> None:
+        """End the faults that are due at ``step``."""
+        raise NotImplementedError
+
+    async def _act(self, step: int) -> None:
+        """One random action: a write, or a fault."""
+        raise NotImplementedError
+
+    def _value(self, member: Member) -> JSONValue:
+        self.counter += 1
+        n = self.counter
+        kind = self.rng.randrange(6)
+        values: list[JSONValue] = [
+            n,
+            f"c{member.index}-{n}",
+            [member.index, n],
+            {"c": member.index, "n": n},
+            None,
+            n % 2 == 0,
+        ]
+        return values[kind]
+
+    def _key(self) -> str:
+        return f"k{self.rng.randrange(self.config.keys)}"
+
+    async def _write(self, member: Member) -> None:
+        key = self._key()
+        if self.rng.random() < 0.25:
+            change = await member.client.delete(key, wait=False)
+            self._record(member, key, change.ts, None)
+            self.log(f"c{member.index}: delete {key} @ {change.ts}")
+        else:
+            value = self._value(member)
+            change = await member.client.set(key, value, wait=False)
+            self._record(member, key, change.ts, canonical_json(value))
+            self.log(f"c{member.index}: set {key}={value!r} @ {change.ts}")
+
+    async def _update(self, member: Member) -> None:
+        keys = sorted({self._key() for _ in range(self.rng.randint(2, 5))})
+        values = {key: self._value(member) for key in keys}
+        changes = await member.client.update(values, wait=False)
+        for change in changes:
+            self._record(member, change.key, change.ts, canonical_json(values[change.key]))
+        self.log(f"c{member.index}: update {keys} @ {changes[0].ts}..")
+
+    def _record(self, member: Member, key: str, ts: str, value_json: str | None) -> None:
+        if ts <= member.last_ts:
+            self.report.failures.append(
+                f"round {self.round} step {self.step}: c{member.index} issued {ts} after "
+                f"{member.last_ts}: its clock went back"
+                + (" (a timestamp issued twice)" if ts in self.writes else "")
+            )
+            ts = f"{ts} (again)"  # keep both in the model; the run fails anyway
+        member.last_ts = max(member.last_ts, ts)
+        self.writes[ts] = WriteRecord(member.index, key, ts, value_json, self.round, self.step)
+        self.report.operations += 1
+
+    async def _check_replicas(self, state: Mapping[str, Entry], round: int) -> None:
+        """Check 1: every client's replica converges to ``state`` (within the heal time)."""
+        report = self.report
+        server_live = live_entries(state.values())
+        report.final_keys = len(server_live)
+
+        # 1. Every replica converges to the server's state (broadcasts may still be in flight).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEAL_TIMEOUT):
+                while any(
+                    live_entries(replica_entries(m.client)) != server_live for m in self.members
+                ):
+                    await asyncio.sleep(0.02)
+        for member in self.members:
+            mine = live_entries(replica_entries(member.client))
+            if mine != server_live:
+                report.failures.append(
+                    f"round {round}: c{member.index} diverged from the server: "
+                    f"{diff_entries(mine, server_live)}"
+                )
+
+    def _check_model(self, state: Mapping[str, Entry], round: int) -> None:
+        """Checks 2 and 3: ``state`` is the model, and no acknowledged write is lost."""
+        report = self.report
+        server_live = live_entries(state.values())
+        # 2. The server's state is the model: per key, the write with the greatest ts.
+        winners: dict[str, WriteRecord] = {}
+        for record in self.writes.values():
+            best = winners.get(record.key)
+            if best is None or record.ts > best.ts:
+                winners[record.key] = record
+        model = {k: (w.ts, w.value_json) for k, w in winners.items() if w.value_json is not None}
+        if model != server_live:
+            report.failures.append(
+                f"round {round}: the server's state is not the model: "
+                f"{diff_entries(server_live, model)}"
+            )
+        for key, entry in state.items():
+            made = self.writes.get(entry.ts)
+            if made is None or made.key != key or made.value_json != entry.value_json:
+                report.failures.append(f"round {round}: {key!r} holds a write never made: {entry}")
+
+        # 3. No acknowledged write is lost.
+        acked = set().union(*(m.acked for m in self.members))
+        report.acked = len(acked & self.writes.keys())
+        report.overridden = len(set().union(*(m.overridden for m in self.members)))
+        lost = 0
+        for ts in sorted(acked):
+            write = self.writes.get(ts)
+            if write is None:
+                report.failures.append(f"round {round}: an ack for a write never made: {ts}")
+                continue
+            held = state.get(write.key)
+            if held is None or held.ts < ts:
+                lost += 1
+                report.failures.append(
+                    f"round {round}: acknowledged write lost: c{write.client} {write.key!r} "
+                    f"@ {ts} (round {write.round} step {write.step}); the server holds "
+                    f"{held.ts if held else 'nothing'}"
+                )
+        report.lost = lost
+        for member in self.members:
+            report.failures.extend(f"c{member.index} rejected: {r}" for r in member.rejected)
+            member.rejected.clear()
+
+
+class _Chaos(ChaosRun):
+    def __init__(
+        self, config: ChaosConfig, workdir: Path, progress: Progress | None, replay: str
+    ) -> None:
+        super().__init__(config, workdir, progress, replay)
+        self.server = ServerProcess(
+            data=workdir / "server-data",
+            logs=workdir / "server-logs",
+            args=("--max-skew", f"{config.max_skew:g}"),
+        )
+        self.server_up = False
+        self.server_back_at = -1
+        """The step at which a killed server is started again."""
+
     async def run(self) -> ChaosReport:
         started = time.monotonic()
         deadline = None if self.config.minutes is None else started + 60 * self.config.minutes
-        errors = _ErrorLog()
+        errors = ErrorLog()
         logging.getLogger("syncd").addHandler(errors)
         try:
             await self.server.start()
@@ -431,24 +593,12 @@ class _Chaos:
             await proxy.start()
             skew = self.rng.randint(-bound, bound) if self.rng.random() < 0.6 else 0
             keep = self.rng.random() < 0.75
-            member = _Member(index, proxy, self.workdir / f"client{index}.db", skew, keep)
+            member = Member(index, proxy, self.workdir / f"client{index}.db", skew, keep)
             self.log(f"c{index}: skew {skew} ms, keep_replica={keep}")
             self.members.append(member)
             await member.start()
 
     # -- steps ----------------------------------------------------------------------
-
-    async def _round(self, deadline: float | None) -> None:
-        for step in range(self.config.steps):
-            self.step = step
-            if deadline is not None and time.monotonic() >= deadline and step > 0:
-                break
-            await self._lift(step)
-            await self._act(step)
-            self.report.steps += 1
-            if self.progress is not None and step % 10 == 0:
-                self.progress(self.report)
-            await asyncio.sleep(self.rng.uniform(0, self.config.step_pause))
 
     async def _lift(self, step: int) -> None:
         """End the partitions and the server outage that are due."""
@@ -494,61 +644,12 @@ class _Chaos:
         else:
             await asyncio.sleep(rng.uniform(0, 0.2))
 
-    def _partition(self, member: _Member, step: int) -> None:
+    def _partition(self, member: Member, step: int) -> None:
         member.proxy.partitioned = True
         member.proxy.cut()
         member.offline_until = step + self.rng.randint(3, 40)
         self.report.partitions += 1
         self.log(f"c{member.index}: partitioned until step {member.offline_until}")
-
-    def _value(self, member: _Member) -> JSONValue:
-        self.counter += 1
-        n = self.counter
-        kind = self.rng.randrange(6)
-        values: list[JSONValue] = [
-            n,
-            f"c{member.index}-{n}",
-            [member.index, n],
-            {"c": member.index, "n": n},
-            None,
-            n % 2 == 0,
-        ]
-        return values[kind]
-
-    def _key(self) -> str:
-        return f"k{self.rng.randrange(self.config.keys)}"
-
-    async def _write(self, member: _Member) -> None:
-        key = self._key()
-        if self.rng.random() < 0.25:
-            change = await member.client.delete(key, wait=False)
-            self._record(member, key, change.ts, None)
-            self.log(f"c{member.index}: delete {key} @ {change.ts}")
-        else:
-            value = self._value(member)
-            change = await member.client.set(key, value, wait=False)
-            self._record(member, key, change.ts, canonical_json(value))
-            self.log(f"c{member.index}: set {key}={value!r} @ {change.ts}")
-
-    async def _update(self, member: _Member) -> None:
-        keys = sorted({self._key() for _ in range(self.rng.randint(2, 5))})
-        values = {key: self._value(member) for key in keys}
-        changes = await member.client.update(values, wait=False)
-        for change in changes:
-            self._record(member, change.key, change.ts, canonical_json(values[change.key]))
-        self.log(f"c{member.index}: update {keys} @ {changes[0].ts}..")
-
-    def _record(self, member: _Member, key: str, ts: str, value_json: str | None) -> None:
-        if ts <= member.last_ts:
-            self.report.failures.append(
-                f"round {self.round} step {self.step}: c{member.index} issued {ts} after "
-                f"{member.last_ts}: its clock went back"
-                + (" (a timestamp issued twice)" if ts in self.writes else "")
-            )
-            ts = f"{ts} (again)"  # keep both in the model; the run fails anyway
-        member.last_ts = max(member.last_ts, ts)
-        self.writes[ts] = WriteRecord(member.index, key, ts, value_json, self.round, self.step)
-        self.report.operations += 1
 
     async def _start_server(self) -> None:
         await self.server.start()
@@ -596,60 +697,8 @@ class _Chaos:
     async def _check(self) -> None:
         report, round = self.report, self.round
         state = await self._server_state()
-        server_live = _live(state.values())
-        report.final_keys = len(server_live)
-
-        # 1. Every replica converges to the server's state (broadcasts may still be in flight).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(HEAL_TIMEOUT):
-                while any(_live(_entries(m.client)) != server_live for m in self.members):
-                    await asyncio.sleep(0.02)
-        for member in self.members:
-            mine = _live(_entries(member.client))
-            if mine != server_live:
-                report.failures.append(
-                    f"round {round}: c{member.index} diverged from the server: "
-                    f"{_diff(mine, server_live)}"
-                )
-
-        # 2. The server's state is the model: per key, the write with the greatest ts.
-        winners: dict[str, WriteRecord] = {}
-        for record in self.writes.values():
-            best = winners.get(record.key)
-            if best is None or record.ts > best.ts:
-                winners[record.key] = record
-        model = {k: (w.ts, w.value_json) for k, w in winners.items() if w.value_json is not None}
-        if model != server_live:
-            report.failures.append(
-                f"round {round}: the server's state is not the model: {_diff(server_live, model)}"
-            )
-        for key, entry in state.items():
-            made = self.writes.get(entry.ts)
-            if made is None or made.key != key or made.value_json != entry.value_json:
-                report.failures.append(f"round {round}: {key!r} holds a write never made: {entry}")
-
-        # 3. No acknowledged write is lost.
-        acked = set().union(*(m.acked for m in self.members))
-        report.acked = len(acked & self.writes.keys())
-        report.overridden = len(set().union(*(m.overridden for m in self.members)))
-        lost = 0
-        for ts in sorted(acked):
-            write = self.writes.get(ts)
-            if write is None:
-                report.failures.append(f"round {round}: an ack for a write never made: {ts}")
-                continue
-            held = state.get(write.key)
-            if held is None or held.ts < ts:
-                lost += 1
-                report.failures.append(
-                    f"round {round}: acknowledged write lost: c{write.client} {write.key!r} "
-                    f"@ {ts} (round {write.round} step {write.step}); the server holds "
-                    f"{held.ts if held else 'nothing'}"
-                )
-        report.lost = lost
-        for member in self.members:
-            report.failures.extend(f"c{member.index} rejected: {r}" for r in member.rejected)
-            member.rejected.clear()
+        await self._check_replicas(state, round)
+        self._check_model(state, round)
 
         # 4. The server logged no traceback.
         for run in range(1, self.server.runs + 1):
@@ -660,7 +709,7 @@ class _Chaos:
             (self.workdir / "trace.txt").write_text("\n".join(report.trace) + "\n")
 
 
-class _ErrorLog(logging.Handler):
+class ErrorLog(logging.Handler):
     """Keeps the errors the clients log: each is a defect the checks may not see."""
 
     def __init__(self) -> None:
@@ -675,15 +724,15 @@ def _names(writes: set[Write]) -> list[str]:
     return sorted(f"{w.key}@{w.ts}" for w in writes)
 
 
-def _entries(client: Client) -> list[Entry]:
+def replica_entries(client: Client) -> list[Entry]:
     return client.replica.document.changes_since(0)
 
 
-def _live(entries: Iterable[Entry]) -> dict[str, tuple[str, str | None]]:
+def live_entries(entries: Iterable[Entry]) -> dict[str, tuple[str, str | None]]:
     return {e.key: (e.ts, e.value_json) for e in entries if not e.deleted}
 
 
-def _diff(
+def diff_entries(
     got: Mapping[str, tuple[str, str | None]], want: Mapping[str, tuple[str, str | None]]
 ) -> str:
     keys = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))

@@ -56,9 +56,11 @@ __all__ = [
     "FanoutResult",
     "WriteRun",
     "WriterState",
+    "percentiles",
     "run_case",
     "run_writer",
     "verify",
+    "wait_pipes",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,7 +230,8 @@ async def run_writer(
     return WriteRun(writes, first, last, state.last_ack_ns, ack_ms)
 
 
-def _percentiles(results: list[ReaderResult], sent_ns: array[int]) -> tuple[dict[str, float], int]:
+def percentiles(results: list[ReaderResult], sent_ns: array[int]) -> tuple[dict[str, float], int]:
+    """p50, p90, p99 and max of every (reader, write) latency in ms, and the pairs missing."""
     values: list[int] = []
     missing = 0
     for result in results:
@@ -245,7 +248,7 @@ def _percentiles(results: list[ReaderResult], sent_ns: array[int]) -> tuple[dict
     return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": values[-1] / 1e6}, missing
 
 
-def _wait_pipes(pipes: list[Pipe], kind: str, timeout: float) -> list[Any]:
+def wait_pipes(pipes: list[Pipe], kind: str, timeout: float) -> list[Any]:
     """Block until every pipe has sent a message of ``kind``; their payloads."""
     deadline = time.monotonic() + timeout
     found: list[Any] = []
@@ -350,7 +353,7 @@ async def _run(
         theirs.close()
         processes.append(process)
         pipes.append(ours)
-    await asyncio.to_thread(_wait_pipes, pipes, "ready", 60.0)
+    await asyncio.to_thread(wait_pipes, pipes, "ready", 60.0)
     await asyncio.sleep(0.2)  # let the handshakes' last frames settle
 
     server_cpu, writer_cpu = server.cpu_seconds(), time.process_time()
@@ -364,7 +367,7 @@ async def _run(
         progress=progress,
     )
     writer_cpu = time.process_time() - writer_cpu
-    reports = await asyncio.to_thread(_wait_pipes, pipes, "done", timeout)
+    reports = await asyncio.to_thread(wait_pipes, pipes, "done", timeout)
     server_cpu = server.cpu_seconds() - server_cpu
     results: list[ReaderResult] = []
     readers_cpu = 0.0
@@ -372,7 +375,7 @@ async def _run(
         found, cpu = report
         results.extend(found)
         readers_cpu += cpu
-    latency, missing = _percentiles(results, writer.sent_ns)
+    latency, missing = percentiles(results, writer.sent_ns)
     done = [r.done_ns for r in results]
     end = max([write.last_ack_ns, *done])
     delivered = (max(done) - write.first_send_ns) / 1e9 if all(done) else None

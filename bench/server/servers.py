@@ -147,12 +147,14 @@ class RunningServer:
             self._log = None
 
 
-def _command(kind: ServerKind, port: int, data: Path, profile: Path | None) -> list[str]:
+def _command(
+    kind: ServerKind, port: int, data: Path, profile: Path | None, extra: tuple[str, ...] = ()
+) -> list[str]:
     if kind is SYNCD:
         # No rate limit: a writer sends tens of thousands of one-entry messages a second
         # on one connection (the peers have no limit either).
         serve = ["serve", "--host", HOST, "--port", str(port), "--data", str(data)]
-        serve += ["--rate-limit", "0"]
+        serve += ["--rate-limit", "0", *extra]
         if profile is not None:
             return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "syncd", *serve]
         return [str(Path(sys.executable).with_name("syncd")), *serve]
@@ -164,9 +166,17 @@ def _command(kind: ServerKind, port: int, data: Path, profile: Path | None) -> l
 
 
 def start_server(
-    kind: ServerKind, data: Path, *, port: int | None = None, profile: Path | None = None
+    kind: ServerKind,
+    data: Path,
+    *,
+    port: int | None = None,
+    profile: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> RunningServer:
-    """Start ``kind`` with its data (and log) under ``data``; see :func:`wait_listening`."""
+    """Start ``kind`` with its data (and log) under ``data``; see :func:`wait_listening`.
+
+    ``extra``: more ``syncd serve`` options (e.g. ``--cluster``), syncd only.
+    """
     data.mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
     env = {**os.environ, "HOST": HOST, "PORT": str(port)}
@@ -175,7 +185,7 @@ def start_server(
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop/kill)
     started = time.monotonic_ns()
     process = subprocess.Popen(
-        _command(kind, port, data / "store", profile),
+        _command(kind, port, data / "store", profile, extra),
         cwd=_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

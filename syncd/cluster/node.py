@@ -7,8 +7,8 @@ checks Redis before the server listens (refusing one it cannot use), then runs:
   (:mod:`syncd.cluster.replicator`);
 - a heartbeat: registers the node (its URL, stream cursor, catch-up time and
   clients), reads the others' (presence, lag metrics, the tombstone purge
-  floor), trims the stream, saves the node's state, and notices a Redis that
-  lost its data;
+  floor, the web origins of their URLs), trims the stream, saves the node's
+  state, and notices a Redis that lost its data;
 - anti-entropy: posts the node's document digests and pulls a document from a
   peer whose digest differs twice in a row.
 
@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from syncd.cluster.backplane import Backplane, NodeInfo
 from syncd.cluster.config import ClusterConfig, ClusterError
+from syncd.cluster.origins import origins_of, page_origin
 from syncd.cluster.publisher import Publisher
 from syncd.cluster.repair import AntiEntropy, Repairer, RepairError
 from syncd.cluster.replicator import Replicator
@@ -91,6 +92,8 @@ class ClusterNode:
         self._remote: dict[str, dict[str, list[str]]] = {}
         self._digests: dict[str, int] = {}
         self._caught_up_ms = 0
+        self.origins: frozenset[str] = frozenset()
+        """The web origins of the registered nodes' URLs: their pages may use this node."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.publisher = Publisher(
@@ -118,6 +121,11 @@ class ClusterNode:
     async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
         """Publish a commit's local writes; whether they may be acknowledged."""
         return await self.publisher.committed(room, local)
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a browser's ``Origin`` is that of a registered node's pages."""
+        page = page_origin(origin)
+        return page is not None and page in self.origins
 
     def purge_floor_ms(self) -> int:
         """The oldest catch-up time of the registered nodes (0 until known)."""
@@ -325,6 +333,7 @@ class ClusterNode:
         if await self.backplane.incarnation() != self.state.incarnation:
             self._reset_due = True
         nodes = await self.backplane.nodes()
+        self.origins = origins_of(info.url for info in nodes.values())
         self._purge_floor_ms = min(n.caught_up_ms for n in nodes.values()) if nodes else 0
         self._update_presence(await self._live_peers())
         await self._measure_lag(nodes)
