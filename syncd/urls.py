@@ -26,13 +26,13 @@ def normalize_url(url: str) -> str:
     text = url.strip()
     if "://" not in text:
         text = "ws://" + text
-    parts = urlsplit(text)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    result = urlunsplit((scheme, parts.netloc, path, parts.query, ""))
     try:
-        parse_uri(result)
-    except InvalidURI:
+        parts = urlsplit(text)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        path = parts.path if parts.path not in ("", "/") else "/ws"
+        result = urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+        parse_uri(result)  # also reads the port: a ValueError if it is not a number
+    except (InvalidURI, ValueError):
         raise ValueError(f"invalid server URL {url!r} (expected ws://HOST:PORT/ws)") from None
     return result
 
