@@ -21,6 +21,7 @@ from servers import REPO, TIMEOUT, RawClient, ServerProcess, free_port
 
 from syncd.client import Backoff, Client
 from syncd.client_store import store_file
+from syncd.crdt import JSONValue
 from syncd.events import Moved
 from syncd.places import place_of
 from syncd.tui.app import store_path
@@ -144,7 +145,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[ServerProcess]]:
         redis.cleanup()
 
 
-async def replicated(url: str, doc: str, expected: dict[str, object]) -> None:
+async def replicated(url: str, doc: str, expected: dict[str, JSONValue]) -> None:
     """Wait (bounded) until the node at ``url`` holds ``expected``."""
     async with asyncio.timeout(CONVERGE_TIMEOUT):
         while await keys_on(url, doc) != expected:
@@ -156,7 +157,7 @@ async def test_a_client_moves_between_nodes_of_a_cluster_and_keeps_its_files(
 ) -> None:
     one, two = nodes
     urls = [one.url, two.url]
-    data: dict[str, object] = {f"key{i:04}": i for i in range(KEYS)}
+    data: dict[str, JSONValue] = {f"key{i:04}": i for i in range(KEYS)}
 
     def tui_store() -> Path:
         return store_file(place_of(urls), lambda key: store_path(key, "notes"))
