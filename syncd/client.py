@@ -12,6 +12,14 @@ exponential backoff and jitter, and reports what happens as events::
         async for change in client.changes():    # local and remote, as they happen
             print(change.key, change.value, change.origin)
 
+Given several URLs (``"ws://a/ws,ws://b/ws"`` or a list), the client uses
+the first that answers; when a connection is lost or fails it tries the next
+one at once, and waits out the backoff only after a whole round of URLs
+failed. Each server has its own resume point (epoch), so reaching another one
+brings a snapshot; pending writes are sent again there. :attr:`Client.server_url`,
+:attr:`Client.server_node` and :attr:`Client.cluster` say where it is, and a
+:class:`~syncd.events.Moved` event says when that changes.
+
 Reads (:meth:`Client.get`, :meth:`Client.items`) come from the local replica
 and never wait. Writes apply locally at once and are sent as soon as the
 client is synced; offline, they wait in the pending queue (and, with
@@ -31,22 +39,19 @@ import logging
 import os
 import random
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidStatus,
-    InvalidURI,
     WebSocketException,
 )
-from websockets.uri import parse_uri
 
 from syncd.client_store import ClientStore, StoreSaver
 from syncd.crdt import Entry, JSONValue, wall_clock_ms
@@ -64,6 +69,7 @@ from syncd.events import (
     Change,
     ErrorReceived,
     Event,
+    Moved,
     Overridden,
     Rejected,
     State,
@@ -72,8 +78,10 @@ from syncd.events import (
     Write,
 )
 from syncd.identity import default_node
+from syncd.places import Place, place_of, remember_cluster
 from syncd.protocol import DEFAULT_DOC
 from syncd.replica import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Replica
+from syncd.urls import normalize_url, parse_urls
 
 __all__ = [
     "DEFAULT_URL",
@@ -98,26 +106,6 @@ E = TypeVar("E")
 
 
 # -- configuration -------------------------------------------------------------------
-
-
-def normalize_url(url: str) -> str:
-    """A WebSocket URL from what a user typed: ``host:port`` and ``http://`` work too.
-
-    No scheme means ``ws://``; no path means ``/ws``. Raises ``ValueError`` if the
-    result is not a valid WebSocket URL.
-    """
-    text = url.strip()
-    if "://" not in text:
-        text = "ws://" + text
-    parts = urlsplit(text)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    result = urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-    try:
-        parse_uri(result)
-    except InvalidURI:
-        raise ValueError(f"invalid server URL {url!r} (expected ws://HOST:PORT/ws)") from None
-    return result
 
 
 @dataclass(frozen=True)
@@ -226,23 +214,28 @@ class Client:
 
     ``url``, ``doc`` and ``token`` default to ``$SYNCD_URL``, ``$SYNCD_DOC`` and
     ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``.
+    ``url`` may name several servers of one service (the nodes of a cluster): a
+    comma-separated string or a list (:func:`~syncd.urls.parse_urls`); the
+    client moves to the next one when a connection fails.
     ``node`` defaults to this install's id for Python clients
     (:func:`~syncd.identity.default_node`).
 
     ``store`` names a file that keeps the replica, the resume point and the
     pending writes across runs (:mod:`syncd.client_store`); with
-    ``keep_replica=False`` it keeps only the pending writes.
+    ``keep_replica=False`` it keeps only the pending writes. The store belongs
+    to the client's :attr:`place` (its cluster when known, else its URL).
 
     ``timeout`` bounds each wait: connecting and the handshake, and the
     acknowledgement of a write made with ``wait=True``. After losing the
-    connection, the client retries with ``backoff`` delays for ever, or for
+    connection, the client tries the next URL at once, and after a round of
+    failures waits ``backoff`` delays between rounds for ever, or for
     ``give_up_after`` seconds and then fails with
     :class:`~syncd.errors.ConnectionFailed`.
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         doc: str | None = None,
         *,
         token: str | None = None,
@@ -259,7 +252,14 @@ class Client:
         save_interval: float = 2.0,
         wall: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        self.url = normalize_url(url or os.environ.get("SYNCD_URL") or DEFAULT_URL)
+        self.urls: tuple[str, ...] = tuple(
+            parse_urls(url or os.environ.get("SYNCD_URL") or DEFAULT_URL)
+        )
+        self._at = 0
+        """The index in ``urls`` of the server connected to, or tried next."""
+        self.server_url: str | None = None
+        """The URL of the server of the last handshake (``None`` before the first)."""
+        self._place = place_of(self.urls)
         token = token if token is not None else os.environ.get("SYNCD_TOKEN") or None
         self.replica = Replica(
             node or default_node("py"),
@@ -277,7 +277,7 @@ class Client:
         self._saver: StoreSaver | None = None
         if store is not None:
             files = ClientStore(
-                Path(store), doc=self.replica.doc, url=self.url, replica=keep_replica
+                Path(store), doc=self.replica.doc, place=self._place, replica=keep_replica
             )
             saved = files.load()
             self.replica.restore(saved.document, saved.epoch, saved.seq, saved.clock)
@@ -294,6 +294,7 @@ class Client:
         self._retry_now: asyncio.Event | None = None
         self._tick: asyncio.Event | None = None
         self._session_synced = False
+        self._last_node: str | None = None
 
     # -- reading the local replica ----------------------------------------------------
 
@@ -306,6 +307,27 @@ class Client:
     def node(self) -> str:
         """This client's node id."""
         return self.replica.node
+
+    @property
+    def url(self) -> str:
+        """The URL of the server connected to, or to be tried next."""
+        return self.urls[self._at]
+
+    @property
+    def server_node(self) -> str | None:
+        """The node id of the server of the last handshake."""
+        return self.replica.server
+
+    @property
+    def cluster(self) -> str | None:
+        """The id of the cluster of :attr:`urls`: from the last handshake, or known
+        from an earlier run (:mod:`syncd.places`); ``None`` for a server alone."""
+        return self._place.cluster
+
+    @property
+    def place(self) -> Place:
+        """Where this client's local files belong: its cluster when known, else its URL."""
+        return self._place
 
     @property
     def status(self) -> Status:
@@ -626,17 +648,20 @@ class Client:
         loop = asyncio.get_running_loop()
         attempt = 0
         offline_since: float | None = None
+        failed: dict[str, str] = {}
+        """Why each URL failed in the current round (since the last wait or sync)."""
         while True:
             self._set_status(Status(State.CONNECTING, self.readonly))
+            url = self.url
             try:
-                error: BaseException = await self._session()
+                error: BaseException = await self._session(url)
             except _Fatal as fatal:
                 self._stop(fatal.error)
                 return
             except (OSError, TimeoutError, WebSocketException, SyncdError) as exc:
                 error = exc
             except Exception as exc:  # a bug: say so loudly, but keep the client alive
-                logger.exception("%s: the connection failed unexpectedly", self.url)
+                logger.exception("%s: the connection failed unexpectedly", url)
                 error = exc
             finally:
                 self.replica.disconnected()
@@ -647,37 +672,44 @@ class Client:
                 # The server has a lower frame limit than assumed (the welcome does not say it).
                 self.replica.max_frame_bytes //= 2
             if isinstance(error, UnexpectedFrame):
-                logger.warning("%s: %s", self.url, reason)
-            first_synced = self._first is not None and self._first.done()
-            if fail_fast and not first_synced:
-                self._stop(ConnectionFailed(f"cannot connect to {self.url}: {reason}"))
-                return
+                logger.warning("%s: %s", url, reason)
             if self._session_synced:
-                attempt, offline_since = 0, loop.time()
+                attempt, offline_since, failed = 0, loop.time(), {}
             elif offline_since is None:
                 offline_since = loop.time()
+            failed[url] = reason
+            self._at = (self._at + 1) % len(self.urls)
+            round_over = len(failed) >= len(self.urls)
+            first_synced = self._first is not None and self._first.done()
+            if fail_fast and not first_synced and round_over:
+                self._stop(ConnectionFailed(f"cannot connect to {_reasons(failed)}"))
+                return
             if self.give_up_after is not None and loop.time() - offline_since > self.give_up_after:
                 self._stop(
                     ConnectionFailed(
-                        f"no connection to {self.url} for over {self.give_up_after:g} s: {reason}"
+                        f"no connection for over {self.give_up_after:g} s: {_reasons(failed)}"
                     )
                 )
                 return
+            if not round_over:
+                logger.info("%s: %s; trying %s", url, reason, self.url)
+                continue
+            failed = {}
             delay = self.backoff.delay(attempt)
             attempt += 1
             self._set_status(Status(State.OFFLINE, self.readonly, delay, reason))
-            logger.info("%s: %s; retrying in %.1f s", self.url, reason, delay)
+            logger.info("%s: %s; retrying in %.1f s", url, reason, delay)
             assert self._retry_now is not None
             self._retry_now.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._retry_now.wait()
 
-    async def _session(self) -> BaseException:
+    async def _session(self, url: str) -> BaseException:
         """One connection, from connecting to its end; returns (or raises) why it ended."""
         self._session_synced = False
         ws = await connect(
-            self.url,
+            url,
             open_timeout=self.timeout,
             compression=None,
             max_size=None,
@@ -744,6 +776,7 @@ class Client:
             logger.warning("%s: the server said %s: %s", self.url, event.code, event.message)
         elif isinstance(event, Synced):
             self._session_synced = True
+            self._arrived()
             self._replica_changed()
             self._set_status(Status(State.SYNCED, event.readonly))
             if self._first is not None and not self._first.done():
@@ -772,6 +805,21 @@ class Client:
         elif isinstance(event, Change):
             self._replica_changed()
         self._publish(event)
+
+    def _arrived(self) -> None:
+        """A handshake ended: note the server's cluster, and report a move."""
+        cluster = self.replica.cluster
+        if cluster is not None:
+            remember_cluster(self.url, cluster)
+            if cluster != self._place.cluster:
+                self._place = place_of(self.urls, cluster)
+                if self._saver is not None:
+                    self._saver.store.place = self._place
+        before = (self.server_url, self._last_node)
+        self.server_url, self._last_node = self.url, self.replica.server
+        if before != (self.server_url, self._last_node):
+            logger.info("synced with %s (node %s)", self.url, self.replica.server)
+            self._publish(Moved(self.url, self.replica.server, cluster))
 
     def _pending_changed(self) -> None:
         if self._saver is not None:
@@ -803,6 +851,11 @@ def _abort_on_failure(task: asyncio.Task[None], ws: ClientConnection) -> None:
     if error is not None and not isinstance(error, ConnectionClosed):
         logger.error("syncd client: sending failed: %r", error)
         ws.transport.abort()
+
+
+def _reasons(failed: Mapping[str, str]) -> str:
+    """``URL: reason`` for each URL that failed, for one message."""
+    return "; ".join(f"{url}: {reason}" for url, reason in failed.items())
 
 
 def _close_code(error: BaseException) -> int | None:

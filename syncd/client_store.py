@@ -3,7 +3,7 @@
 Two TinyDB JSON files, both written atomically (:func:`syncd.files.atomic_write`:
 new file, fsync, rename), so a crash leaves either the old or the new content::
 
-    PATH               table "meta" (doc, url, epoch, seq, local head) and table
+    PATH               table "meta" (doc, place, epoch, seq, local head) and table
                        "entries" (the local replica, one record per key, keyed by
                        its local seq) — the layout of the server's document files
     PATH.pending.json  table "pending": the unacknowledged writes, wire form; table
@@ -25,6 +25,12 @@ latest replica, or while its wall clock is behind the server's and the offset
 learnt from the last ``welcome`` is gone. Otherwise a write made after a
 restart could lose to the same client's earlier, already acknowledged write.
 
+A store belongs to a *place* (:mod:`syncd.places`): a cluster, or a server's
+URL. A replica saved for another place is not loaded (its epochs mean nothing
+there); one saved for any node of the same cluster is, and the handshake then
+brings a snapshot from the node reached. :func:`store_file` moves a store kept
+under a node's URL to its cluster's file once the cluster is known.
+
 The resume point is saved **with** the replica, never ahead of it: resuming
 from a seq whose changes the saved replica lacks would skip them for good.
 Pending writes saved after the replica are merged back into it on load.
@@ -41,6 +47,7 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +55,10 @@ from typing import Any
 from syncd.crdt import CrdtError, Document, parse_timestamp
 from syncd.errors import SyncdError
 from syncd.files import atomic_write, temporary_path
+from syncd.places import Place
 from syncd.replica import Pending, Replica
 
-__all__ = ["ClientStore", "Saved", "StoreFileError", "StoreSaver"]
+__all__ = ["ClientStore", "Saved", "StoreFileError", "StoreSaver", "store_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +88,12 @@ class ClientStore:
     point: every connection starts from a snapshot).
     """
 
-    def __init__(self, path: Path, *, doc: str, url: str, replica: bool = True) -> None:
+    def __init__(self, path: Path, *, doc: str, place: Place, replica: bool = True) -> None:
         self.path = path
         self.pending_path = path.with_name(path.name + ".pending.json")
         self.doc = doc
-        self.url = url
+        self.place = place
+        """Where the store belongs; a client that learns its cluster updates it."""
         self.keep_replica = replica
         self._lock: int | None = None
 
@@ -149,7 +158,8 @@ class ClientStore:
             RecursionError,
         ) as error:
             raise StoreFileError(f"{self.path}: not a readable client store ({error})") from None
-        if record.get("url") != self.url:
+        # Files from before places kept the server's URL under "url".
+        if not self.place.accepts(record.get("place", record.get("url"))):
             # Another server: its epochs mean nothing here, but the pending writes still do.
             return None, None, 0
         return document, epoch, seq
@@ -209,7 +219,7 @@ class ClientStore:
                 "1": {
                     "format": FORMAT,
                     "doc": self.doc,
-                    "url": self.url,
+                    "place": self.place.key,
                     "epoch": epoch,
                     "seq": seq,
                     "head": head,
@@ -225,6 +235,45 @@ class ClientStore:
             atomic_write(path, text)
         except OSError as error:
             raise StoreFileError(f"cannot write {path}: {error}") from None
+
+
+def store_file(place: Place, path_for: Callable[[str], Path]) -> Path:
+    """The store file of ``place``: ``path_for(place.key)``.
+
+    If it does not exist yet, a store kept under one of the place's member URLs
+    (made before the cluster was known) is moved there first, once. A store in
+    use by a running client is left where it is.
+    """
+    target = path_for(place.key)
+    if place.cluster is None or _exists(ClientStore(target, doc="", place=place)):
+        return target
+    for url in place.members:
+        old = ClientStore(path_for(url), doc="", place=place)
+        if not _exists(old):
+            continue
+        try:
+            old.lock()
+        except StoreFileError:
+            logger.info("%s is in use: not moving it to %s", old.path, target)
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            new = ClientStore(target, doc="", place=place)
+            # The replica last: a crash in between leaves its pending writes already moved.
+            for source, destination in ((old.pending_path, new.pending_path), (old.path, target)):
+                if source.exists():
+                    os.replace(source, destination)
+            logger.info("moved the client store %s to %s", old.path, target)
+        except OSError as error:
+            logger.warning("cannot move %s to %s: %s", old.path, target, error)
+        finally:
+            old.unlock()
+        break
+    return target
+
+
+def _exists(store: ClientStore) -> bool:
+    return store.path.exists() or store.pending_path.exists()
 
 
 class StoreSaver:

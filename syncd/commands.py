@@ -10,10 +10,13 @@
 
 Every failure is one line on stderr, never a traceback.
 
+**Several servers.** ``--url`` may list several URLs, comma-separated (the
+nodes of a cluster): a command uses the first that answers.
+
 **Offline writes.** ``set`` and ``rm`` that cannot reach the server keep the
 write in an *outbox* (one file per write under ``$SYNCD_HOME/outbox/``, with
 its original timestamp) and exit 3 saying so. Every later command that
-connects to the same server and document delivers the outbox first. One file
+connects to the same server (or cluster) and document delivers the outbox first. One file
 per write means concurrent commands never overwrite each other's writes; two
 commands delivering the same file at once is harmless (merging is idempotent).
 """
@@ -45,12 +48,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from syncd.client import Client, Subscription, normalize_url
+from syncd.client import Client, Subscription
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
 from syncd.errors import ServerError, SyncdError, SyncdTimeoutError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
 from syncd.outbox import Outbox
+from syncd.urls import parse_urls
 
 __all__ = [
     "COMMANDS",
@@ -92,7 +96,8 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--url",
         default=os.environ.get("SYNCD_URL") or DEFAULT_URL,
-        help="server WebSocket URL (env SYNCD_URL; default %(default)s)",
+        help="server WebSocket URL, or several, comma-separated, tried in turn "
+        "(env SYNCD_URL; default %(default)s)",
     )
     group.add_argument(
         "--doc",
@@ -168,9 +173,9 @@ def _fail(name: str, message: str, code: int) -> int:
 
 def _client(args: argparse.Namespace, *, give_up: bool = True) -> Client:
     try:
-        url = normalize_url(args.url)
+        urls = parse_urls(args.url)
         return Client(
-            url,
+            urls,
             args.doc,
             token=args.token,
             node=default_node("cli"),
@@ -186,7 +191,7 @@ async def _open(args: argparse.Namespace, *, give_up: bool = True) -> Client:
     client = _client(args, give_up=give_up)
     await client.connect()
     try:
-        await Outbox(client.url, client.doc).deliver(client)
+        await Outbox(client.place, client.doc).deliver(client)
     except BaseException:
         await client.close()
         raise
@@ -236,13 +241,13 @@ async def _write(args: argparse.Namespace, key: str, value: JSONValue, *, delete
         # Offline: keep the write, stamped now, for the next command that connects.
         change = client.replica.delete(key) if deleted else client.replica.set(key, value)
         pending = [p.wire() for p in client.replica.pending if p.ts == change.ts]
-        Outbox(client.url, client.doc).save(pending)
+        Outbox(client.place, client.doc).save(pending)
         raise SyncdError(
             f"{error}; the write is saved and will be sent by the next syncd command "
             "that connects to this server"
         ) from None
     try:
-        await Outbox(client.url, client.doc).deliver(client)
+        await Outbox(client.place, client.doc).deliver(client)
         if deleted:
             await client.delete(key)
         else:
@@ -399,7 +404,7 @@ async def watch(args: argparse.Namespace) -> int:
 
 async def _connect_and_deliver(client: Client) -> None:
     await client.connect()
-    await Outbox(client.url, client.doc).deliver(client)
+    await Outbox(client.place, client.doc).deliver(client)
 
 
 async def _print_changes(
@@ -418,7 +423,7 @@ async def _print_changes(
                 where = f"document {client.doc!r} at {client.url}"
                 print(f"syncd watch: watching {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
             else:
-                print("syncd watch: synced again", file=sys.stderr, flush=True)
+                print(f"syncd watch: synced again at {client.url}", file=sys.stderr, flush=True)
         elif event.state is State.OFFLINE and started:
             print(f"syncd watch: {event.error}; {event}", file=sys.stderr, flush=True)
         elif event.state is State.FAILED:

@@ -12,6 +12,7 @@ all to its subscribers (the TUI, ``syncd watch``, scripts)::
     ├── Overridden     a pending write lost to a newer entry on the server
     ├── Rejected       the server refused pending writes (for now, or for good: rolled back)
     ├── ErrorReceived  an error that answers none of the pending writes
+    ├── Moved          the client reached another server (given several URLs)
     └── Status         the connection's state, for a status bar
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "Change",
     "ErrorReceived",
     "Event",
+    "Moved",
     "Overridden",
     "Presence",
     "Rejected",
@@ -92,6 +94,21 @@ class Synced:
     seq: int
     full: bool
     readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The client is synced with another server than before (or with its first one).
+
+    ``url`` is the URL it reached, ``node`` the server's node id, ``cluster``
+    the cluster id from its ``welcome`` (``None`` for a server alone).
+    Reported by :class:`~syncd.client.Client` just before the :class:`Synced`
+    of that handshake.
+    """
+
+    url: str
+    node: str | None
+    cluster: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +200,6 @@ class Status:
 
 
 Event: TypeAlias = (
-    Change | Presence | Synced | Acked | Overridden | Rejected | ErrorReceived | Status
+    Change | Presence | Synced | Moved | Acked | Overridden | Rejected | ErrorReceived | Status
 )
 """Everything a client reports."""

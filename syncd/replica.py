@@ -208,6 +208,8 @@ class Replica:
         self.readonly = False
         self.server: str | None = None
         """The server's node id, from the last ``welcome``."""
+        self.cluster: str | None = None
+        """The server's cluster id, from the last ``welcome`` (``None``: a server alone)."""
         self.offset_ms = 0
         """The server's wall clock minus ours, as last estimated."""
         self.phase: _Phase = "offline"
@@ -488,6 +490,8 @@ class Replica:
         self.offset_ms = parse_timestamp(time)[0] - self.wall()
         self._welcome = _Welcome(epoch, seq, full, server if isinstance(server, str) else "")
         self.server = self._welcome.server or None
+        cluster = frame.get("cluster")
+        self.cluster = cluster if isinstance(cluster, str) and cluster else None
         self._incoming = Document(max_value_bytes=self.max_value_bytes) if full else None
         self.readonly = readonly
         self.peers = frozenset(peers)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -175,7 +175,7 @@ class SyncClient:
 
 
 def connect(
-    url: str | None = None,
+    url: str | Sequence[str] | None = None,
     doc: str | None = None,
     *,
     wait: bool = True,
@@ -184,7 +184,8 @@ def connect(
 ) -> SyncClient:
     """Connect to a document and return it as a :class:`SyncClient`.
 
-    Takes the arguments of :class:`~syncd.client.Client`. With ``wait`` (the
+    Takes the arguments of :class:`~syncd.client.Client` (``url`` may list several
+    servers: a comma-separated string or a list). With ``wait`` (the
     default), return once synced, or raise if the server cannot be reached.
     """
     return SyncClient(Client(url, doc, store=store, **options)).open(wait)

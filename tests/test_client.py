@@ -32,6 +32,7 @@ from syncd.errors import (
 )
 from syncd.events import Change, Overridden, Presence, Rejected, State, Status, Synced
 from syncd.identity import default_node
+from syncd.places import Place
 from syncd.server import SyncServer
 
 FAST: Final = Backoff(initial=0.05, maximum=0.2, factor=2.0, jitter=0.5)
@@ -500,7 +501,9 @@ async def test_closing_waits_for_the_replica_being_saved_and_saves_one_at_a_time
 
 
 def test_the_store_keeps_the_clock_with_the_pending_writes(tmp_path: Path) -> None:
-    store = ClientStore(tmp_path / "a.db", doc="notes", url="ws://h:1/ws")
+    store = ClientStore(
+        tmp_path / "a.db", doc="notes", place=Place("ws://h:1/ws", None, ("ws://h:1/ws",))
+    )
     store.save_pending([], "1764028800123-00042-alice")
     assert store.load().clock == "1764028800123-00042-alice"
     store.unlock()

@@ -14,6 +14,7 @@ import pytest
 from fuzz.store import load
 from syncd.client_store import ClientStore, StoreFileError
 from syncd.crdt import CrdtError, Document
+from syncd.places import Place
 from syncd.store import CorruptFileError, DataDirectory
 
 DEEP_META = '{"meta":' + "[" * 5000 + "]" * 5000 + "}"
@@ -66,14 +67,22 @@ def test_a_server_file_that_nests_too_deep_is_a_corrupt_file(tmp_path: Path) -> 
 
 
 def test_a_client_pending_file_that_nests_too_deep_is_a_store_error(tmp_path: Path) -> None:
-    store = ClientStore(tmp_path / "client.db", doc="default", url="ws://127.0.0.1:1/ws")
+    store = ClientStore(
+        tmp_path / "client.db",
+        doc="default",
+        place=Place("ws://127.0.0.1:1/ws", None, ("ws://127.0.0.1:1/ws",)),
+    )
     store.pending_path.write_text('{"pending":' + DEEP_META[8:], encoding="utf-8")
     with pytest.raises(StoreFileError, match="unreadable"):
         store.load()
 
 
 def test_a_client_replica_file_that_nests_too_deep_is_a_store_error(tmp_path: Path) -> None:
-    store = ClientStore(tmp_path / "client.db", doc="default", url="ws://127.0.0.1:1/ws")
+    store = ClientStore(
+        tmp_path / "client.db",
+        doc="default",
+        place=Place("ws://127.0.0.1:1/ws", None, ("ws://127.0.0.1:1/ws",)),
+    )
     store.path.write_text(DEEP_META, encoding="utf-8")
     with pytest.raises(StoreFileError, match="not a readable client store"):
         store.load()

@@ -35,16 +35,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 from textual.widgets.data_table import CellDoesNotExist, Row, RowDoesNotExist, RowKey
 
-from syncd.client import DEFAULT_URL, Backoff, Client, Subscription, normalize_url
-from syncd.client_store import StoreFileError
+from syncd.client import DEFAULT_URL, Backoff, Client, Subscription
+from syncd.client_store import StoreFileError, store_file
 from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
+from syncd.places import place_of
 from syncd.protocol import DEFAULT_DOC, valid_doc_name
 from syncd.tui._format import age, compact, truncate, writer_of
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
+from syncd.urls import parse_urls
 
 __all__ = ["SyncdApp", "store_path"]
 
@@ -77,7 +79,8 @@ COLUMNS: Final = ("mark", "key", "value", "writer", "when")
 
 
 def store_path(url: str, doc: str) -> Path:
-    """Where the TUI keeps its client store for ``doc`` on the server at ``url``."""
+    """Where the TUI keeps its client store for ``doc`` of a place (a cluster or a URL:
+    :mod:`syncd.places`)."""
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
     return syncd_home() / "tui" / digest / f"{doc}.store"
 
@@ -187,7 +190,8 @@ class SyncdApp(App[None]):
         """``now`` reads the wall clock in milliseconds: the client stamps writes with it
         and the "when" column is relative to it (tests freeze it)."""
         super().__init__()
-        self.url = normalize_url(url or DEFAULT_URL)
+        self.urls = parse_urls(url or DEFAULT_URL)
+        self.url = self.urls[0]
         self.doc = doc or DEFAULT_DOC
         if not valid_doc_name(self.doc):
             raise ValueError(
@@ -290,11 +294,13 @@ class SyncdApp(App[None]):
 
     def _client(self, doc: str, *, store: bool) -> Client:
         return Client(
-            self.url,
+            self.urls,
             doc,
             token=self.token,
             node=self.node if store else f"{self.node}-{secrets.token_hex(3)}",
-            store=store_path(self.url, doc) if store else None,
+            store=store_file(place_of(self.urls), lambda key: store_path(key, doc))
+            if store
+            else None,
             timeout=self.timeout,
             backoff=self.backoff,
             wall=self.now,
@@ -591,7 +597,9 @@ class SyncdApp(App[None]):
         self.status_bar.show(
             ConnectionView(
                 state=state,
-                url=client.url,
+                url=f"node {client.server_node} ({client.url})"
+                if client.server_node and (len(client.urls) > 1 or client.cluster)
+                else client.url,
                 doc=client.doc,
                 retry_in=retry_in,
                 peers=len(client.peers),
@@ -745,7 +753,7 @@ class SyncdApp(App[None]):
 
     def action_open_doc(self) -> None:
         """Pick another document (or create one)."""
-        docs = sorted(set(known_docs(self.url)) | {self.doc})
+        docs = sorted(set(known_docs(place_of(self.urls).key)) | {self.doc})
 
         async def picked(doc: str | None) -> None:
             if doc is not None and doc != self.doc:
