@@ -236,6 +236,7 @@ function Document(props: {
         onAnnounce={announce}
       />
       <footer className="foot">
+        <span data-testid="version">syncd {__SYNCD_VERSION__}</span>
         <span>
           Server <code>{client.url}</code>
         </span>
