@@ -57,7 +57,7 @@ READ_ONLY: Final = (
 )
 _MISSING: Final = object()
 DEFAULT_BACKOFF: Final = Backoff()
-EVENT_BATCH: Final = 200
+EVENT_BATCH: Final = 2_000
 """Client events posted to the app in one message at most."""
 
 
