@@ -9,9 +9,11 @@ RUST_SOURCES := $(wildcard rust_crdt/src/*.rs rust_crdt/src/*/*.rs) rust_crdt/Ca
 WEB := web-client
 # Marks node_modules installed from the current package-lock.json.
 WEB_DEPS := $(WEB)/node_modules/.installed
+# pyproject.toml: the page's footer shows the version written there.
 WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) $(WEB)/index.html \
-	$(WEB)/vite.config.ts $(wildcard $(WEB)/tsconfig*.json) $(WEB)/package.json
-WEB_BUILT := $(WEB)/dist/index.html
+	$(WEB)/vite.config.ts $(wildcard $(WEB)/tsconfig*.json) $(WEB)/package.json pyproject.toml
+# The web client is built into the Python package (package data, git-ignored).
+WEB_BUILT := syncd/web/index.html
 # The end-to-end tests drive Debian's Chromium; `make test-web` installs it when missing.
 CHROMIUM := /usr/bin/chromium
 # The crash-consistency tests kill the server at chosen syscalls with strace fault injection.
@@ -20,7 +22,7 @@ STRACE := /usr/bin/strace
 REDIS := /usr/bin/redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client web-deps build-web test test-rust test-python test-web bench bench-server bench-cluster soak soak-cluster fuzz lint
+.PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-cluster soak soak-cluster fuzz lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,11 +49,16 @@ $(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund
 	touch $@
 
-build-web: $(WEB_BUILT) ## Build the web client into web-client/dist (served by syncd at /)
+build-web: $(WEB_BUILT) ## Build the web client into syncd/web (served by syncd at /, shipped in the wheel)
 
 $(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
 	cd $(WEB) && npm run build
 	touch $@
+
+dist: $(INSTALLED) $(WEB_BUILT) ## Build the wheel and the sdist into dist/ (web client included; install: pipx install dist/syncd-*.whl)
+	rm -rf dist
+	$(VENV)/bin/maturin sdist --out dist
+	$(VENV)/bin/maturin build --release --out dist
 
 $(CHROMIUM):
 	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
@@ -70,7 +77,7 @@ test: test-rust test-python test-web ## Build, then run every test (cargo test, 
 test-rust: ## Run the Rust core's tests (unit, conformance vectors, property laws)
 	cd rust_crdt && cargo test --locked
 
-test-python: $(INSTALLED) $(STRACE) $(REDIS) ## Run the Python tests
+test-python: $(INSTALLED) $(WEB_BUILT) $(STRACE) $(REDIS) ## Run the Python tests (one of them builds and installs the wheel)
 	$(PY) -m pytest
 
 test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: vitest (vectors, HLC, replica) and end-to-end in headless Chromium

@@ -2,8 +2,13 @@
 
 ``serve`` runs the server; the client commands (``get``, ``set``, ``rm``,
 ``dump``, ``load``, ``watch``) are implemented in :mod:`syncd.commands` and only
-registered here, as is ``tui``, the Textual editor (:mod:`tui.app`, imported
-only when it runs). A usage error is one line on stderr and exit code 2.
+registered here, as is ``tui``, the Textual editor (:mod:`syncd.tui.app`,
+imported only when it runs). A usage error is one line on stderr and exit code 2.
+
+The server's tokens are secrets, and a command line is readable by every user
+of the machine (``ps``): each can also come from a file (``--token-file``) or
+the environment (``SYNCD_TOKEN``, ``SYNCD_READ_TOKEN``). A flag and a file for
+the same token together are a usage error; either wins over the variable.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -31,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
+TOKEN_VARIABLE = "SYNCD_TOKEN"
+READ_TOKEN_VARIABLE = "SYNCD_READ_TOKEN"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +46,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+class _DefaultsFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """Shows each option's default, except "none" (those options' help says what then);
+    the epilog keeps its lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _StartupError(Exception):
+    """``syncd serve`` cannot start with what it was told (exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +78,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the sync server",
         description="Run the sync server: WebSocket protocol at /ws, /healthz, /metrics, "
         "and the web client at /.",
-        epilog="example: syncd serve --port 8765 --data ./syncd-data --token s3cret",
+        epilog=textwrap.fill(
+            "Each token comes from its flag or its file (not both), else from its "
+            f"variable (${TOKEN_VARIABLE}, ${READ_TOKEN_VARIABLE}). A flag's value is "
+            "visible to every user of the machine (ps): prefer the file or the variable.",
+            79,
+        )
+        + "\n\nexample: syncd serve --port 8765 --data ./syncd-data --token-file ~/.syncd-token",
+        formatter_class=_DefaultsFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free)")
     serve.add_argument(
         "--data", type=Path, default=Path("syncd-data"), help="data directory (TinyDB files)"
     )
-    serve.add_argument("--token", help="secret a client needs to read and write")
-    serve.add_argument("--read-token", help="secret for read-only access (needs --token)")
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        help=f"secret a client needs to read and write (default: ${TOKEN_VARIABLE}; "
+        "without any token every client may read and write)",
+    )
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="read --token from the first line of PATH",
+    )
+    read_token = serve.add_mutually_exclusive_group()
+    read_token.add_argument(
+        "--read-token",
+        help=f"secret for read-only access, needs a --token (default: ${READ_TOKEN_VARIABLE})",
+    )
+    read_token.add_argument(
+        "--read-token-file",
+        type=Path,
+        metavar="PATH",
+        help="read --read-token from the first line of PATH",
+    )
     serve.add_argument(
         "--max-frame-bytes", type=positive(int), default=1 << 20, help="largest frame"
     )
@@ -265,18 +317,44 @@ def _add_client_commands(commands: Any) -> None:
         add_client_options(command)
 
 
+def _secret(value: str | None, path: Path | None, flag: str, variable: str) -> str | None:
+    """A token from its flag, else its file (first line, stripped), else its variable."""
+    if value is not None:
+        return value
+    if path is None:
+        return os.environ.get(variable) or None
+    try:
+        with path.open(encoding="utf-8") as file:
+            line = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise _StartupError(f"{flag}-file {path}: cannot read it: {reason}") from None
+    if not line:
+        raise _StartupError(f"{flag}-file {path}: its first line is empty")
+    return line
+
+
 def _serve(args: argparse.Namespace) -> int:
     from syncd.server import ServerConfig, run
 
-    if args.read_token is not None and args.token is None:
-        print("syncd serve: --read-token needs --token", file=sys.stderr)
+    try:
+        token = _secret(args.token, args.token_file, "--token", TOKEN_VARIABLE)
+        read_token = _secret(
+            args.read_token, args.read_token_file, "--read-token", READ_TOKEN_VARIABLE
+        )
+        if read_token is not None and token is None:
+            raise _StartupError(
+                f"--read-token needs --token (or --token-file, or ${TOKEN_VARIABLE})"
+            )
+    except _StartupError as error:
+        print(f"syncd serve: {error}", file=sys.stderr)
         return EXIT_USAGE
     config = ServerConfig(
         host=args.host,
         port=args.port,
         data=args.data,
-        token=args.token,
-        read_token=args.read_token,
+        token=token,
+        read_token=read_token,
         max_frame_bytes=args.max_frame_bytes,
         max_ops=args.max_ops,
         max_value_bytes=args.max_value_bytes,

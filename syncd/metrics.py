@@ -1,4 +1,8 @@
-"""The server's Prometheus metrics (``GET /metrics``), all named ``syncd_*``."""
+"""The server's Prometheus metrics (``GET /metrics``), all named ``syncd_*``.
+
+``syncd_build_info{version="..."} 1`` says which release is running (the version
+of the installed package, whose one source is ``pyproject.toml``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
     generate_latest,
 )
+
+from syncd import __version__
 
 __all__ = ["CONTENT_TYPE", "ClusterMetrics", "Metrics"]
 
@@ -25,6 +32,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        Info("syncd_build", "The running syncd release.", registry=r).info({"version": __version__})
         self.connections = Gauge("syncd_connections", "Open client connections.", registry=r)
         self.documents = Gauge("syncd_documents", "Documents loaded in memory.", registry=r)
         self.ops_applied = Counter(

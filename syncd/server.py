@@ -1,7 +1,8 @@
 """``syncd serve``: the WebSocket server, a thin layer over the protocol and the rooms.
 
 One port answers both the protocol at ``/ws`` and plain HTTP: ``/healthz``,
-``/metrics`` and the built web client at ``/``. Each connection runs
+``/metrics`` and the built web client at ``/`` (package data: ``syncd/web/``, built
+by ``make build-web`` and shipped in the wheel). Each connection runs
 :class:`~syncd.protocol.ServerSession` over its frames and hands writes to the
 :class:`~syncd.room.Room` of its document.
 
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -62,7 +64,9 @@ logger = logging.getLogger(__name__)
 DAY_MS = 24 * 3600 * 1000
 INTERNAL_ERROR = 1011
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-WEB_ROOT = Path(__file__).resolve().parent.parent / "web-client" / "dist"
+# A real folder: syncd has a native extension, so it is never imported from a zip.
+WEB_ROOT = Path(str(files("syncd") / "web"))
+"""The built web client, package data of ``syncd``."""
 
 
 @dataclass(frozen=True)
@@ -361,8 +365,8 @@ class SyncServer:
         if not (root / "index.html").is_file():
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                "The web client is not built: run `npm ci && npm run build` in web-client/, "
-                "then reload.\n",
+                "The web client is not built: run `make build-web` in the syncd checkout "
+                "(or install syncd from its wheel), then reload.\n",
             )
         relative = unquote(path).lstrip("/") or "index.html"
         try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 from conftest import ClientFactory, ServerFactory
-from servers import http_get, metrics
+from servers import REPO, http_get, metrics
 
-from syncd.server import SyncServer
+import syncd
+from syncd.server import WEB_ROOT, ServerConfig, SyncServer
 
 CONTRACT_METRICS = [
     "syncd_connections",
@@ -50,6 +52,15 @@ async def test_metrics_lists_every_contract_metric(server: SyncServer) -> None:
     assert all(name.startswith("syncd_") for name in values)
 
 
+async def test_metrics_name_the_version_of_pyproject_toml(server: SyncServer) -> None:
+    with (REPO / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+    assert syncd.__version__ == version
+    values = await metrics(server.port)
+    assert values[f'syncd_build_info{{version="{version}"}}'] == 1
+    assert (await http_get(server.port, "/healthz")).body == b"ok\n"
+
+
 async def test_metrics_count(server: SyncServer, connect: ClientFactory) -> None:
     before = await metrics(server.port)
     assert before["syncd_connections"] == 0 and before["syncd_documents"] == 0
@@ -85,6 +96,16 @@ async def test_no_web_client_is_a_404_page(server: SyncServer) -> None:
         answer = await http_get(server.port, path)
         assert answer.status == 404, path
         assert b"web client is not built" in answer.body
+
+
+async def test_the_packaged_web_client_is_served_by_default(make_server: ServerFactory) -> None:
+    assert ServerConfig().web_root == WEB_ROOT == Path(syncd.__file__).parent / "web"
+    index = WEB_ROOT / "index.html"
+    assert index.is_file(), f"{index} is missing: run `make build-web`"
+    server = await make_server(web_root=WEB_ROOT)
+    answer = await http_get(server.port, "/")
+    assert answer.status == 200 and answer.body == index.read_bytes()
+    assert b"<title>" in answer.body
 
 
 @pytest.fixture

@@ -1,11 +1,14 @@
-"""Starting ``syncd serve`` (contract §7, §8): flags, and data files it cannot read.
+"""Starting ``syncd serve`` (contract §7, §8): flags, tokens, and data files it cannot read.
 
-A file it cannot read stops it with exit code 3 and one line on stderr naming
-the file, which is left byte for byte as it was.
+A data file it cannot read stops it with exit code 3 and one line on stderr
+naming the file, which is left byte for byte as it was. Tokens come from a flag,
+a file or the environment; a token file it cannot use stops it with exit code 2.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -13,9 +16,19 @@ from pathlib import Path
 
 import pytest
 from conftest import ClientFactory, ProcessFactory
-from servers import REPO, START_TIMEOUT, ServerProcess
+from servers import REPO, START_TIMEOUT, RawClient, ServerProcess
 
+from syncd.cli import build_parser
 from syncd.server import ServerConfig, SyncServer
+
+TOKEN_VARIABLES = ("SYNCD_TOKEN", "SYNCD_READ_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def no_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``syncd serve`` reads its tokens from the environment: none unless a test sets one."""
+    for name in TOKEN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,6 +41,148 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=START_TIMEOUT,
         check=False,
     )
+
+
+async def access(server: ServerProcess, token: str | None) -> str:
+    """What a client presenting ``token`` gets: ``read-write``, ``read-only`` or the error."""
+    client = await RawClient.connect(server.url, "probe")
+    try:
+        await client.send({"type": "hello", "v": 1, "node": "probe", "token": token})
+        first = await client.recv()
+    finally:
+        client.connection.transport.abort()
+    if first["type"] == "welcome":
+        return "read-only" if first["readonly"] else "read-write"
+    assert first["type"] == "error", first
+    return str(first["code"])
+
+
+def command_line(process: ServerProcess) -> str:
+    """The process's command line as ``ps`` shows it to every user of the machine."""
+    assert process.process is not None
+    return Path(f"/proc/{process.process.pid}/cmdline").read_bytes().decode().replace("\0", " ")
+
+
+async def test_tokens_from_files_stay_out_of_the_command_line(
+    server_process: ProcessFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "rw").write_text("  rw-secret  \nthe second line is not read\n")
+    (tmp_path / "ro").write_text("ro-secret")
+    rw, ro = str(tmp_path / "rw"), str(tmp_path / "ro")
+    server = server_process(None, "--token-file", rw, "--read-token-file", ro)
+    await server.start()
+    assert await access(server, "rw-secret") == "read-write"
+    assert await access(server, "ro-secret") == "read-only"
+    assert await access(server, "rw-secret  ") == "unauthorized"
+    assert await access(server, None) == "unauthorized"
+    assert "secret" not in command_line(server)
+
+
+async def test_tokens_from_the_environment(
+    server_process: ProcessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCD_TOKEN", "env-rw")
+    monkeypatch.setenv("SYNCD_READ_TOKEN", "env-ro")
+    server = server_process()
+    await server.start()
+    assert await access(server, "env-rw") == "read-write"
+    assert await access(server, "env-ro") == "read-only"
+    assert await access(server, "other") == "unauthorized"
+    assert "env-r" not in command_line(server)
+
+
+async def test_a_flag_or_a_file_wins_over_the_environment(
+    server_process: ProcessFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SYNCD_TOKEN", "env-rw")
+    monkeypatch.setenv("SYNCD_READ_TOKEN", "env-ro")
+    (tmp_path / "ro").write_text("file-ro\n")
+    server = server_process(None, "--token", "flag-rw", "--read-token-file", str(tmp_path / "ro"))
+    await server.start()
+    assert await access(server, "flag-rw") == "read-write"
+    assert await access(server, "file-ro") == "read-only"
+    assert await access(server, "env-rw") == "unauthorized"
+    assert await access(server, "env-ro") == "unauthorized"
+
+
+def test_a_read_token_from_the_environment_needs_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCD_READ_TOKEN", "env-ro")
+    done = run_cli("serve", "--port", "0", "--data", str(tmp_path / "d"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--read-token needs --token" in lines[0], done.stderr
+    assert not (tmp_path / "d").exists(), "nothing was started"
+
+
+UNUSABLE_TOKEN_FILES = {
+    "missing": (None, "cannot read it: No such file or directory"),
+    "empty": (b"", "its first line is empty"),
+    "blank-first-line": (b"  \nsecret\n", "its first line is empty"),
+    "not-utf8": (b"\xff\xfe\n", "cannot read it"),
+    "unreadable": (b"secret\n", "cannot read it: Permission denied"),
+}
+
+
+@pytest.mark.parametrize("case", UNUSABLE_TOKEN_FILES)
+@pytest.mark.parametrize("flag", ["--token-file", "--read-token-file"])
+def test_a_token_file_it_cannot_use_is_one_line_and_exit_2(
+    tmp_path: Path, flag: str, case: str
+) -> None:
+    content, reason = UNUSABLE_TOKEN_FILES[case]
+    path = tmp_path / case
+    if content is not None:
+        path.write_bytes(content)
+    if case == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        path.chmod(0)
+    others = ["--token", "rw"] if flag == "--read-token-file" else []
+    done = run_cli("serve", "--port", "0", "--data", str(tmp_path / "d"), *others, flag, str(path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{flag} {path}" in lines[0] and reason in lines[0], done.stderr
+    assert not (tmp_path / "d").exists(), "nothing was started"
+
+
+def test_a_token_file_that_is_a_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = run_cli("serve", "--port", "0", "--data", str(tmp_path / "d"), "--token-file", "/")
+    assert done.returncode == 2
+    assert done.stderr == "syncd serve: --token-file /: cannot read it: Is a directory\n"
+
+
+@pytest.mark.parametrize(
+    "both",
+    [["--token", "a", "--token-file", "f"], ["--read-token", "a", "--read-token-file", "f"]],
+)
+def test_a_flag_and_a_file_for_one_token_are_a_usage_error(tmp_path: Path, both: list[str]) -> None:
+    done = run_cli("serve", "--port", "0", "--data", str(tmp_path / "d"), "--token", "t", *both)
+    assert done.returncode == 2
+    assert "not allowed with argument" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+NO_DEFAULT_VALUE = {
+    "token": "(default: $SYNCD_TOKEN; without any token every client may read and write)",
+    "read_token": "(default: $SYNCD_READ_TOKEN)",
+    "token_file": "read --token from the first line of PATH",
+    "read_token_file": "read --read-token from the first line of PATH",
+    "allowed_origin": "the server's own web client are always allowed",
+}
+"""What ``--help`` says of the options that have no default value."""
+
+
+def test_serve_help_shows_every_default() -> None:
+    done = run_cli("serve", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # argparse wraps lines anywhere
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in commands.choices["serve"]._actions if a.dest != "help"]
+    assert len(options) > 15
+    for action in options:
+        expected = NO_DEFAULT_VALUE.get(action.dest, f"(default: {action.default})")
+        assert expected in text, action.dest
+    assert "(default: 8765)" in text and "(default: 127.0.0.1)" in text
 
 
 def test_read_token_without_token_is_a_usage_error(tmp_path: Path) -> None:

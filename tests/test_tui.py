@@ -327,6 +327,25 @@ def test_status_bar_shows_every_state() -> None:
     assert "1 peer online" in line(peers=1) and "3 pending" in line(pending=3)
     assert "READ-ONLY" in line(readonly=True)
     assert "⚠ clock skew: check the clock" in line(skew="check the clock")
+    assert " ws://h:1/ws (srv-1a2b) · d " in line(server="srv-1a2b")
+
+
+async def test_status_bar_names_the_server_node_and_shows_a_move(
+    make_server: ServerFactory,
+) -> None:
+    first = await make_server()
+    app = make_app(first.url)
+    async with app.run_test(size=(140, 32)) as pilot:
+        await connected(pilot, app)
+        shown = f"{first.url} ({first.data.node}) · notes"
+        await until(pilot, lambda: shown in str(app.status_bar.content), "the first node")
+        # Another node takes over the address: the TUI reconnects and says so.
+        port = first.port
+        await first.stop()
+        second = await make_server(port=port)
+        assert second.data.node != first.data.node
+        shown = f"{second.url} ({second.data.node}) · notes"
+        await until(pilot, lambda: shown in str(app.status_bar.content), "the second node")
 
 
 @pytest.mark.parametrize(

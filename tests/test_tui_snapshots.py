@@ -1,13 +1,16 @@
 """SVG snapshots of ``syncd tui``: the main screen, the editor, the help screen, offline.
 
-The data has fixed timestamps and the app's clock is frozen (:data:`FROZEN_NOW`),
-so the screens do not depend on when the tests run. Update the files with
+The data has fixed timestamps, the app's clock is frozen (:data:`FROZEN_NOW`)
+and the server has a fixed node id (:data:`SERVER_NODE`), so the screens do not
+depend on when the tests run. Update the files with
 ``SYNCD_UPDATE_SNAPSHOTS=1 pytest tests/test_tui_snapshots.py`` and look at
 them (e.g. ``rsvg-convert``) before committing them.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -24,6 +27,8 @@ from syncd.tui.screens import EditorScreen, HelpScreen
 SIZE: Final = (130, 30)
 NEVER: Final = Backoff(initial=60.0, maximum=60.0, jitter=0.0)
 """Reconnect so rarely that an offline screen shows a fixed countdown."""
+SERVER_NODE: Final = "srv-5e7a1c09"
+"""The server's node id, shown in the status bar."""
 DATA: Final = [
     fixed_entry("config/retries", 3, minutes=2),
     fixed_entry("config/endpoints", ["https://a.example", "https://b.example"], minutes=9),
@@ -42,9 +47,14 @@ DATA: Final = [
 pytestmark = pytest.mark.usefixtures("home")
 
 
-async def seeded(make_server: ServerFactory) -> SyncServer:
-    """A server whose document ``notes`` holds :data:`DATA`."""
-    server = await make_server()
+async def seeded(make_server: ServerFactory, tmp_path: Path) -> SyncServer:
+    """A server of node id :data:`SERVER_NODE` whose document ``notes`` holds :data:`DATA`."""
+    data = tmp_path / "seeded"
+    data.mkdir()
+    # The server's own file of its node id (TinyDB), as it would have written it.
+    server_file = {"server": {"1": {"node": SERVER_NODE}}}
+    (data / "server.json").write_text(json.dumps(server_file), encoding="utf-8")
+    server = await make_server(data=data)
     async with Client(server.url, "notes", node="seeder", timeout=TIMEOUT) as client:
         client.resend(DATA)
         await client.flush()
@@ -61,8 +71,8 @@ async def loaded(pilot: Pilot[Any], app: SyncdApp) -> None:
     )
 
 
-async def test_main_screen(make_server: ServerFactory) -> None:
-    server = await seeded(make_server)
+async def test_main_screen(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = await seeded(make_server, tmp_path)
     app = make_app(server.url, now=lambda: FROZEN_NOW)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
@@ -71,8 +81,8 @@ async def test_main_screen(make_server: ServerFactory) -> None:
         assert_snapshot(app, "main", server.port)
 
 
-async def test_editor(make_server: ServerFactory) -> None:
-    server = await seeded(make_server)
+async def test_editor(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = await seeded(make_server, tmp_path)
     app = make_app(server.url, now=lambda: FROZEN_NOW)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
@@ -84,8 +94,8 @@ async def test_editor(make_server: ServerFactory) -> None:
         assert_snapshot(app, "editor", server.port)
 
 
-async def test_help(make_server: ServerFactory) -> None:
-    server = await seeded(make_server)
+async def test_help(make_server: ServerFactory, tmp_path: Path) -> None:
+    server = await seeded(make_server, tmp_path)
     app = make_app(server.url, now=lambda: FROZEN_NOW)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)

@@ -1,8 +1,9 @@
 """``syncd tui``: the Textual terminal editor of one syncd document.
 
-The app (:mod:`tui.app`) shows the document as a table, edits it through
-modal screens (:mod:`tui.screens`) and reports the connection in a status bar
-(:mod:`tui.widgets`). All syncing is :class:`syncd.client.Client`'s: the TUI
+The app (:mod:`syncd.tui.app`) runs the client and reports the connection in
+a status bar (:mod:`syncd.tui.widgets`); the document shows as a table
+(:mod:`syncd.tui.document_table`) and is edited through modal screens
+(:mod:`syncd.tui.screens`). All syncing is :class:`syncd.client.Client`'s: the TUI
 reads its local replica, writes through it and renders its events.
 """
 

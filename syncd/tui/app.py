@@ -1,14 +1,13 @@
 """The ``syncd tui`` app: one document of a syncd server as a live, editable table.
 
 The app owns one :class:`~syncd.client.Client` (persisted in
-``$SYNCD_HOME/tui/``, so writes made offline survive a restart) and renders
-its events. Rendering is incremental: a change marks its key dirty and a
-timer applies the dirty keys to the table ten times a second, so a burst of
-remote changes costs work per changed key, never per key of the document, and
-input stays responsive. Re-sorting (new keys, or recency order) is debounced
-the same way. Filling the table (opening a document, a large handshake,
-filtering) goes in chunks that leave room for input, and :class:`KeyTable`
-keeps Textual's DataTable from doing work per row on every change.
+``$SYNCD_HOME/tui/``, so writes made offline survive a restart). A worker
+reads the client's events and posts them to the app in batches
+(:class:`SyncdApp.ClientEvents`), one batch at a time, so a burst never floods
+the app's queue ahead of a key press; the app tells the
+:class:`~syncd.tui.document_table.DocumentTable` which keys changed and keeps
+the status bar, the detail pane and the notifications up to date. Edits go
+through modal screens (:mod:`syncd.tui.screens`) and the client.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import math
 import secrets
 from collections.abc import Callable, Iterable
@@ -24,58 +22,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
-from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.geometry import Size
-from textual.reactive import reactive
+from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
-from textual.widgets.data_table import CellDoesNotExist, Row, RowDoesNotExist, RowKey
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker
 
 from syncd.client import DEFAULT_URL, Backoff, Client, Subscription
 from syncd.client_store import StoreFileError, store_file
-from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
+from syncd.crdt import CrdtError, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
 from syncd.places import place_of
 from syncd.protocol import DEFAULT_DOC, valid_doc_name
-from syncd.tui._format import age, compact, truncate, writer_of
+from syncd.tui._format import compact, truncate
+from syncd.tui.document_table import DocumentTable
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
 from syncd.urls import parse_urls
 
 __all__ = ["SyncdApp", "store_path"]
 
-KEY_WIDTH: Final = 20
-VALUE_WIDTH: Final = 30
-WRITER_WIDTH: Final = 14
-WHEN_WIDTH: Final = 10
-FLUSH_INTERVAL: Final = 0.1
-"""Seconds between applying changed keys to the table."""
-RESORT_DELAY: Final = 1.0
-"""Seconds a re-sort waits for more changes (a burst is sorted once)."""
-AGE_INTERVAL: Final = 5.0
-"""Seconds between refreshes of the visible rows' "when" column."""
 READ_ONLY: Final = (
     "Read-only: the server gave this connection read access only, so edits are refused"
 )
 _MISSING: Final = object()
 DEFAULT_BACKOFF: Final = Backoff()
-FILL_CHUNK: Final = 1_000
-"""Rows added to the table between two looks at the input."""
-FILL_PAUSE: Final = 0.02
-"""Seconds between two chunks: time for the app to handle input and redraw."""
-BULK: Final = 2_000
-"""Changed keys that make a full, chunked refill cheaper than row-by-row updates."""
-APPLY_CHUNK: Final = 1_000
-"""Changed keys applied to the table per tick at most."""
-REMOVE_LIMIT: Final = 50
-"""Rows removed in one tick beyond which a refill is cheaper."""
-COLUMNS: Final = ("mark", "key", "value", "writer", "when")
+EVENT_BATCH: Final = 2_000
+"""Client events posted to the app in one message at most."""
 
 
 def store_path(url: str, doc: str) -> Path:
@@ -91,57 +69,6 @@ def known_docs(url: str) -> list[str]:
     with contextlib.suppress(OSError):
         return sorted(p.name.removesuffix(".store") for p in folder.glob("*.store"))
     return []
-
-
-class KeyTable(DataTable[Any]):
-    """A :class:`~textual.widgets.DataTable` of fixed-width columns and one-line rows,
-    made to stay fast with 100,000 rows (for Textual 8.2, whose internals it uses).
-
-    DataTable measures every cell of every new row, and after *any* change
-    (even one cell) rebuilds its row order and line offsets, O(rows) each: a
-    quarter of a second per frame at 100,000 rows. Here the sizes follow from the row count,
-    the line of a row is its index, and the row order is rebuilt only when rows
-    are removed or reordered (appended rows extend it).
-    """
-
-    _ordered: tuple[object, int, list[Row]] | None = None
-    """The row order, with the ``_row_locations`` and row count it was made from."""
-
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        width = sum(column.get_render_width(self) for column in self.columns.values())
-        header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(width, self.row_count + header)
-
-    @property
-    def _total_row_height(self) -> int:
-        return self.row_count
-
-    def _get_offsets(self, y: int) -> tuple[RowKey, int]:
-        if self.show_header:
-            if y < self.header_height:
-                return self._header_row_key, y
-            y -= self.header_height
-        key = self._row_locations.get_key(y)
-        if key is None:
-            raise LookupError(f"no row at line {y}")
-        return key, 0
-
-    @property
-    def ordered_rows(self) -> list[Row]:
-        """The rows in the order shown (kept between changes of cells)."""
-        # Removing and sorting rows replace ``_row_locations``; adding a row appends.
-        locations, count = self._row_locations, self.row_count
-        cached = self._ordered
-        if cached is not None and cached[0] is locations and cached[1] <= count:
-            rows = cached[2]
-        else:
-            rows = []
-        for index in range(len(rows), count):
-            key = locations.get_key(index)
-            assert key is not None  # the indexes of the rows are 0 to count - 1
-            rows.append(self.rows[key])
-        self._ordered = (locations, count, rows)
-        return rows
 
 
 @dataclass(frozen=True)
@@ -171,9 +98,15 @@ class SyncdApp(App[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    sort_by: reactive[str] = reactive("key")
-    """``key`` or ``recent``."""
-    filter_text: reactive[str] = reactive("", init=False)
+    class ClientEvents(Message):
+        """Events of the app's client, in the order it published them."""
+
+        def __init__(self, client: Client, events: list[Event]) -> None:
+            super().__init__()
+            self.client = client
+            self.events = events
+            self.handled = asyncio.Event()
+            """Set once the app has handled them: the worker waits for it."""
 
     def __init__(
         self,
@@ -208,48 +141,35 @@ class SyncdApp(App[None]):
         self.shared_store = False
         """Whether the document's store was unusable (most often: another TUI has it),
         so edits made offline are not kept after quitting."""
-        self._events: asyncio.Task[None] | None = None
-        self._loading: asyncio.Task[None] | None = None
-        self._dirty: set[str] = set()
-        self._flash: dict[str, float] = {}
-        self._resort_at: float | None = None
+        self._events: Worker[None] | None = None
         self._undo: list[_Undo] = []
         self._retry_at: float | None = None
         self._skew: str | None = None
-        self._live = False
-        """Whether the events being handled come after a handshake (changes then flash)."""
+
+    @property
+    def _loading(self) -> Worker[None] | None:
+        """The table's fill in progress, if any."""
+        return self.document.filling
 
     # -- layout -----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: timers update them while a modal screen is on top.
-        self.filter_box = Input(placeholder="filter keys and values", id="filter")
-        self.table = KeyTable(id="table", cursor_type="row", zebra_stripes=True)
-        self.count = Label("", id="count")
+        self.document = DocumentTable(now=self.now, flash_seconds=self.flash_seconds, id="left")
+        self.table = self.document.table
+        self.count = self.document.count
         self.detail = DetailPane(id="detail")
         self.status_bar = StatusBar(id="status")
         with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield self.filter_box
-                yield self.table
-                yield self.count
+            yield self.document
             yield self.detail
         yield self.status_bar
         yield Footer()
 
     async def on_mount(self) -> None:
-        table = self.table
-        table.add_column("", width=1, key="mark")
-        table.add_column("key", width=KEY_WIDTH, key="key")
-        table.add_column("value", width=VALUE_WIDTH, key="value")
-        table.add_column("writer", width=WRITER_WIDTH, key="writer")
-        table.add_column("when", width=WHEN_WIDTH, key="when")
-        self.filter_box.display = False
-        self.set_interval(FLUSH_INTERVAL, self._apply_changes)
         self.set_interval(1.0, self._show_status)
-        self.set_interval(AGE_INTERVAL, self._refresh_ages)
         await self._open(self.doc)
-        table.focus()
+        self.table.focus()
 
     async def on_unmount(self) -> None:
         await self._close()
@@ -278,8 +198,8 @@ class SyncdApp(App[None]):
                 timeout=8,
             )
         self.client = client
-        self._load()
-        self._events = asyncio.create_task(self._consume(events), name="syncd tui events")
+        self.document.show(client)
+        self._events = self._consume(client, events)
 
     async def _connect(self, doc: str, *, store: bool) -> tuple[Client, Subscription[Event]]:
         """A client of ``doc``, connecting in the background, and its events."""
@@ -308,38 +228,46 @@ class SyncdApp(App[None]):
 
     async def _close(self) -> None:
         client, self.client = self.client, None
-        tasks = [task for task in (self._events, self._loading) if task is not None]
-        self._events = self._loading = None
+        events, self._events = self._events, None
+        self.document.show(None)
         if client is not None:
             await client.close()
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if events is not None:
+            events.cancel()
 
-    async def _consume(self, events: Subscription[Event]) -> None:
-        """Render the client's events; yields to input every few hundred of a burst."""
-        handled = 0
-        async for event in events:
-            self._handle(event)
-            handled += 1
-            if handled % 200 == 0:
-                await asyncio.sleep(0)
+    @work(exclusive=True, group="client events")
+    async def _consume(self, client: Client, events: Subscription[Event]) -> None:
+        """Post the client's events to the app, a batch at a time, until the client closes.
+
+        A batch is what the client has queued (up to :data:`EVENT_BATCH`); the
+        next waits until the app has handled it, so input queued meanwhile is
+        handled between two batches of a burst.
+        """
+        with events:
+            while batch := await _queued_events(events, EVENT_BATCH):
+                message = self.ClientEvents(client, batch)
+                if not self.post_message(message):
+                    return  # the app is closing
+                await message.handled.wait()
+
+    @on(ClientEvents)
+    def _client_events(self, message: ClientEvents) -> None:
+        try:
+            if message.client is self.client:  # not a document closed since
+                for event in message.events:
+                    self._handle(event)
+        finally:
+            message.handled.set()
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Change):
-            self._dirty.add(event.key)
-            if not event.local and self._live:
-                # A change broadcast while we watch; not one brought by a handshake.
-                self._flash[event.key] = self._time() + self.flash_seconds
-                if self.sort_by == "recent":
-                    self._schedule_resort()
+            self.document.changed(event.key, remote=not event.local)
         elif isinstance(event, Acked):
-            self._dirty.update(write.key for write in event.writes)
+            self.document.touched(write.key for write in event.writes)
             self._skew = None
             self._show_status()
         elif isinstance(event, Overridden):
-            self._dirty.add(event.write.key)
+            self.document.touched([event.write.key])
             mine = "deleted" if event.deleted else compact(event.value)
             theirs = "deleted" if event.winner.deleted else compact(event.winner.value)
             self.notify(
@@ -360,217 +288,24 @@ class SyncdApp(App[None]):
                     severity="error",
                     timeout=10,
                 )
-            self._dirty.update(write.key for write in event.writes)
+            self.document.touched(write.key for write in event.writes)
             self._show_status()
         elif isinstance(event, Status):
-            if event.state is State.SYNCED and not self._live:
-                # What the handshake brought: many changes are one sorted refill,
-                # a few are sorted in at once.
-                if len(self._dirty) > BULK:
-                    self._load()
-                else:
-                    self._resort_at = self._time()
-            self._live = event.state is State.SYNCED
+            self.document.connection(synced=event.state is State.SYNCED)
             loop = asyncio.get_running_loop()
             self._retry_at = loop.time() + event.retry_in if event.retry_in is not None else None
             self._show_status()
         elif isinstance(event, Presence):
             self._show_status()
 
-    # -- the table --------------------------------------------------------------------
+    # -- the detail pane and the status bar ----------------------------------------------
 
     def _time(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _visible(self, entry: Entry | None, key: str) -> bool:
-        """Whether a key has a row: live, or deleted by a write still pending."""
-        if entry is None or self.client is None:
-            return False
-        if entry.deleted and not self.client.replica.is_pending(key):
-            return False
-        if not self.filter_text:
-            return True
-        needle = self.filter_text.casefold()
-        if needle in key.casefold():
-            return True
-        return not entry.deleted and needle in compact(entry.value).casefold()
-
-    def _cells(self, entry: Entry, now_ms: int) -> list[Any]:
-        assert self.client is not None
-        flash = entry.key in self._flash
-        style = "bold on dark_green" if flash else ""
-        value = (
-            Text("deleted", style="strike dim")
-            if entry.deleted
-            else Text(truncate(compact(entry.value), VALUE_WIDTH), style=style)
-        )
-        return [
-            Text("●", style="bold yellow") if self.client.replica.is_pending(entry.key) else "",
-            entry.key,
-            value,
-            Text(truncate(writer_of(entry.ts), WRITER_WIDTH), style=style or "dim"),
-            Text(age(entry.ts, now_ms), style=style or "dim"),
-        ]
-
-    def _load(self) -> None:
-        """Refill the table from the replica (opening a document, filtering, many changes).
-
-        Rows are added in chunks, yielding to input between them: 100,000 keys take
-        seconds to add, and the screen stays usable meanwhile.
-        """
-        if self._loading is not None:
-            self._loading.cancel()
-        cursor_key = self._selected_key()
-        self.table.clear()
-        self._dirty.clear()  # the load reads the replica as it is now
-        if self.client is None:
-            return
-        entries = [
-            e for e in self.client.replica.document.changes_since(0) if self._visible(e, e.key)
-        ]
-        if self.sort_by == "recent":
-            entries.sort(key=lambda e: e.ts, reverse=True)
-        else:
-            entries.sort(key=lambda e: e.key)
-        self._loading = asyncio.create_task(self._fill(entries, cursor_key), name="tui load")
-
-    async def _fill(self, entries: list[Entry], cursor_key: str | None) -> None:
-        table = self.table
-        client = self.client
-        cursor = 0  # where the fill put the cursor: if it is still there, the user has not moved
-        for start in range(0, len(entries), FILL_CHUNK):
-            now_ms = self.now()
-            for entry in entries[start : start + FILL_CHUNK]:
-                if entry.key not in table.rows and client is not None:
-                    # The replica may have moved on since the list was made.
-                    latest = client.entry(entry.key) or entry
-                    table.add_row(*self._cells(latest, now_ms), key=entry.key)
-            if start == 0:
-                table.move_cursor(row=0)
-            if cursor_key is not None and cursor_key in table.rows and table.cursor_row == cursor:
-                cursor = table.get_row_index(cursor_key)
-                table.move_cursor(row=cursor, scroll=True)
-                cursor_key = None
-            self._show_count()
-            await asyncio.sleep(FILL_PAUSE)
-        self._loading = None
-        self._show_count()
-        self._show_detail()
-
-    def _apply_changes(self) -> None:
-        """Apply the changed keys to the table: work per changed key only."""
-        if self.client is None:
-            return
-        now = self._time()
-        expired = [key for key, until in self._flash.items() if until <= now]
-        for key in expired:
-            del self._flash[key]
-        if not self._live and len(self._dirty) > BULK:
-            return  # a large handshake: its end refills the table in one go
-        # At most APPLY_CHUNK keys a tick: a long burst is spread over several.
-        dirty = set(itertools.islice(self._dirty, APPLY_CHUNK)) | set(expired)
-        self._dirty.difference_update(dirty)
-        table = self.table
-        was_empty = table.row_count == 0
-        now_ms = self.now()
-        added = False
-        gone: list[str] = []
-        for key in dirty:
-            entry = self.client.entry(key)
-            present = key in table.rows
-            if not present and self._loading is not None:
-                self._dirty.add(key)  # the fill may still add it: decide once it is done
-                continue
-            if not self._visible(entry, key):
-                if present:
-                    gone.append(key)
-                continue
-            assert entry is not None
-            cells = self._cells(entry, now_ms)
-            if present:
-                for column, cell in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(key, column, cell)
-            else:
-                table.add_row(*cells, key=key)
-                added = True
-        if len(gone) > REMOVE_LIMIT:
-            self._load()  # each removal costs O(rows) in DataTable: refill once instead
-            return
-        for key in gone:
-            table.remove_row(key)
-        if added:
-            if self._live:
-                self._schedule_resort()
-            else:
-                self._resort_at = now  # a handshake's rows: sorted before they are seen
-        if self._resort_at is not None and now >= self._resort_at:
-            self._resort_at = None
-            self._sort()
-            if was_empty:
-                table.move_cursor(row=0)  # the first rows: start at the top
-        if dirty:
-            self._show_count()
-            self._show_detail()
-            self._show_status()
-
-    def _schedule_resort(self) -> None:
-        if self._resort_at is None:
-            self._resort_at = self._time() + RESORT_DELAY
-
-    def _sort(self) -> None:
-        client = self.client
-        if client is None:
-            return
-        table = self.table
-        key = self._selected_key()
-        if self.sort_by == "recent":
-
-            def recency(k: str) -> str:
-                entry = client.entry(k)
-                return entry.ts if entry is not None else ""
-
-            table.sort("key", key=recency, reverse=True)
-        else:
-            table.sort("key")
-        if key is not None and key in table.rows:
-            table.move_cursor(row=table.get_row_index(key))
-
-    def _refresh_ages(self) -> None:
-        """Re-render the "when" column of the rows on screen (times move on)."""
-        client = self.client
-        if client is None:
-            return
-        table = self.table
-        rows = table.ordered_rows
-        first = int(table.scroll_offset.y)
-        now_ms = self.now()
-        for row in rows[first : first + table.size.height]:
-            key = row.key.value
-            entry = client.entry(key) if key is not None else None
-            if key is not None and entry is not None and key not in self._flash:
-                with contextlib.suppress(CellDoesNotExist, RowDoesNotExist):
-                    table.update_cell(key, "when", Text(age(entry.ts, now_ms), style="dim"))
-
-    def _selected_key(self) -> str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except CellDoesNotExist:
-            return None
-        return row_key.value
-
-    def _show_count(self) -> None:
-        total = len(self.client) if self.client is not None else 0
-        shown = self.table.row_count
-        sort = "key" if self.sort_by == "key" else "most recent"
-        text = f"{shown:,} of {total:,} keys" if self.filter_text else f"{total:,} keys"
-        self.count.update(f" {text} · sorted by {sort}")
-
     def _show_detail(self) -> None:
         pane = self.detail
-        key = self._selected_key()
+        key = self.document.selected_key()
         entry = self.client.entry(key) if self.client is not None and key is not None else None
         if key is None or entry is None or self.client is None:
             pane.show(None)
@@ -597,10 +332,9 @@ class SyncdApp(App[None]):
         self.status_bar.show(
             ConnectionView(
                 state=state,
-                url=f"node {client.server_node} ({client.url})"
-                if client.server_node and (len(client.urls) > 1 or client.cluster)
-                else client.url,
+                url=client.url,
                 doc=client.doc,
+                server=client.server_node,
                 retry_in=retry_in,
                 peers=len(client.peers),
                 pending=client.pending_count,
@@ -609,6 +343,11 @@ class SyncdApp(App[None]):
                 error=status.error,
             )
         )
+
+    @on(DocumentTable.RowsChanged)
+    def _rows_changed(self) -> None:
+        self._show_detail()
+        self._show_status()
 
     @on(DataTable.RowHighlighted, "#table")
     def _highlighted(self) -> None:
@@ -622,38 +361,15 @@ class SyncdApp(App[None]):
 
     def action_filter(self) -> None:
         """Show the filter box and type into it."""
-        box = self.filter_box
-        box.display = True
-        box.focus()
+        self.document.open_filter()
 
     def action_clear_filter(self) -> None:
         """Clear and hide the filter."""
-        box = self.filter_box
-        box.value = ""
-        box.display = False
-        self.table.focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.table.focus()
-
-    def watch_filter_text(self) -> None:
-        self._load()
+        self.document.clear_filter()
 
     def action_sort(self) -> None:
         """Toggle sorting by key and by most recent change."""
-        self.sort_by = "recent" if self.sort_by == "key" else "key"
-
-    def watch_sort_by(self) -> None:
-        if self._loading is not None:
-            self._load()  # the rows still to come would not be in order
-        elif self.client is not None:
-            self._sort()
-            self._show_count()
+        self.document.toggle_sort()
 
     # -- editing ----------------------------------------------------------------------
 
@@ -675,7 +391,7 @@ class SyncdApp(App[None]):
 
     def action_edit(self) -> None:
         """Edit the selected value, in the editor."""
-        key = self._selected_key()
+        key = self.document.selected_key()
         if key is None:
             self.action_add()
             return
@@ -689,12 +405,11 @@ class SyncdApp(App[None]):
     async def _edited(self, edit: Edit | None) -> None:
         if edit is not None:
             await self._write(edit.key, edit.value)
-            if edit.key in self.table.rows:
-                self.table.move_cursor(row=self.table.get_row_index(edit.key), scroll=True)
+            self.document.select(edit.key)
 
     def action_delete(self) -> None:
         """Delete the selected key, once confirmed."""
-        key = self._selected_key()
+        key = self.document.selected_key()
         if key is None or self._writable() is None:
             return
 
@@ -737,11 +452,11 @@ class SyncdApp(App[None]):
             return
         if undoable:
             self._undo.append(_Undo(key, before))
-        self._apply_changes()
+        self.document.apply_changes()
 
     def action_copy(self) -> None:
         """Copy the selected value to the clipboard (where the terminal allows: OSC 52)."""
-        key = self._selected_key()
+        key = self.document.selected_key()
         entry = self.client.entry(key) if self.client is not None and key else None
         if entry is None or entry.deleted:
             return
@@ -764,7 +479,6 @@ class SyncdApp(App[None]):
     async def switch_doc(self, doc: str) -> None:
         """Close the current document and open ``doc``."""
         await self._close()
-        self._flash.clear()
         await self._open(doc)
         self._show_status()
 
@@ -785,3 +499,18 @@ class SyncdApp(App[None]):
             "Open a document", "Switch to or create a document", self.action_open_doc
         )
         yield SystemCommand("Help", "Bindings and how syncing works", self.action_help)
+
+
+async def _queued_events(events: Subscription[Event], limit: int) -> list[Event]:
+    """The next event (waiting for it), then the events already queued behind it, up to
+    ``limit``; empty once the client is closed."""
+    batch: list[Event] = []
+    with contextlib.suppress(StopAsyncIteration):
+        batch.append(await anext(events))
+        # A zero timeout ends the batch at the first wait: a queued event is taken
+        # without one, so the wait means the queue is empty.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0):
+                while len(batch) < limit:
+                    batch.append(await anext(events))
+    return batch

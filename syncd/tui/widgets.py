@@ -24,6 +24,8 @@ class ConnectionView:
     """``connected``, ``connecting``, ``reconnecting``, ``offline``, ``failed`` or ``closed``."""
     url: str
     doc: str
+    server: str | None = None
+    """The node id of the server connected to (from its welcome), once known."""
     retry_in: int | None = None
     peers: int = 0
     pending: int = 0
@@ -34,7 +36,8 @@ class ConnectionView:
 
 
 class StatusBar(Static):
-    """One line: connection state, URL and document, peers, pending writes, badges."""
+    """One line: connection state, URL, server node and document, peers, pending writes,
+    badges. The server node shows which node of a cluster answers, so a move shows."""
 
     def show(self, view: ConnectionView) -> None:
         """Render ``view``."""
@@ -52,7 +55,8 @@ class StatusBar(Static):
             parts.append((f" ✖ failed: {view.error or 'unknown error'} ", "bold $error"))
         else:
             parts.append((f" ◌ {view.state} ", "bold $warning"))
-        parts.append((f" {view.url} · {view.doc} ", "$text-muted"))
+        server = f" ({view.server})" if view.server else ""
+        parts.append((f" {view.url}{server} · {view.doc} ", "$text-muted"))
         parts.append((f" {view.peers} peer{'s' if view.peers != 1 else ''} online ", ""))
         parts.append((f" {view.pending} pending ", "bold $warning" if view.pending else ""))
         if view.readonly:

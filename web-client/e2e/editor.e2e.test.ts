@@ -1,10 +1,10 @@
-// The editor in real headless Chromium against a real `syncd serve` serving the built dist/.
+// The editor in real headless Chromium against a real `syncd serve` serving the built syncd/web/.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RawClient, SyncdServer, cliHasSet, editor, eventually, launchBrowser, openPage, runCli } from "./harness";
+import { RawClient, SyncdServer, cliHasSet, editor, eventually, launchBrowser, openPage, runCli, syncdVersion } from "./harness";
 
 let browser: Browser;
 
@@ -34,6 +34,8 @@ describe("with one server", () => {
     await editor.waitForStatus(page, /^Live$/);
     expect(await page.locator("h1").innerText()).toContain("first");
     expect(await page.title()).toBe("first — syncd");
+    // The footer's version is pyproject.toml's, as `syncd --version` says it.
+    expect(await page.getByTestId("version").innerText()).toBe(syncdVersion());
     await context.close();
   });
 

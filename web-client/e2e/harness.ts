@@ -17,7 +17,7 @@ import WebSocket from "ws";
 
 export const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const SYNCD = join(REPO, ".venv", "bin", "syncd");
-export const DIST = join(REPO, "web-client", "dist");
+export const DIST = join(REPO, "syncd", "web");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const FACTOR = Number(process.env.SYNCD_TEST_TIMEOUT_FACTOR ?? "1") || 1;
 /** How long any single expected event may take. */
@@ -236,6 +236,13 @@ function cssEscape(text: string): string {
 export function cliHasSet(): boolean {
   if (!existsSync(SYNCD)) return false;
   return spawnSync(SYNCD, ["set", "--help"], { stdio: "ignore", timeout: 20_000 }).status === 0;
+}
+
+/** What `syncd --version` prints: `syncd 0.1.0`. */
+export function syncdVersion(): string {
+  const run = spawnSync(SYNCD, ["--version"], { encoding: "utf-8", timeout: 20_000 });
+  if (run.status !== 0) throw new Error(`syncd --version exited with ${run.status}: ${run.stderr}`);
+  return run.stdout.trim();
 }
 
 /** Run `syncd ARGS…` (a client command) against `server`; resolves to its stdout. */

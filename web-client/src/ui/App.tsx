@@ -286,6 +286,7 @@ function Document(props: {
         onAnnounce={announce}
       />
       <footer className="foot">
+        <span data-testid="version">syncd {__SYNCD_VERSION__}</span>
         {view.since && (
           <span>
             Seen up to seq <code data-testid="seq">{view.since.seq}</code>
