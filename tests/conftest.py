@@ -17,6 +17,18 @@ ClientFactory = Callable[..., Awaitable[RawClient]]
 ProcessFactory = Callable[..., ServerProcess]
 
 
+SYNCD_VARIABLES = ("SYNCD_URL", "SYNCD_DOC", "SYNCD_TOKEN", "SYNCD_READ_TOKEN")
+"""What a user may have exported for the CLI, which would also configure the servers the
+tests start (``serve`` reads the tokens) and the clients they run."""
+
+
+@pytest.fixture(autouse=True)
+def _no_syncd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from none of :data:`SYNCD_VARIABLES`; a test sets what it needs."""
+    for name in SYNCD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start in-process servers: ``await make_server(token="t", max_ops=3)``.
