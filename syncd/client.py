@@ -46,6 +46,7 @@ from websockets.exceptions import (
     InvalidURI,
     WebSocketException,
 )
+from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
 from syncd.client_store import ClientStore, StoreSaver
@@ -86,13 +87,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
-TRY_AGAIN_LATER: Final = 1013
-MESSAGE_TOO_BIG: Final = 1009
 _NOT_RETRIED: Final = frozenset(
     {"unauthorized", "unsupported_version", "bad_message", "bad_json", "not_ready"}
 )
 """Answers to ``hello`` that another attempt would get again."""
-"""The close code of a server dropping a client that fell too far behind."""
 
 E = TypeVar("E")
 
@@ -643,7 +641,10 @@ class Client:
                 self._ws = None
                 self._notify()
             reason = _describe(error)
-            if _close_code(error) == MESSAGE_TOO_BIG and self.replica.max_frame_bytes > 4096:
+            if (
+                _close_code(error) == CloseCode.MESSAGE_TOO_BIG
+                and self.replica.max_frame_bytes > 4096
+            ):
                 # The server has a lower frame limit than assumed (the welcome does not say it).
                 self.replica.max_frame_bytes //= 2
             if isinstance(error, UnexpectedFrame):
@@ -700,7 +701,7 @@ class Client:
                         handshake.reschedule(None)
                     self._notify()
             close = ws.protocol.close_rcvd
-            if close is not None and close.code == TRY_AGAIN_LATER:
+            if close is not None and close.code == CloseCode.TRY_AGAIN_LATER:
                 return ConnectionFailed("the server dropped this client (too far behind)")
             return ConnectionFailed(
                 f"the server closed the connection ({close.code} {close.reason})".strip()
@@ -829,7 +830,7 @@ def _describe(error: BaseException) -> str:
         return f"WebSocket handshake failed: {error}"
     if isinstance(error, ConnectionClosed):
         if error.rcvd is not None:
-            if error.rcvd.code == TRY_AGAIN_LATER:
+            if error.rcvd.code == CloseCode.TRY_AGAIN_LATER:
                 return "the server dropped this client (too far behind)"
             return f"the server closed the connection ({error.rcvd.code} {error.rcvd.reason})"
         return "the connection was lost"

@@ -18,13 +18,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from websockets.frames import CloseCode
+
 from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
 from syncd.errors import SyncdError
 
 __all__ = [
     "DEFAULT_DOC",
     "ERROR_CODES",
-    "POLICY_VIOLATION",
     "PROTOCOL_VERSION",
     "Access",
     "Hello",
@@ -46,8 +47,6 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_DOC: Final = "default"
-POLICY_VIOLATION: Final = 1008
-"""The close code after a failed handshake."""
 ERROR_CODES: Final = frozenset(
     {
         "bad_json",
@@ -148,7 +147,7 @@ class Access:
         raise ProtocolError(
             "unauthorized",
             "a valid token is required" if presented is None else "wrong token",
-            close_code=POLICY_VIOLATION,
+            close_code=CloseCode.POLICY_VIOLATION,
         )
 
 
@@ -188,7 +187,9 @@ class ServerSession:
             kind = frame_type(text)
         except CrdtError as error:
             if self.hello is None:
-                raise ProtocolError(error.code, str(error), close_code=POLICY_VIOLATION) from None
+                raise ProtocolError(
+                    error.code, str(error), close_code=CloseCode.POLICY_VIOLATION
+                ) from None
             # An object without a valid "type" may still carry an id to echo.
             echoed = message_id(text) if error.code == "bad_message" else None
             raise ProtocolError(error.code, str(error), id=echoed) from None
@@ -208,7 +209,7 @@ class ServerSession:
 
     def receive_binary(self) -> ProtocolError:
         """The error for a binary frame, which the protocol does not use."""
-        close = POLICY_VIOLATION if self.hello is None else None
+        close = CloseCode.POLICY_VIOLATION if self.hello is None else None
         return ProtocolError("bad_message", "binary frames are not supported", close_code=close)
 
     def _handshake(self, kind: str, text: str) -> HelloEvent:
@@ -217,7 +218,7 @@ class ServerSession:
                 "not_ready",
                 "the first frame must be hello",
                 id=message_id(text),
-                close_code=POLICY_VIOLATION,
+                close_code=CloseCode.POLICY_VIOLATION,
             )
         hello = parse_hello(text)
         readonly = self.access.readonly(hello.token)
@@ -229,9 +230,9 @@ def parse_hello(text: str) -> Hello:
     """A validated ``hello`` frame; raises :class:`ProtocolError` (closing) if invalid."""
 
     def bad(message: str, code: str = "bad_message") -> ProtocolError:
-        return ProtocolError(code, message, close_code=POLICY_VIOLATION)
+        return ProtocolError(code, message, close_code=CloseCode.POLICY_VIOLATION)
 
-    frame = _parse(text, POLICY_VIOLATION)
+    frame = _parse(text, CloseCode.POLICY_VIOLATION)
     if "v" not in frame:
         raise bad('hello needs "v": 1')
     version = frame["v"]

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from syncd.crdt import Clock
@@ -62,7 +63,6 @@ __all__ = ["ServerConfig", "SyncServer", "run"]
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
-INTERNAL_ERROR = 1011
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web-client" / "dist"
 
@@ -188,7 +188,9 @@ class SyncServer:
             await room.drain()
         await asyncio.gather(
             *(
-                close_or_abort(c, 1001, "server shutting down", self.config.close_timeout)
+                close_or_abort(
+                    c, CloseCode.GOING_AWAY, "server shutting down", self.config.close_timeout
+                )
                 for c in self._server.connections
             )
         )
@@ -289,7 +291,7 @@ class SyncServer:
                             raise ProtocolError(
                                 "internal",
                                 "the server cannot read this document now",
-                                close_code=INTERNAL_ERROR,
+                                close_code=CloseCode.INTERNAL_ERROR,
                             ) from None
                         client = Client(connection, event.hello.node, event.readonly)
                         for frame in await room.join(client, event.hello):

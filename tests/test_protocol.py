@@ -17,12 +17,12 @@ from typing import Any, Final
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.frames import CloseCode
 
 from syncd.crdt import MAX_ID, CrdtError, Document
 from syncd.protocol import (
     DEFAULT_DOC,
     ERROR_CODES,
-    POLICY_VIOLATION,
     Access,
     Hello,
     HelloEvent,
@@ -106,7 +106,11 @@ def assert_still_waiting(session: ServerSession) -> None:
 def test_before_hello_text_that_is_not_json_is_bad_json_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code, error.id) == ("bad_json", POLICY_VIOLATION, None)
+    assert (error.code, error.close_code, error.id) == (
+        "bad_json",
+        CloseCode.POLICY_VIOLATION,
+        None,
+    )
     assert session.hello is None
 
 
@@ -124,7 +128,7 @@ def test_before_hello_text_that_is_not_json_is_bad_json_and_closes(text: str) ->
 def test_before_hello_another_frame_is_not_ready_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("not_ready", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("not_ready", CloseCode.POLICY_VIOLATION)
     assert error.id == json.loads(text).get("id"), "the id of the message it answers, if any"
     assert_still_waiting(session)
 
@@ -133,7 +137,7 @@ def test_before_hello_another_frame_is_not_ready_and_closes(text: str) -> None:
 def test_before_hello_json_that_is_no_frame_is_bad_message_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -187,7 +191,11 @@ MALFORMED_HELLOS: Final = {
 def test_a_malformed_hello_is_bad_message_and_closes(fields: dict[str, Any]) -> None:
     session = ServerSession(Access())
     error = rejected(session, hello(**fields))
-    assert (error.code, error.close_code, error.id) == ("bad_message", POLICY_VIOLATION, None)
+    assert (error.code, error.close_code, error.id) == (
+        "bad_message",
+        CloseCode.POLICY_VIOLATION,
+        None,
+    )
     assert error.message
     assert_still_waiting(session)
 
@@ -205,7 +213,7 @@ def test_a_malformed_hello_is_bad_message_and_closes(fields: dict[str, Any]) -> 
 def test_a_hello_python_cannot_parse_is_bad_message_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -213,7 +221,7 @@ def test_a_hello_python_cannot_parse_is_bad_message_and_closes(text: str) -> Non
 def test_a_hello_of_another_version_is_unsupported_version_and_closes(version: Any) -> None:
     session = ServerSession(Access())
     error = rejected(session, hello(v=version))
-    assert (error.code, error.close_code) == ("unsupported_version", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unsupported_version", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -225,7 +233,7 @@ def test_a_v_present_but_not_the_number_1_is_unsupported_version(version: Any) -
     """
     session = ServerSession(Access())
     error = rejected(session, hello(v=version))
-    assert (error.code, error.close_code) == ("unsupported_version", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unsupported_version", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -308,7 +316,7 @@ def test_a_configured_token_decides_read_write_or_read_only(
 def test_a_wrong_or_missing_token_is_unauthorized_and_closes(access: Access, token: Any) -> None:
     session = ServerSession(access)
     error = rejected(session, hello(token=token))
-    assert (error.code, error.close_code) == ("unauthorized", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unauthorized", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -450,7 +458,7 @@ def test_after_hello_text_that_is_not_json_is_bad_json_and_stays_open(text: str)
 def test_a_binary_frame_is_bad_message_closing_only_before_hello() -> None:
     session = ServerSession(Access())
     before = session.receive_binary()
-    assert (before.code, before.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (before.code, before.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     session.receive(hello())
     after = session.receive_binary()
     assert (after.code, after.close_code) == ("bad_message", None)
@@ -705,7 +713,7 @@ def test_receive_raises_nothing_but_protocol_errors(texts: list[str], state: str
             event = session.receive(text)
         except ProtocolError as error:
             assert error.code in ERROR_CODES
-            assert error.close_code == (POLICY_VIOLATION if waiting else None)
+            assert error.close_code == (CloseCode.POLICY_VIOLATION if waiting else None)
             json.loads(error.frame())
             if waiting:
                 assert session.hello is None
