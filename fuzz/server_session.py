@@ -21,13 +21,13 @@ from websockets.frames import CloseCode
 
 from fuzz.harness import BASE_WALL, check_reloads, lines, run, state
 from syncd.crdt import Clock, CrdtError, Document
+from syncd.errors import ProtocolError
 from syncd.protocol import (
     ERROR_CODES,
     Access,
     HelloEvent,
     OpsEvent,
     PingEvent,
-    ProtocolError,
     ServerSession,
     pong_frame,
 )

@@ -46,19 +46,15 @@ from pathlib import Path
 from typing import Any
 
 from syncd.crdt import CrdtError, Document, parse_timestamp
-from syncd.errors import SyncdError
+from syncd.errors import StoreFileError
 from syncd.files import atomic_write, temporary_path
 from syncd.replica import Pending, Replica
 
-__all__ = ["ClientStore", "Saved", "StoreFileError", "StoreSaver"]
+__all__ = ["ClientStore", "Saved", "StoreSaver"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-
-
-class StoreFileError(SyncdError):
-    """A client store file cannot be read or written."""
 
 
 @dataclass

@@ -47,7 +47,7 @@ from rich.progress import (
 
 from syncd.client import Client, Subscription, normalize_url
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
-from syncd.errors import ServerError, SyncdError, SyncdTimeoutError
+from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
 from syncd.outbox import Outbox
@@ -58,7 +58,6 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
-    "UsageError",
     "add_client_options",
     "positive",
     "run",
@@ -77,10 +76,6 @@ LOAD_CHUNK: Final = 5_000
 """Keys ``load`` queues at a time before letting the sender run."""
 
 logger = logging.getLogger(__name__)
-
-
-class UsageError(SyncdError):
-    """Invalid arguments or input (exit 2)."""
 
 
 # -- options shared by the client commands -------------------------------------------

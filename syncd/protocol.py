@@ -21,8 +21,10 @@ from typing import Any, Final
 from websockets.frames import CloseCode
 
 from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
-from syncd.errors import SyncdError
+from syncd.errors import ProtocolError
 
+# ProtocolError is also named here for the modules that still import it from here
+# (server.py, room.py); its home is syncd.errors.
 __all__ = [
     "DEFAULT_DOC",
     "ERROR_CODES",
@@ -69,38 +71,6 @@ _DOC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 def valid_doc_name(name: str) -> bool:
     """Whether ``name`` is a document name: 1–128 of ``[A-Za-z0-9._-]``, not starting with ``.``."""
     return _DOC_NAME.fullmatch(name) is not None
-
-
-class ProtocolError(SyncdError):
-    """A frame the protocol rejects, with the ``error`` frame that answers it.
-
-    ``close_code`` is set when the connection must close after the answer.
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        id: int | None = None,
-        entry: int | None = None,
-        close_code: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.id = id
-        self.entry = entry
-        self.close_code = close_code
-
-    @classmethod
-    def from_crdt(cls, error: CrdtError) -> ProtocolError:
-        """The protocol error for a frame the core rejected (the connection stays open)."""
-        return cls(error.code, str(error), id=error.id, entry=error.entry)
-
-    def frame(self) -> str:
-        """The ``error`` frame, as JSON text."""
-        return error_frame(self.code, self.message, self.id, self.entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +253,7 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _parse(text: str, close_code: int | None) -> dict[str, Any]:
+def _parse(text: str, close_code: CloseCode | None) -> dict[str, Any]:
     """A frame the core has already found to be a JSON object, parsed by Python.
 
     Python's parser refuses some JSON the core accepts (nesting deeper than its

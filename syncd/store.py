@@ -33,26 +33,16 @@ from typing import TypeGuard
 from tinydb import TinyDB
 
 from syncd.crdt import CrdtError, Document, validate_node
-from syncd.errors import SyncdError
+from syncd.errors import CorruptFileError, StoreError
 from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
 
+# StoreError and CorruptFileError live in syncd.errors; also named here for the modules
+# that still import them from here (server.py, room.py, cluster/state.py).
 __all__ = ["CorruptFileError", "DataDirectory", "DocumentStore", "Fold", "StoreError"]
 
 logger = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"(?P<doc>.+)\.(?P<number>[0-9]+)\.log")
-
-
-class StoreError(SyncdError):
-    """The data directory cannot be read or written."""
-
-
-class CorruptFileError(StoreError):
-    """A data file cannot be read; it is left untouched."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from websockets.frames import CloseCode
 
 from syncd.crdt import MAX_ID, CrdtError, Document
+from syncd.errors import ProtocolError
 from syncd.protocol import (
     DEFAULT_DOC,
     ERROR_CODES,
@@ -28,7 +29,6 @@ from syncd.protocol import (
     HelloEvent,
     OpsEvent,
     PingEvent,
-    ProtocolError,
     ServerSession,
     Since,
     entries_frame,

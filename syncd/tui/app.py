@@ -36,9 +36,8 @@ from textual.widgets import DataTable, Footer, Input, Label
 from textual.widgets.data_table import CellDoesNotExist, Row, RowDoesNotExist, RowKey
 
 from syncd.client import DEFAULT_URL, Backoff, Client, Subscription, normalize_url
-from syncd.client_store import StoreFileError
 from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
-from syncd.errors import ReadOnlyError
+from syncd.errors import ReadOnlyError, StoreFileError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
 from syncd.protocol import DEFAULT_DOC, valid_doc_name

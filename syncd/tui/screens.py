@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Markdown, OptionList
 from textual.widgets.option_list import Option
 
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
+from syncd.errors import InvalidInput
 from syncd.protocol import valid_doc_name
 from syncd.tui._format import pretty
 
@@ -27,10 +28,6 @@ class Edit:
 
     key: str
     value: JSONValue
-
-
-class InvalidInput(ValueError):
-    """The editor's content cannot be written; the message says why."""
 
 
 def _no_constant(name: str) -> NoReturn:
