@@ -27,6 +27,7 @@ from syncd.errors import ProtocolError
 # (server.py, room.py); its home is syncd.errors.
 __all__ = [
     "DEFAULT_DOC",
+    "DOC_NAME_RULE",
     "ERROR_CODES",
     "PROTOCOL_VERSION",
     "Access",
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "ServerSession",
     "Since",
+    "check_doc_name",
     "entries_frame",
     "error_frame",
     "message_id",
@@ -65,12 +67,21 @@ ERROR_CODES: Final = frozenset(
 )
 """Every ``code`` an ``error`` frame may carry (contract §6)."""
 
+DOC_NAME_RULE: Final = "1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
+"""What a document name is (contract §1), as every message that refuses one says it."""
 _DOC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 def valid_doc_name(name: str) -> bool:
-    """Whether ``name`` is a document name: 1–128 of ``[A-Za-z0-9._-]``, not starting with ``.``."""
+    """Whether ``name`` is a document name (:data:`DOC_NAME_RULE`)."""
     return _DOC_NAME.fullmatch(name) is not None
+
+
+def check_doc_name(name: object) -> str:
+    """``name`` if it is a document name, else ``ValueError`` saying what one is."""
+    if not isinstance(name, str) or not valid_doc_name(name):
+        raise ValueError(f"invalid document name {name!r}: {DOC_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +222,10 @@ def parse_hello(text: str) -> Hello:
             f"protocol version {version!r} is not supported (this server speaks 1)",
             "unsupported_version",
         )
-    doc = frame.get("doc", DEFAULT_DOC)
-    if not isinstance(doc, str) or not valid_doc_name(doc):
-        raise bad(
-            f"invalid doc {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
-        )
+    try:
+        doc = check_doc_name(frame.get("doc", DEFAULT_DOC))
+    except ValueError as error:
+        raise bad(str(error)) from None
     node = frame.get("node")
     if not isinstance(node, str):
         raise bad('hello needs "node", a string')

@@ -79,7 +79,7 @@ from syncd.events import (
     Synced,
     Write,
 )
-from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, valid_doc_name
+from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, check_doc_name
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -184,11 +184,7 @@ class Replica:
         wall: Callable[[], int] = wall_clock_ms,
     ) -> None:
         validate_node(node)
-        if not valid_doc_name(doc):
-            raise ValueError(
-                f"invalid document name {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, "
-                "not starting with '.'"
-            )
+        check_doc_name(doc)
         if max_ops < 1 or max_frame_bytes < 1:
             raise ValueError("max_ops and max_frame_bytes must be positive")
         self.node = node

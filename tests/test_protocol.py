@@ -23,6 +23,7 @@ from syncd.crdt import MAX_ID, CrdtError, Document
 from syncd.errors import ProtocolError
 from syncd.protocol import (
     DEFAULT_DOC,
+    DOC_NAME_RULE,
     ERROR_CODES,
     Access,
     Hello,
@@ -31,6 +32,7 @@ from syncd.protocol import (
     PingEvent,
     ServerSession,
     Since,
+    check_doc_name,
     entries_frame,
     error_frame,
     message_id,
@@ -655,6 +657,17 @@ def test_valid_doc_names(name: str) -> None:
 )
 def test_invalid_doc_names(name: str) -> None:
     assert not valid_doc_name(name)
+    with pytest.raises(ValueError) as raised:
+        check_doc_name(name)
+    assert str(raised.value) == f"invalid document name {name!r}: {DOC_NAME_RULE}"
+
+
+def test_a_hello_with_an_invalid_doc_is_refused_with_the_rule() -> None:
+    error = rejected(ServerSession(Access()), hello(doc=".hidden"))
+    assert (error.code, error.message) == (
+        "bad_message",
+        f"invalid document name '.hidden': {DOC_NAME_RULE}",
+    )
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError, StoreFileError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
-from syncd.protocol import DEFAULT_DOC, valid_doc_name
+from syncd.protocol import DEFAULT_DOC, check_doc_name
 from syncd.tui._format import age, compact, truncate, writer_of
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
@@ -187,12 +187,7 @@ class SyncdApp(App[None]):
         and the "when" column is relative to it (tests freeze it)."""
         super().__init__()
         self.url = normalize_url(url or DEFAULT_URL)
-        self.doc = doc or DEFAULT_DOC
-        if not valid_doc_name(self.doc):
-            raise ValueError(
-                f"invalid document name {self.doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, "
-                "not starting with '.'"
-            )
+        self.doc = check_doc_name(doc or DEFAULT_DOC)
         self.token = token
         self.node = node or default_node("tui")
         self.timeout = timeout

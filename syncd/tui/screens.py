@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
 from syncd.errors import InvalidInput
-from syncd.protocol import valid_doc_name
+from syncd.protocol import check_doc_name
 from syncd.tui._format import pretty
 
 __all__ = ["ConfirmScreen", "DocPickerScreen", "Edit", "EditorScreen", "HelpScreen"]
@@ -233,11 +233,10 @@ class DocPickerScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted, "#name")
     def _typed(self, event: Input.Submitted) -> None:
-        name = event.value.strip()
-        if not valid_doc_name(name):
-            self.query_one("#error", Static).update(
-                "A document name is 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
-            )
+        try:
+            name = check_doc_name(event.value.strip())
+        except ValueError as error:
+            self.query_one("#error", Static).update(str(error))
             return
         self.dismiss(name)
 
