@@ -73,11 +73,10 @@ from syncd.events import (
     Write,
 )
 from syncd.identity import default_node
-from syncd.protocol import DEFAULT_DOC
 from syncd.replica import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Replica
+from syncd.settings import resolve
 
 __all__ = [
-    "DEFAULT_URL",
     "Backoff",
     "Client",
     "Subscription",
@@ -86,7 +85,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
 _NOT_RETRIED: Final = frozenset(
     {"unauthorized", "unsupported_version", "bad_message", "bad_json", "not_ready"}
 )
@@ -223,7 +221,8 @@ class Client:
     """A connection to one document of a syncd server, with a local replica.
 
     ``url``, ``doc`` and ``token`` default to ``$SYNCD_URL``, ``$SYNCD_DOC`` and
-    ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``.
+    ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``
+    (:func:`syncd.settings.resolve`).
     ``node`` defaults to this install's id for Python clients
     (:func:`~syncd.identity.default_node`).
 
@@ -257,12 +256,12 @@ class Client:
         save_interval: float = 2.0,
         wall: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        self.url = normalize_url(url or os.environ.get("SYNCD_URL") or DEFAULT_URL)
-        token = token if token is not None else os.environ.get("SYNCD_TOKEN") or None
+        target = resolve(url, doc, token)
+        self.url = normalize_url(target.url)
         self.replica = Replica(
             node or default_node("py"),
-            doc or os.environ.get("SYNCD_DOC") or DEFAULT_DOC,
-            token=token,
+            target.doc,
+            token=target.token,
             max_ops=max_ops,
             max_frame_bytes=max_frame_bytes,
             wall=wall,

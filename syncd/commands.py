@@ -51,6 +51,7 @@ from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
 from syncd.outbox import Outbox
+from syncd.settings import DOC_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, resolve
 
 __all__ = [
     "COMMANDS",
@@ -69,7 +70,6 @@ EXIT_USAGE: Final = 2
 EXIT_FAILURE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
 DEFAULT_TIMEOUT: Final = 10.0
 MAX_VALUE_BYTES: Final = 65_536
 LOAD_CHUNK: Final = 5_000
@@ -83,21 +83,22 @@ logger = logging.getLogger(__name__)
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--doc``, ``--token``, ``--timeout`` and ``-v``, with their variables."""
+    target = resolve()
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--url",
-        default=os.environ.get("SYNCD_URL") or DEFAULT_URL,
-        help="server WebSocket URL (env SYNCD_URL; default %(default)s)",
+        default=target.url,
+        help=f"server WebSocket URL (env {URL_VARIABLE}; default %(default)s)",
     )
     group.add_argument(
         "--doc",
-        default=os.environ.get("SYNCD_DOC") or "default",
-        help="document name (env SYNCD_DOC; default %(default)s)",
+        default=target.doc,
+        help=f"document name (env {DOC_VARIABLE}; default %(default)s)",
     )
     group.add_argument(
         "--token",
-        default=os.environ.get("SYNCD_TOKEN") or None,
-        help="access token (env SYNCD_TOKEN)",
+        default=target.token,
+        help=f"access token (env {TOKEN_VARIABLE})",
     )
     group.add_argument(
         "--timeout",

@@ -35,12 +35,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 from textual.widgets.data_table import CellDoesNotExist, Row, RowDoesNotExist, RowKey
 
-from syncd.client import DEFAULT_URL, Backoff, Client, Subscription, normalize_url
+from syncd.client import Backoff, Client, Subscription, normalize_url
 from syncd.crdt import CrdtError, Entry, JSONValue, wall_clock_ms
 from syncd.errors import ReadOnlyError, StoreFileError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
-from syncd.protocol import DEFAULT_DOC, check_doc_name
+from syncd.protocol import check_doc_name
+from syncd.settings import resolve
 from syncd.tui._format import age, compact, truncate, writer_of
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
@@ -186,9 +187,10 @@ class SyncdApp(App[None]):
         """``now`` reads the wall clock in milliseconds: the client stamps writes with it
         and the "when" column is relative to it (tests freeze it)."""
         super().__init__()
-        self.url = normalize_url(url or DEFAULT_URL)
-        self.doc = check_doc_name(doc or DEFAULT_DOC)
-        self.token = token
+        target = resolve(url, doc, token)
+        self.url = normalize_url(target.url)
+        self.doc = check_doc_name(target.doc)
+        self.token = target.token
         self.node = node or default_node("tui")
         self.timeout = timeout
         self.backoff = backoff
