@@ -50,7 +50,7 @@ from websockets.frames import CloseCode
 from websockets.uri import parse_uri
 
 from syncd.client_store import ClientStore, StoreSaver
-from syncd.crdt import Entry, JSONValue, wall_clock_ms
+from syncd.crdt import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Entry, JSONValue, wall_clock_ms
 from syncd.errors import (
     AuthError,
     ConnectionFailed,
@@ -73,7 +73,7 @@ from syncd.events import (
     Write,
 )
 from syncd.identity import default_node
-from syncd.replica import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Replica
+from syncd.replica import Replica
 from syncd.settings import resolve
 
 __all__ = [

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncd.crdt import CrdtError, Document, parse_timestamp
+from syncd.crdt import DEFAULT_MAX_VALUE_BYTES, CrdtError, Document, parse_timestamp
 from syncd.errors import StoreFileError
 from syncd.files import atomic_write, temporary_path
 from syncd.replica import Pending, Replica
@@ -107,7 +107,7 @@ class ClientStore:
             os.close(self._lock)  # closing the descriptor releases the lock
             self._lock = None
 
-    def load(self, max_value_bytes: int = 65_536) -> Saved:
+    def load(self, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Saved:
         """Lock the store and read what was saved (nothing yet: an empty :class:`Saved`)."""
         self.lock()
         for path in (self.path, self.pending_path):

@@ -46,7 +46,7 @@ from rich.progress import (
 )
 
 from syncd.client import Client, Subscription, normalize_url
-from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
+from syncd.crdt import CrdtError, JSONValue, check_key, check_value
 from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
@@ -71,7 +71,6 @@ EXIT_FAILURE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
 DEFAULT_TIMEOUT: Final = 10.0
-MAX_VALUE_BYTES: Final = 65_536
 LOAD_CHUNK: Final = 5_000
 """Keys ``load`` queues at a time before letting the sender run."""
 
@@ -459,28 +458,20 @@ def _kind(value: Any) -> str:
 
 
 def _check_key(key: str) -> None:
-    if not key:
-        raise UsageError("invalid key: a key must not be empty")
+    """:class:`UsageError` if the core refuses ``key`` (checked before connecting)."""
     try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise UsageError(f"invalid key {key!r}: not valid Unicode") from None
-    if size > MAX_KEY_BYTES:
-        raise UsageError(f"invalid key: {size} bytes, over the limit of {MAX_KEY_BYTES}")
+        check_key(key)
+    except CrdtError as error:
+        raise UsageError(f"invalid key: {error}") from None
 
 
 def _check_value(value: JSONValue, key: str) -> str:
-    """The value's canonical JSON text; :class:`UsageError` if the protocol refuses it."""
+    """The value's canonical JSON text; :class:`UsageError` if the core refuses it
+    (held to the server's default limit: the welcome does not say the server's own)."""
     try:
-        text = canonical_json(value)
+        return check_value(value)
     except CrdtError as error:
         raise UsageError(f"invalid value for {key!r}: {error}") from None
-    if len(text.encode("utf-8")) > MAX_VALUE_BYTES:
-        raise UsageError(
-            f"the value of {key!r} is {len(text.encode('utf-8'))} bytes of JSON, "
-            f"over the limit of {MAX_VALUE_BYTES}"
-        )
-    return text
 
 
 COMMANDS: Final[dict[str, Command]] = {

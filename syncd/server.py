@@ -39,7 +39,13 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from syncd.crdt import Clock
+from syncd.crdt import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_SKEW_MS,
+    DEFAULT_MAX_VALUE_BYTES,
+    Clock,
+)
 from syncd.metrics import CONTENT_TYPE, Metrics
 from syncd.protocol import (
     Access,
@@ -76,10 +82,10 @@ class ServerConfig:
     data: Path = Path("syncd-data")
     token: str | None = None
     read_token: str | None = None
-    max_frame_bytes: int = 1 << 20
-    max_ops: int = 1000
-    max_value_bytes: int = 65_536
-    max_skew: float = 60.0
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_ops: int = DEFAULT_MAX_OPS
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_skew: float = DEFAULT_MAX_SKEW_MS / 1000
     """Seconds an entry's timestamp may be ahead of the server's clock."""
     queue_limit: int = 8 << 20
     """Bytes a client may have unsent before it is dropped with 1013."""
