@@ -74,7 +74,7 @@ from syncd.events import (
 )
 from syncd.identity import default_node
 from syncd.replica import Replica
-from syncd.settings import resolve
+from syncd.settings import DEFAULT_TIMEOUT, resolve
 
 __all__ = [
     "Backoff",
@@ -246,7 +246,7 @@ class Client:
         node: str | None = None,
         store: str | os.PathLike[str] | None = None,
         keep_replica: bool = True,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         backoff: Backoff = Backoff(),
         give_up_after: float | None = None,
         window: int = 8,

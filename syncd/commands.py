@@ -51,7 +51,7 @@ from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
 from syncd.outbox import Outbox
-from syncd.settings import DOC_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, resolve
+from syncd.settings import DEFAULT_TIMEOUT, DOC_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, resolve
 
 __all__ = [
     "COMMANDS",
@@ -70,7 +70,6 @@ EXIT_USAGE: Final = 2
 EXIT_FAILURE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
-DEFAULT_TIMEOUT: Final = 10.0
 LOAD_CHUNK: Final = 5_000
 """Keys ``load`` queues at a time before letting the sender run."""
 

@@ -1,5 +1,6 @@
 """Where a client connects when not told: the default server URL and document, and the
-``SYNCD_URL``, ``SYNCD_DOC`` and ``SYNCD_TOKEN`` variables (contract §8).
+``SYNCD_URL``, ``SYNCD_DOC`` and ``SYNCD_TOKEN`` variables (contract §8); and how long
+a client waits for the server by default.
 
 Every client — the CLI commands, :class:`syncd.Client`, :func:`syncd.connect` and the
 TUI — resolves its target with :func:`resolve`, so each applies the same order: what
@@ -15,10 +16,20 @@ from typing import Final
 
 from syncd.protocol import DEFAULT_DOC
 
-__all__ = ["DEFAULT_URL", "DOC_VARIABLE", "TOKEN_VARIABLE", "URL_VARIABLE", "Target", "resolve"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "DOC_VARIABLE",
+    "TOKEN_VARIABLE",
+    "URL_VARIABLE",
+    "Target",
+    "resolve",
+]
 
 DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
 """The server a client connects to when neither told nor ``$SYNCD_URL`` says."""
+DEFAULT_TIMEOUT: Final = 10.0
+"""Seconds a client waits for the server (connecting, syncing, an acknowledgement)."""
 URL_VARIABLE: Final = "SYNCD_URL"
 DOC_VARIABLE: Final = "SYNCD_DOC"
 TOKEN_VARIABLE: Final = "SYNCD_TOKEN"

@@ -41,7 +41,7 @@ from syncd.errors import ReadOnlyError, StoreFileError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
 from syncd.protocol import check_doc_name
-from syncd.settings import resolve
+from syncd.settings import DEFAULT_TIMEOUT, resolve
 from syncd.tui._format import age, compact, truncate, writer_of
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
@@ -179,7 +179,7 @@ class SyncdApp(App[None]):
         *,
         token: str | None = None,
         node: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         backoff: Backoff = DEFAULT_BACKOFF,
         now: Callable[[], int] = wall_clock_ms,
         flash_seconds: float = 1.5,
