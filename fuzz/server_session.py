@@ -17,16 +17,17 @@ from __future__ import annotations
 import json
 from typing import Final
 
+from websockets.frames import CloseCode
+
 from fuzz.harness import BASE_WALL, check_reloads, lines, run, state
 from syncd.crdt import Clock, CrdtError, Document
+from syncd.errors import ProtocolError
 from syncd.protocol import (
     ERROR_CODES,
-    POLICY_VIOLATION,
     Access,
     HelloEvent,
     OpsEvent,
     PingEvent,
-    ProtocolError,
     ServerSession,
     pong_frame,
 )
@@ -53,7 +54,7 @@ def fuzz_one(data: bytes) -> None:
             event = session.receive(text)
         except ProtocolError as error:
             assert error.code in ERROR_CODES, error.code
-            assert error.close_code == (POLICY_VIOLATION if waiting else None)
+            assert error.close_code == (CloseCode.POLICY_VIOLATION if waiting else None)
             assert json.loads(error.frame())["code"] == error.code
             if error.close_code is not None:
                 break

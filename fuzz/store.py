@@ -19,7 +19,8 @@ from pathlib import Path
 
 from fuzz.harness import check_reloads, run, state
 from syncd.crdt import Document
-from syncd.store import DataDirectory, DocumentStore, StoreError
+from syncd.errors import StoreError
+from syncd.store import DataDirectory, DocumentStore
 
 __all__ = ["fuzz_one", "load"]
 

@@ -7,6 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, final
 
 __all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_OPS",
+    "DEFAULT_MAX_SKEW_MS",
+    "DEFAULT_MAX_VALUE_BYTES",
     "MAX_ID",
     "MAX_KEY_BYTES",
     "Clock",
@@ -17,6 +21,8 @@ __all__ = [
     "broadcast_frame",
     "canonical_json",
     "canonicalize_json",
+    "check_key",
+    "check_value",
     "format_timestamp",
     "frame_type",
     "parse_timestamp",
@@ -29,6 +35,18 @@ MAX_KEY_BYTES: int
 
 MAX_ID: int
 """The greatest ``ops`` message id, 2**53 - 1."""
+
+DEFAULT_MAX_VALUE_BYTES: int
+"""The default longest canonical JSON text of a value, in bytes (65536, contract §1)."""
+
+DEFAULT_MAX_OPS: int
+"""The default most entries in one ``ops`` message (1000, contract §5)."""
+
+DEFAULT_MAX_SKEW_MS: int
+"""The default of how far an entry may be ahead of the server's clock, in ms (60000, §2)."""
+
+DEFAULT_MAX_FRAME_BYTES: int
+"""The default frame limit, in bytes (1 MiB, contract §6)."""
 
 @final
 class Entry:
@@ -102,8 +120,9 @@ class FrameResult:
 class Document:
     """A Last-Write-Wins element dictionary, safe to share between threads."""
 
-    def __new__(cls, *, max_value_bytes: int = 65536, max_ops: int = 1000) -> Document:
-        """An empty document whose incoming values and messages are held to these limits."""
+    def __new__(cls, *, max_value_bytes: int = ..., max_ops: int = ...) -> Document:
+        """An empty document whose incoming values and messages are held to these limits
+        (by default :data:`DEFAULT_MAX_VALUE_BYTES` and :data:`DEFAULT_MAX_OPS`)."""
     @property
     def seq(self) -> int:
         """The head: the seq of the last applied entry (0 when new)."""
@@ -148,16 +167,18 @@ class Document:
         Not held to ``max_ops``: this is how a replica takes in a snapshot.
         """
     def apply_frame(
-        self, text: str, *, now_ms: int | None = None, max_skew_ms: int = 60000
+        self, text: str, *, now_ms: int | None = None, max_skew_ms: int = ...
     ) -> FrameResult:
         """Validate an ``ops`` frame (JSON text) as a whole, then merge it, without the GIL.
 
-        With ``now_ms``, an entry more than ``max_skew_ms`` ahead of it is ``clock_skew``.
+        With ``now_ms``, an entry more than ``max_skew_ms`` (by default
+        :data:`DEFAULT_MAX_SKEW_MS`) ahead of it is ``clock_skew``.
         """
     def changes_since(self, seq: int) -> list[Entry]:
         """The entries with a seq greater than ``seq``, in seq order."""
-    def entries_frames(self, since: int | None = None, max_frame_bytes: int = 1048576) -> list[str]:
-        """``entries`` frames (JSON text) for the changes after ``since``, or for every entry."""
+    def entries_frames(self, since: int | None = None, max_frame_bytes: int = ...) -> list[str]:
+        """``entries`` frames (JSON text) for the changes after ``since``, or for every entry,
+        each at most ``max_frame_bytes`` (by default :data:`DEFAULT_MAX_FRAME_BYTES`)."""
     def purge_tombstones(self, before: str) -> int:
         """Drop tombstones older than the timestamp ``before``, raising the horizon."""
     def snapshot(self) -> tuple[int, int, str]:
@@ -211,6 +232,13 @@ def format_timestamp(wall: int, counter: int, node: str) -> str:
 
 def validate_node(node: str) -> None:
     """Check a node id: 1-64 characters of ``[A-Za-z0-9_-]``."""
+
+def check_key(key: str) -> None:
+    """Check a key: not empty, at most :data:`MAX_KEY_BYTES` of UTF-8, valid Unicode."""
+
+def check_value(value: Any, *, max_value_bytes: int = ...) -> str:
+    """Check a value: a JSON value whose canonical JSON text is at most ``max_value_bytes``
+    (by default :data:`DEFAULT_MAX_VALUE_BYTES`); return that text."""
 
 def canonical_json(value: Any) -> str:
     """The canonical JSON text (RFC 8785) of a Python value."""

@@ -20,16 +20,17 @@ import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
+
+from websockets.frames import CloseCode
 
 from syncd import __version__
+from syncd.cluster.config import AckMode, ClusterConfig, check_cluster_url
 from syncd.commands import add_client_options, positive
 from syncd.commands import run as run_client_command
 from syncd.errors import SyncdError
 from syncd.logs import setup_logging
-
-if TYPE_CHECKING:
-    from syncd.cluster import ClusterConfig
+from syncd.server import ServerConfig
 
 __all__ = ["main"]
 
@@ -87,10 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\nexample: syncd serve --port 8765 --data ./syncd-data --token-file ~/.syncd-token",
         formatter_class=_DefaultsFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free)")
+    _add_serve_options(serve)
+    _add_cluster_options(serve)
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    _add_client_commands(commands)
+    return parser
+
+
+def _add_serve_options(serve: argparse.ArgumentParser) -> None:
+    """The server's options, their defaults those of :class:`ServerConfig`."""
+    default = ServerConfig()
     serve.add_argument(
-        "--data", type=Path, default=Path("syncd-data"), help="data directory (TinyDB files)"
+        "--host", default=default.host, help="address to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=default.port,
+        help="port to listen on (0: any free; default %(default)s)",
+    )
+    serve.add_argument(
+        "--data",
+        type=Path,
+        default=default.data,
+        help="data directory (TinyDB files; default %(default)s)",
     )
     token = serve.add_mutually_exclusive_group()
     token.add_argument(
@@ -116,31 +137,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="read --read-token from the first line of PATH",
     )
     serve.add_argument(
-        "--max-frame-bytes", type=positive(int), default=1 << 20, help="largest frame"
+        "--max-frame-bytes",
+        type=positive(int),
+        default=default.max_frame_bytes,
+        help="largest frame (default %(default)s)",
     )
     serve.add_argument(
-        "--max-ops", type=positive(int), default=1000, help="most entries in one ops message"
+        "--max-ops",
+        type=positive(int),
+        default=default.max_ops,
+        help="most entries in one ops message (default %(default)s)",
     )
     serve.add_argument(
-        "--max-value-bytes", type=positive(int), default=65_536, help="largest value (JSON bytes)"
+        "--max-value-bytes",
+        type=positive(int),
+        default=default.max_value_bytes,
+        help="largest value (JSON bytes; default %(default)s)",
     )
     serve.add_argument(
         "--max-skew",
         type=positive(float),
-        default=60.0,
-        help="seconds a timestamp may be ahead of the server's clock",
+        default=default.max_skew,
+        help="seconds a timestamp may be ahead of the server's clock (default %(default)g)",
     )
     serve.add_argument(
         "--queue-limit",
         type=positive(int),
-        default=8 << 20,
-        help="bytes a client may have unsent before it is dropped (close 1013)",
+        default=default.queue_limit,
+        help="bytes a client may have unsent before it is dropped "
+        f"(close {CloseCode.TRY_AGAIN_LATER:d}; default %(default)s)",
     )
     serve.add_argument(
         "--tombstone-retention",
         type=positive(float),
-        default=30.0,
-        help="days deleted keys are remembered",
+        default=default.tombstone_retention,
+        help="days deleted keys are remembered (default %(default)g)",
     )
     serve.add_argument(
         "--allowed-origin",
@@ -154,42 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--rate-limit",
         type=positive(float, zero=True),
-        default=1000.0,
-        help="messages per second a connection may send on average (0: no limit)",
+        default=default.rate_limit,
+        help="messages per second a connection may send on average "
+        "(0: no limit; default %(default)g)",
     )
     serve.add_argument(
         "--rate-burst",
         type=positive(int),
-        default=2000,
-        help="messages a connection may send at once above its rate",
+        default=default.rate_burst,
+        help="messages a connection may send at once above its rate (default %(default)s)",
     )
     serve.add_argument(
         "--evict-after",
         type=positive(float),
-        default=60.0,
-        help="seconds a document with no clients stays in memory",
+        default=default.evict_after,
+        help="seconds a document with no clients stays in memory (default %(default)g)",
     )
     serve.add_argument(
         "--open-timeout",
         type=positive(float),
-        default=10.0,
-        help="seconds a connection has to complete its opening handshake",
+        default=default.open_timeout,
+        help="seconds a connection has to complete its opening handshake (default %(default)g)",
     )
     serve.add_argument(
         "--fold-min-bytes",
         type=positive(int),
-        default=4 << 20,
-        help="log bytes before a document's log may be folded into its file",
+        default=default.fold_min_bytes,
+        help="log bytes before a document's log may be folded into its file (default %(default)s)",
     )
-    _add_cluster_options(serve)
-    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
-    _add_client_commands(commands)
-    return parser
 
 
 def _cluster_url(text: str) -> str:
-    from syncd.cluster import check_cluster_url
-
     try:
         return check_cluster_url(text)
     except ValueError as error:
@@ -197,6 +223,7 @@ def _cluster_url(text: str) -> str:
 
 
 def _add_cluster_options(serve: argparse.ArgumentParser) -> None:
+    default = ClusterConfig(url="")  # only its defaults are read
     group = serve.add_argument_group(
         "cluster", "several nodes serving the same documents through Redis (docs/cluster.md)"
     )
@@ -208,9 +235,10 @@ def _add_cluster_options(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--cluster-ack",
-        choices=("local", "redis"),
-        default="local",
-        help="acknowledge a write once fsync'd here (local), or here and in Redis (redis)",
+        choices=[mode.value for mode in AckMode],
+        default=default.ack.value,
+        help="acknowledge a write once fsync'd here (local), or here and in Redis (redis); "
+        "default %(default)s",
     )
     group.add_argument(
         "--cluster-advertise",
@@ -220,14 +248,16 @@ def _add_cluster_options(serve: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster-retention",
         type=positive(int),
-        default=100_000,
-        help="most stream entries kept for a node that is behind (past them: snapshot)",
+        default=default.retention,
+        help="most stream entries kept for a node that is behind (past them: snapshot; "
+        "default %(default)s)",
     )
     group.add_argument(
         "--cluster-check-interval",
         type=positive(float),
-        default=30.0,
-        help="seconds between comparisons of document digests with the other nodes",
+        default=default.check_interval,
+        help="seconds between comparisons of document digests with the other nodes "
+        "(default %(default)g)",
     )
 
 
@@ -335,7 +365,7 @@ def _secret(value: str | None, path: Path | None, flag: str, variable: str) -> s
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from syncd.server import ServerConfig, run
+    from syncd.server import run
 
     try:
         token = _secret(args.token, args.token_file, "--token", TOKEN_VARIABLE)
@@ -384,8 +414,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _cluster_config(args: argparse.Namespace) -> ClusterConfig | None:
     if args.cluster is None:
         return None
-    from syncd.cluster import AckMode, ClusterConfig
-
     return ClusterConfig(
         url=args.cluster,
         ack=AckMode(args.cluster_ack),

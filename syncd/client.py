@@ -52,9 +52,10 @@ from websockets.exceptions import (
     InvalidStatus,
     WebSocketException,
 )
+from websockets.frames import CloseCode
 
 from syncd.client_store import ClientStore, StoreSaver
-from syncd.crdt import Entry, JSONValue, wall_clock_ms
+from syncd.crdt import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Entry, JSONValue, wall_clock_ms
 from syncd.errors import (
     AuthError,
     ConnectionFailed,
@@ -79,12 +80,11 @@ from syncd.events import (
 )
 from syncd.identity import default_node
 from syncd.places import Place, place_of, remember_cluster
-from syncd.protocol import DEFAULT_DOC
-from syncd.replica import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_OPS, Replica
+from syncd.replica import Replica
+from syncd.settings import DEFAULT_TIMEOUT, resolve
 from syncd.urls import normalize_url, parse_urls
 
 __all__ = [
-    "DEFAULT_URL",
     "Backoff",
     "Client",
     "Subscription",
@@ -93,14 +93,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
-TRY_AGAIN_LATER: Final = 1013
-MESSAGE_TOO_BIG: Final = 1009
 _NOT_RETRIED: Final = frozenset(
     {"unauthorized", "unsupported_version", "bad_message", "bad_json", "not_ready"}
 )
 """Answers to ``hello`` that another attempt would get again."""
-"""The close code of a server dropping a client that fell too far behind."""
 
 E = TypeVar("E")
 
@@ -213,7 +209,8 @@ class Client:
     """A connection to one document of a syncd server, with a local replica.
 
     ``url``, ``doc`` and ``token`` default to ``$SYNCD_URL``, ``$SYNCD_DOC`` and
-    ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``.
+    ``$SYNCD_TOKEN``, then to ``ws://127.0.0.1:8765/ws`` and ``default``
+    (:func:`syncd.settings.resolve`).
     ``url`` may name several servers of one service (the nodes of a cluster): a
     comma-separated string or a list (:func:`~syncd.urls.parse_urls`); the
     client moves to the next one when a connection fails.
@@ -242,7 +239,7 @@ class Client:
         node: str | None = None,
         store: str | os.PathLike[str] | None = None,
         keep_replica: bool = True,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         backoff: Backoff = Backoff(),
         give_up_after: float | None = None,
         window: int = 8,
@@ -252,19 +249,17 @@ class Client:
         save_interval: float = 2.0,
         wall: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        self.urls: tuple[str, ...] = tuple(
-            parse_urls(url or os.environ.get("SYNCD_URL") or DEFAULT_URL)
-        )
+        target = resolve(url, doc, token)
+        self.urls: tuple[str, ...] = tuple(parse_urls(target.url))
         self._at = 0
         """The index in ``urls`` of the server connected to, or tried next."""
         self.server_url: str | None = None
         """The URL of the server of the last handshake (``None`` before the first)."""
         self._place = place_of(self.urls)
-        token = token if token is not None else os.environ.get("SYNCD_TOKEN") or None
         self.replica = Replica(
             node or default_node("py"),
-            doc or os.environ.get("SYNCD_DOC") or DEFAULT_DOC,
-            token=token,
+            target.doc,
+            token=target.token,
             max_ops=max_ops,
             max_frame_bytes=max_frame_bytes,
             wall=wall,
@@ -668,7 +663,10 @@ class Client:
                 self._ws = None
                 self._notify()
             reason = _describe(error)
-            if _close_code(error) == MESSAGE_TOO_BIG and self.replica.max_frame_bytes > 4096:
+            if (
+                _close_code(error) == CloseCode.MESSAGE_TOO_BIG
+                and self.replica.max_frame_bytes > 4096
+            ):
                 # The server has a lower frame limit than assumed (the welcome does not say it).
                 self.replica.max_frame_bytes //= 2
             if isinstance(error, UnexpectedFrame):
@@ -732,7 +730,7 @@ class Client:
                         handshake.reschedule(None)
                     self._notify()
             close = ws.protocol.close_rcvd
-            if close is not None and close.code == TRY_AGAIN_LATER:
+            if close is not None and close.code == CloseCode.TRY_AGAIN_LATER:
                 return ConnectionFailed("the server dropped this client (too far behind)")
             return ConnectionFailed(
                 f"the server closed the connection ({close.code} {close.reason})".strip()
@@ -882,7 +880,7 @@ def _describe(error: BaseException) -> str:
         return f"WebSocket handshake failed: {error}"
     if isinstance(error, ConnectionClosed):
         if error.rcvd is not None:
-            if error.rcvd.code == TRY_AGAIN_LATER:
+            if error.rcvd.code == CloseCode.TRY_AGAIN_LATER:
                 return "the server dropped this client (too far behind)"
             return f"the server closed the connection ({error.rcvd.code} {error.rcvd.reason})"
         return "the connection was lost"

@@ -52,21 +52,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncd.crdt import CrdtError, Document, parse_timestamp
-from syncd.errors import SyncdError
+from syncd.crdt import DEFAULT_MAX_VALUE_BYTES, CrdtError, Document, parse_timestamp
+from syncd.errors import StoreFileError
 from syncd.files import atomic_write, temporary_path
 from syncd.places import Place
 from syncd.replica import Pending, Replica
 
-__all__ = ["ClientStore", "Saved", "StoreFileError", "StoreSaver", "store_file"]
+__all__ = ["ClientStore", "Saved", "StoreSaver", "store_file"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-
-
-class StoreFileError(SyncdError):
-    """A client store file cannot be read or written."""
 
 
 @dataclass
@@ -120,7 +116,7 @@ class ClientStore:
             os.close(self._lock)  # closing the descriptor releases the lock
             self._lock = None
 
-    def load(self, max_value_bytes: int = 65_536) -> Saved:
+    def load(self, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Saved:
         """Lock the store and read what was saved (nothing yet: an empty :class:`Saved`)."""
         self.lock()
         for path in (self.path, self.pending_path):

@@ -49,11 +49,12 @@ from rich.progress import (
 )
 
 from syncd.client import Client, Subscription
-from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
-from syncd.errors import ServerError, SyncdError, SyncdTimeoutError
+from syncd.crdt import CrdtError, JSONValue, check_key, check_value
+from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
 from syncd.identity import default_node
 from syncd.outbox import Outbox
+from syncd.settings import DEFAULT_TIMEOUT, DOC_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, resolve
 from syncd.urls import parse_urls
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
-    "UsageError",
     "add_client_options",
     "positive",
     "run",
@@ -74,17 +74,10 @@ EXIT_USAGE: Final = 2
 EXIT_FAILURE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
-DEFAULT_TIMEOUT: Final = 10.0
-MAX_VALUE_BYTES: Final = 65_536
 LOAD_CHUNK: Final = 5_000
 """Keys ``load`` queues at a time before letting the sender run."""
 
 logger = logging.getLogger(__name__)
-
-
-class UsageError(SyncdError):
-    """Invalid arguments or input (exit 2)."""
 
 
 # -- options shared by the client commands -------------------------------------------
@@ -92,22 +85,23 @@ class UsageError(SyncdError):
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--doc``, ``--token``, ``--timeout`` and ``-v``, with their variables."""
+    target = resolve()
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--url",
-        default=os.environ.get("SYNCD_URL") or DEFAULT_URL,
+        default=target.url,
         help="server WebSocket URL, or several, comma-separated, tried in turn "
-        "(env SYNCD_URL; default %(default)s)",
+        f"(env {URL_VARIABLE}; default %(default)s)",
     )
     group.add_argument(
         "--doc",
-        default=os.environ.get("SYNCD_DOC") or "default",
-        help="document name (env SYNCD_DOC; default %(default)s)",
+        default=target.doc,
+        help=f"document name (env {DOC_VARIABLE}; default %(default)s)",
     )
     group.add_argument(
         "--token",
-        default=os.environ.get("SYNCD_TOKEN") or None,
-        help="access token (env SYNCD_TOKEN)",
+        default=target.token,
+        help=f"access token (env {TOKEN_VARIABLE})",
     )
     group.add_argument(
         "--timeout",
@@ -468,28 +462,20 @@ def _kind(value: Any) -> str:
 
 
 def _check_key(key: str) -> None:
-    if not key:
-        raise UsageError("invalid key: a key must not be empty")
+    """:class:`UsageError` if the core refuses ``key`` (checked before connecting)."""
     try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise UsageError(f"invalid key {key!r}: not valid Unicode") from None
-    if size > MAX_KEY_BYTES:
-        raise UsageError(f"invalid key: {size} bytes, over the limit of {MAX_KEY_BYTES}")
+        check_key(key)
+    except CrdtError as error:
+        raise UsageError(f"invalid key: {error}") from None
 
 
 def _check_value(value: JSONValue, key: str) -> str:
-    """The value's canonical JSON text; :class:`UsageError` if the protocol refuses it."""
+    """The value's canonical JSON text; :class:`UsageError` if the core refuses it
+    (held to the server's default limit: the welcome does not say the server's own)."""
     try:
-        text = canonical_json(value)
+        return check_value(value)
     except CrdtError as error:
         raise UsageError(f"invalid value for {key!r}: {error}") from None
-    if len(text.encode("utf-8")) > MAX_VALUE_BYTES:
-        raise UsageError(
-            f"the value of {key!r} is {len(text.encode('utf-8'))} bytes of JSON, "
-            f"over the limit of {MAX_VALUE_BYTES}"
-        )
-    return text
 
 
 COMMANDS: Final[dict[str, Command]] = {

@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from syncd._crdt import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_SKEW_MS,
+    DEFAULT_MAX_VALUE_BYTES,
     MAX_ID,
     MAX_KEY_BYTES,
     Clock,
@@ -21,6 +25,8 @@ from syncd._crdt import (
     broadcast_frame,
     canonical_json,
     canonicalize_json,
+    check_key,
+    check_value,
     format_timestamp,
     frame_type,
     parse_timestamp,
@@ -30,6 +36,10 @@ from syncd._crdt import (
 from syncd.errors import CrdtError
 
 __all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_OPS",
+    "DEFAULT_MAX_SKEW_MS",
+    "DEFAULT_MAX_VALUE_BYTES",
     "MAX_ID",
     "MAX_KEY_BYTES",
     "Clock",
@@ -42,6 +52,8 @@ __all__ = [
     "broadcast_frame",
     "canonical_json",
     "canonicalize_json",
+    "check_key",
+    "check_value",
     "format_timestamp",
     "frame_type",
     "parse_timestamp",

@@ -18,14 +18,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from websockets.frames import CloseCode
+
 from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
-from syncd.errors import SyncdError
+from syncd.errors import ProtocolError
 from syncd.ratelimit import TokenBucket
 
 __all__ = [
     "DEFAULT_DOC",
+    "DOC_NAME_RULE",
     "ERROR_CODES",
-    "POLICY_VIOLATION",
     "PROTOCOL_VERSION",
     "Access",
     "DocumentHead",
@@ -34,9 +36,9 @@ __all__ = [
     "HelloEvent",
     "OpsEvent",
     "PingEvent",
-    "ProtocolError",
     "ServerSession",
     "Since",
+    "check_doc_name",
     "entries_frame",
     "error_frame",
     "handshake",
@@ -50,8 +52,6 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_DOC: Final = "default"
-POLICY_VIOLATION: Final = 1008
-"""The close code after a failed handshake."""
 ERROR_CODES: Final = frozenset(
     {
         "bad_json",
@@ -68,44 +68,21 @@ ERROR_CODES: Final = frozenset(
 )
 """Every ``code`` an ``error`` frame may carry (contract §6)."""
 
+DOC_NAME_RULE: Final = "1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
+"""What a document name is (contract §1), as every message that refuses one says it."""
 _DOC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 def valid_doc_name(name: str) -> bool:
-    """Whether ``name`` is a document name: 1–128 of ``[A-Za-z0-9._-]``, not starting with ``.``."""
+    """Whether ``name`` is a document name (:data:`DOC_NAME_RULE`)."""
     return _DOC_NAME.fullmatch(name) is not None
 
 
-class ProtocolError(SyncdError):
-    """A frame the protocol rejects, with the ``error`` frame that answers it.
-
-    ``close_code`` is set when the connection must close after the answer.
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        id: int | None = None,
-        entry: int | None = None,
-        close_code: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.id = id
-        self.entry = entry
-        self.close_code = close_code
-
-    @classmethod
-    def from_crdt(cls, error: CrdtError) -> ProtocolError:
-        """The protocol error for a frame the core rejected (the connection stays open)."""
-        return cls(error.code, str(error), id=error.id, entry=error.entry)
-
-    def frame(self) -> str:
-        """The ``error`` frame, as JSON text."""
-        return error_frame(self.code, self.message, self.id, self.entry)
+def check_doc_name(name: object) -> str:
+    """``name`` if it is a document name, else ``ValueError`` saying what one is."""
+    if not isinstance(name, str) or not valid_doc_name(name):
+        raise ValueError(f"invalid document name {name!r}: {DOC_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +129,7 @@ class Access:
         raise ProtocolError(
             "unauthorized",
             "a valid token is required" if presented is None else "wrong token",
-            close_code=POLICY_VIOLATION,
+            close_code=CloseCode.POLICY_VIOLATION,
         )
 
 
@@ -197,14 +174,16 @@ class ServerSession:
                 id=message_id(message) if isinstance(message, str) else None,
             )
         if isinstance(message, bytes):
-            close = POLICY_VIOLATION if self.hello is None else None
+            close = CloseCode.POLICY_VIOLATION if self.hello is None else None
             raise ProtocolError("bad_message", "binary frames are not supported", close_code=close)
         text = message
         try:
             kind = frame_type(text)
         except CrdtError as error:
             if self.hello is None:
-                raise ProtocolError(error.code, str(error), close_code=POLICY_VIOLATION) from None
+                raise ProtocolError(
+                    error.code, str(error), close_code=CloseCode.POLICY_VIOLATION
+                ) from None
             # An object without a valid "type" may still carry an id to echo.
             echoed = message_id(text) if error.code == "bad_message" else None
             raise ProtocolError(error.code, str(error), id=echoed) from None
@@ -228,7 +207,7 @@ class ServerSession:
                 "not_ready",
                 "the first frame must be hello",
                 id=message_id(text),
-                close_code=POLICY_VIOLATION,
+                close_code=CloseCode.POLICY_VIOLATION,
             )
         hello = parse_hello(text)
         readonly = self.access.readonly(hello.token)
@@ -240,9 +219,9 @@ def parse_hello(text: str) -> Hello:
     """A validated ``hello`` frame; raises :class:`ProtocolError` (closing) if invalid."""
 
     def bad(message: str, code: str = "bad_message") -> ProtocolError:
-        return ProtocolError(code, message, close_code=POLICY_VIOLATION)
+        return ProtocolError(code, message, close_code=CloseCode.POLICY_VIOLATION)
 
-    frame = _parse(text, POLICY_VIOLATION)
+    frame = _parse(text, CloseCode.POLICY_VIOLATION)
     if "v" not in frame:
         raise bad('hello needs "v": 1')
     version = frame["v"]
@@ -251,11 +230,10 @@ def parse_hello(text: str) -> Hello:
             f"protocol version {version!r} is not supported (this server speaks 1)",
             "unsupported_version",
         )
-    doc = frame.get("doc", DEFAULT_DOC)
-    if not isinstance(doc, str) or not valid_doc_name(doc):
-        raise bad(
-            f"invalid doc {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
-        )
+    try:
+        doc = check_doc_name(frame.get("doc", DEFAULT_DOC))
+    except ValueError as error:
+        raise bad(str(error)) from None
     node = frame.get("node")
     if not isinstance(node, str):
         raise bad('hello needs "node", a string')
@@ -293,7 +271,7 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _parse(text: str, close_code: int | None) -> dict[str, Any]:
+def _parse(text: str, close_code: CloseCode | None) -> dict[str, Any]:
     """A frame the core has already found to be a JSON object, parsed by Python.
 
     Python's parser refuses some JSON the core accepts (nesting deeper than its

@@ -56,12 +56,17 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from syncd.crdt import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_VALUE_BYTES,
     MAX_ID,
     Clock,
     CrdtError,
     Document,
     Entry,
     JSONValue,
+    check_key,
+    check_value,
     format_timestamp,
     parse_timestamp,
     validate_node,
@@ -79,20 +84,14 @@ from syncd.events import (
     Synced,
     Write,
 )
-from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, valid_doc_name
+from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, check_doc_name
 
 __all__ = [
-    "DEFAULT_MAX_FRAME_BYTES",
-    "DEFAULT_MAX_OPS",
     "RETRYABLE",
     "Pending",
     "Replica",
 ]
 
-DEFAULT_MAX_OPS: Final = 1000
-"""The server's default ``max_ops`` (contract §5); the welcome does not say it."""
-DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
-"""The server's default frame limit (contract §6)."""
 RETRYABLE: Final = frozenset({"rate_limited", "clock_skew", "internal"})
 """Error codes after which a rejected message is sent again, after a pause; any other
 code refuses its writes for good (they are rolled back)."""
@@ -169,6 +168,8 @@ def _node_of(ts: str) -> str:
 class Replica:
     """A client's replica of one document and its sync state (no I/O).
 
+    The limits default to the server's defaults (the welcome does not say them);
+    the client lowers ``max_frame_bytes`` when a server refuses a frame as too big.
     ``wall`` reads the local wall clock in milliseconds (replaceable for tests).
     """
 
@@ -180,15 +181,11 @@ class Replica:
         token: str | None = None,
         max_ops: int = DEFAULT_MAX_OPS,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        max_value_bytes: int = 65_536,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         wall: Callable[[], int] = wall_clock_ms,
     ) -> None:
         validate_node(node)
-        if not valid_doc_name(doc):
-            raise ValueError(
-                f"invalid document name {doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, "
-                "not starting with '.'"
-            )
+        check_doc_name(doc)
         if max_ops < 1 or max_frame_bytes < 1:
             raise ValueError("max_ops and max_frame_bytes must be positive")
         self.node = node
@@ -284,11 +281,10 @@ class Replica:
         pairs = list(pairs)
         if self.readonly:
             raise ReadOnlyError()
-        # The core's own checks, on a scratch document: exactly what set() would refuse.
-        scratch = Document(max_value_bytes=self.max_value_bytes)
-        check_ts = format_timestamp(0, 0, self.node)
+        # The core's own checks: exactly what set() would refuse.
         for key, value in pairs:
-            scratch.set(key, value, check_ts)
+            check_key(key)
+            check_value(value, max_value_bytes=self.max_value_bytes)
         return [self.set(key, value) for key, value in pairs]
 
     def delete(self, key: str) -> Change:

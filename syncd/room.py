@@ -38,25 +38,34 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.frames import CloseCode
 
-from syncd.crdt import Clock, CrdtError, Document, FrameResult, broadcast_frame, wall_clock_ms
+from syncd.crdt import (
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_VALUE_BYTES,
+    Clock,
+    CrdtError,
+    Document,
+    FrameResult,
+    broadcast_frame,
+    wall_clock_ms,
+)
+from syncd.errors import ProtocolError, StoreError
 from syncd.lanes import fold_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.protocol import (
     DocumentHead,
     Hello,
-    ProtocolError,
     handshake,
     message_id,
     presence_frame,
 )
-from syncd.store import DocumentStore, Fold, StoreError
+from syncd.store import DocumentStore, Fold
 
 __all__ = ["Member", "Replication", "Room", "RoomSettings", "close_or_abort"]
 
 logger = logging.getLogger(__name__)
 
-TRY_AGAIN_LATER = 1013
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 
@@ -72,8 +81,8 @@ class RoomSettings:
     tombstone_retention_ms: int
     close_timeout: float = 3.0
     """Seconds a dropped client has to complete the close before its TCP is cut."""
-    max_value_bytes: int = 65_536
-    max_ops: int = 1000
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_ops: int = DEFAULT_MAX_OPS
     intake_limit: int = 16 << 20
     """Bytes of writes waiting for the commit task before their senders are made to wait."""
 
@@ -507,7 +516,10 @@ class Room:
         logger.info("document %s: dropping %s, too far behind", self.name, member.node)
         task = asyncio.create_task(
             close_or_abort(
-                member.connection, TRY_AGAIN_LATER, "too far behind", self.settings.close_timeout
+                member.connection,
+                CloseCode.TRY_AGAIN_LATER,
+                "too far behind",
+                self.settings.close_timeout,
             )
         )
         self._closing.add(task)

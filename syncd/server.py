@@ -38,31 +38,38 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from syncd.crdt import Clock
+from syncd.crdt import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_SKEW_MS,
+    DEFAULT_MAX_VALUE_BYTES,
+    Clock,
+)
+from syncd.errors import ProtocolError, StoreError
 from syncd.metrics import CONTENT_TYPE, Metrics
 from syncd.protocol import (
     Access,
     OpsEvent,
     PingEvent,
-    ProtocolError,
     ServerSession,
     pong_frame,
 )
 from syncd.ratelimit import TokenBucket
 from syncd.room import Member, Room, RoomSettings, close_or_abort
-from syncd.store import DataDirectory, StoreError
+from syncd.store import DataDirectory
 
 if TYPE_CHECKING:
-    from syncd.cluster import ClusterConfig, ClusterNode
+    from syncd.cluster.config import ClusterConfig
+    from syncd.cluster.node import ClusterNode
 
 __all__ = ["ServerConfig", "SyncServer", "run"]
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
-INTERNAL_ERROR = 1011
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # A real folder: syncd has a native extension, so it is never imported from a zip.
 WEB_ROOT = Path(str(files("syncd") / "web"))
@@ -78,10 +85,10 @@ class ServerConfig:
     data: Path = Path("syncd-data")
     token: str | None = None
     read_token: str | None = None
-    max_frame_bytes: int = 1 << 20
-    max_ops: int = 1000
-    max_value_bytes: int = 65_536
-    max_skew: float = 60.0
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_ops: int = DEFAULT_MAX_OPS
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_skew: float = DEFAULT_MAX_SKEW_MS / 1000
     """Seconds an entry's timestamp may be ahead of the server's clock."""
     queue_limit: int = 8 << 20
     """Bytes a client may have unsent before it is dropped with 1013."""
@@ -147,7 +154,7 @@ class SyncServer:
         self.data.open()
         self._clock = Clock(self.data.node)
         if self.config.cluster is not None:
-            from syncd.cluster import ClusterNode
+            from syncd.cluster.node import ClusterNode  # loads Redis's client: only here
 
             self.cluster = ClusterNode(
                 self.config.cluster,
@@ -190,7 +197,9 @@ class SyncServer:
             await room.drain()
         await asyncio.gather(
             *(
-                close_or_abort(c, 1001, "server shutting down", self.config.close_timeout)
+                close_or_abort(
+                    c, CloseCode.GOING_AWAY, "server shutting down", self.config.close_timeout
+                )
                 for c in self._server.connections
             )
         )
@@ -311,7 +320,9 @@ class SyncServer:
         except StoreError as error:
             logger.error("document %s: %s", doc, error)
             raise ProtocolError(
-                "internal", "the server cannot read this document now", close_code=INTERNAL_ERROR
+                "internal",
+                "the server cannot read this document now",
+                close_code=CloseCode.INTERNAL_ERROR,
             ) from None
 
     # -- plain HTTP -------------------------------------------------------------

@@ -33,26 +33,14 @@ from typing import TypeGuard
 from tinydb import TinyDB
 
 from syncd.crdt import CrdtError, Document, validate_node
-from syncd.errors import SyncdError
+from syncd.errors import CorruptFileError, StoreError
 from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
 
-__all__ = ["CorruptFileError", "DataDirectory", "DocumentStore", "Fold", "StoreError"]
+__all__ = ["DataDirectory", "DocumentStore", "Fold"]
 
 logger = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"(?P<doc>.+)\.(?P<number>[0-9]+)\.log")
-
-
-class StoreError(SyncdError):
-    """The data directory cannot be read or written."""
-
-
-class CorruptFileError(StoreError):
-    """A data file cannot be read; it is left untouched."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
 
 
 def _is_count(value: object) -> TypeGuard[int]:
@@ -188,8 +176,8 @@ class DocumentStore:
         """Whether the document has its file (it has been written to)."""
         return self._file_bytes > 0
 
-    def load(self, doc: Document) -> None:
-        """Fill ``doc`` from the file and the log; appends will go to a new segment.
+    def load(self, document: Document) -> None:
+        """Fill ``document`` from the file and the log; appends will go to a new segment.
 
         A document with no files gets a new epoch; :meth:`create` writes its file.
         """
@@ -198,34 +186,34 @@ class DocumentStore:
         temporary_path(self.path).unlink(missing_ok=True)
         after = 0
         if self.path.exists():
-            after = self._load_file(doc)
+            after = self._load_file(document)
         for segment in self._segments:
-            self._replay(doc, segment.path, after)
+            self._replay(document, segment.path, after)
         if not self.epoch:
             self.epoch = _new_id("e")
             if self._segments:
                 logger.warning("%s: no file for the log; starting a new epoch", self.path)
-                self.write_file(doc)
+                self.write_file(document)
 
-    def create(self, doc: Document) -> None:
+    def create(self, document: Document) -> None:
         """Write the file of a document that has none yet (before its first append)."""
         try:
-            self.write_file(doc)
+            self.write_file(document)
         except OSError as error:
             temporary_path(self.path).unlink(missing_ok=True)
             raise StoreError(f"cannot create {self.path}: {error}") from None
 
-    def _load_file(self, doc: Document) -> int:
+    def _load_file(self, document: Document) -> int:
         try:
             text = self.path.read_text(encoding="utf-8")
-            meta = json.loads(doc.restore_file_json(text))
+            meta = json.loads(document.restore_file_json(text))
             record = meta.get("1") if isinstance(meta, dict) else None
             if not isinstance(record, dict):
                 raise ValueError('no record 1 in table "meta"')
             epoch, seq, horizon = record.get("epoch"), record.get("seq"), record.get("horizon", 0)
             if not (isinstance(epoch, str) and epoch and _is_count(seq) and _is_count(horizon)):
                 raise ValueError("invalid epoch, seq or horizon")
-            doc.restore([], head=seq, horizon=horizon)
+            document.restore([], head=seq, horizon=horizon)
         # RecursionError: a "meta" nested deeper than Python's parser goes (the core reads it).
         except (
             OSError,
@@ -240,7 +228,7 @@ class DocumentStore:
         self._file_bytes = len(text)
         return seq
 
-    def _replay(self, doc: Document, path: Path, after: int) -> None:
+    def _replay(self, document: Document, path: Path, after: int) -> None:
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -250,7 +238,7 @@ class DocumentStore:
             torn = len(data) - len(complete)
             logger.warning("%s: skipping a torn last line (%d bytes)", path, torn)
         try:
-            doc.restore_log_json(complete.decode("utf-8"), after=after)
+            document.restore_log_json(complete.decode("utf-8"), after=after)
         except (UnicodeDecodeError, CrdtError) as error:
             raise CorruptFileError(path, str(error)) from None
         self._log_bytes += len(data)
@@ -291,15 +279,15 @@ class DocumentStore:
         """Whether the log has grown enough to be folded into the file."""
         return self._log_bytes > max(self.fold_min_bytes, self._file_bytes)
 
-    def begin_fold(self, doc: Document, purge_before: str | None = None) -> Fold:
+    def begin_fold(self, document: Document, purge_before: str | None = None) -> Fold:
         """Take what the next fold writes: the document as committed, and the segments
         it covers; appends go to a new segment from now on.
 
         Tombstones older than ``purge_before`` are purged first. Call between appends,
         then :meth:`fold` (in a thread) with what this returned.
         """
-        purged = doc.purge_tombstones(purge_before) if purge_before else 0
-        fold = Fold(self._file_text(doc), [s.path for s in self._segments], purged)
+        purged = document.purge_tombstones(purge_before) if purge_before else 0
+        fold = Fold(self._file_text(document), [s.path for s in self._segments], purged)
         self.close()
         self._log_bytes = 0
         return fold
@@ -314,14 +302,14 @@ class DocumentStore:
             self._segments = [s for s in self._segments if s.path not in fold.covered]
         fsync_directory(self.directory)
 
-    def write_file(self, doc: Document) -> None:
+    def write_file(self, document: Document) -> None:
         """Write the document's TinyDB file atomically."""
-        text = self._file_text(doc)
+        text = self._file_text(document)
         atomic_write(self.path, text)
         self._file_bytes = len(text)
 
-    def _file_text(self, doc: Document) -> str:
-        seq, horizon, table = doc.snapshot()
+    def _file_text(self, document: Document) -> str:
+        seq, horizon, table = document.snapshot()
         meta = json.dumps(
             {"1": {"epoch": self.epoch, "seq": seq, "horizon": horizon, "server": self.server_node}}
         )

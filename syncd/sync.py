@@ -4,15 +4,15 @@
 
     import syncd
 
-    with syncd.connect("ws://127.0.0.1:8765/ws", "notes") as doc:
-        doc["title"] = "hello"           # applied locally, sent in the background
-        print(doc.get("title"), len(doc), sorted(doc))
-        del doc["draft"]
+    with syncd.connect("ws://127.0.0.1:8765/ws", "notes") as document:
+        document["title"] = "hello"      # applied locally, sent in the background
+        print(document.get("title"), len(document), sorted(document))
+        del document["draft"]
     # leaving the block waits until the server has every write
 
 The client runs in an event loop on a background thread; every method here
 hands its work to that loop and waits for it. Reads come from the local
-replica and never block on the network. ``doc[key] = value`` does not wait for
+replica and never block on the network. ``document[key] = value`` does not wait for
 the server (a script can write thousands of keys quickly); :meth:`SyncClient.set`
 with ``wait=True`` and :meth:`SyncClient.flush` do.
 """

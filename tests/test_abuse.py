@@ -38,6 +38,7 @@ from attacks import (
 )
 from conftest import ClientFactory, ProcessFactory, ServerFactory
 from servers import TIMEOUT, Frame, ServerProcess, Stamps, http_get, metrics
+from websockets.frames import CloseCode
 
 MIB: Final = 1 << 20
 RSS_SLACK_MIB: Final = 30.0
@@ -382,7 +383,7 @@ async def test_oversized_frames_and_headers(server_process: ProcessFactory) -> N
         ws.write(encode_frame(TEXT, at_limit.encode()))
         assert (await ws.until(lambda f: f.get("id") == 7))["type"] == "pong"
         ws.write(encode_frame(TEXT, at_limit.encode() + b" "))
-        assert (await ws.closed())[0] == 1009
+        assert (await ws.closed())[0] == CloseCode.MESSAGE_TOO_BIG
         ws.abort()
         started_at = time.perf_counter()
         codes = await asyncio.gather(
@@ -390,7 +391,7 @@ async def test_oversized_frames_and_headers(server_process: ProcessFactory) -> N
             *(over_the_limit(server.port, [absurd_length()]) for _ in range(8)),
         )
         figures["oversized_seconds"] = time.perf_counter() - started_at
-        assert codes == [1009] * 16
+        assert codes == [CloseCode.MESSAGE_TOO_BIG] * 16
         figures["rss_after_frames_mib"] = rss_mib(pid)
 
         # Headers: one huge line, too many lines, a megabyte of them.
@@ -509,7 +510,7 @@ async def test_document_names_cannot_escape_the_data_directory(
             ws = await WsSocket.open(server.port)
             await ws.send({"type": "hello", "v": 1, "doc": name, "node": "evil"})
             code, frames = await ws.closed()
-            assert code == 1008, name
+            assert code == CloseCode.POLICY_VIOLATION, name
             assert [f["code"] for f in frames] == ["bad_message"], (name, frames)
         await prober.check(PROMPT)
     # The longest valid name works, and lives in the data directory.
@@ -609,7 +610,7 @@ async def test_a_wrong_token_tried_hundreds_of_times(server_process: ProcessFact
         figures["attempts"] = len(guesses)
         figures["seconds"] = time.perf_counter() - started_at
         for guess, (code, frames) in zip(guesses, results, strict=True):
-            assert code == 1008, guess
+            assert code == CloseCode.POLICY_VIOLATION, guess
             assert [f["code"] for f in frames] == ["unauthorized"], (guess, frames)
         # The right tokens still work.
         ws = await WsSocket.open(server.port)

@@ -26,8 +26,9 @@ import pytest
 from conftest import ProcessFactory, ServerFactory
 from servers import REPO, TIMEOUT, free_port
 
+from syncd.cli import build_parser
 from syncd.client import Client
-from syncd.server import SyncServer
+from syncd.server import ServerConfig, SyncServer
 
 LOAD_TIMEOUT: Final = 60.0
 """The most a 100,000-key load may take before the test gives up (the goal is 20 s)."""
@@ -192,8 +193,12 @@ async def test_documents_and_environment_variables(syncd: Syncd, server: SyncSer
         (("get",), None, "syncd get: the following arguments are required: KEY"),
         (("set", "--json", "k", "{oops"), None, "syncd set: VALUE: invalid JSON"),
         (("set", "--json", "k", "NaN"), None, "syncd set: VALUE: invalid JSON: NaN"),
-        (("set", "", "v"), None, "syncd set: invalid key: a key must not be empty"),
-        (("set", "k"), "x" * 70_000, "syncd set: the value of 'k' is 70002 bytes of JSON"),
+        (("set", "", "v"), None, "syncd set: invalid key: key must not be empty"),
+        (
+            ("set", "k"),
+            "x" * 70_000,
+            "syncd set: invalid value for 'k': value is 70002 bytes of JSON, over the limit",
+        ),
         (("get", "--doc", ".hidden", "k"), None, "syncd get: invalid document name"),
         (("get", "--url", "ftp://x", "k"), None, "syncd get: invalid server URL"),
         (("get", "--timeout", "-1", "k"), None, "syncd get: argument --timeout: must be"),
@@ -240,6 +245,26 @@ async def test_every_command_has_help_with_an_example(syncd: Syncd, command: str
     assert run.code == 0
     assert f"usage: syncd {command}" in run.out and "examples:\n  syncd " + command in run.out
     assert "SYNCD_URL" in run.out and "--token" in run.out
+
+
+async def test_serve_help_shows_every_default_of_the_server_config(syncd: Syncd) -> None:
+    args = build_parser().parse_args(["serve"])
+    default = ServerConfig()
+    options = [
+        *("host", "port", "data", "max_frame_bytes", "max_ops", "max_value_bytes", "max_skew"),
+        *("queue_limit", "tombstone_retention", "rate_limit", "rate_burst", "evict_after"),
+        *("open_timeout", "fold_min_bytes"),
+    ]
+    assert {name: getattr(args, name) for name in options} == {
+        name: getattr(default, name) for name in options
+    }
+    shown = " ".join((await syncd("serve", "--help")).out.split())
+    for name in options:
+        value = getattr(default, name)
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        option = f"--{name.replace('_', '-')} {name.upper()} "
+        help = shown.split(option, 1)[1].split(" --", 1)[0]
+        assert f"default {text})" in help, (name, help)
 
 
 async def test_dump_into_a_closed_pipe_is_quiet(syncd: Syncd) -> None:
@@ -299,7 +324,7 @@ async def test_load_reads_stdin(syncd: Syncd) -> None:
         ("[1, 2]", "expected a JSON object {key: value}, got an array"),
         ('{"a": ', "invalid JSON"),
         ('{"a": NaN}', "invalid JSON: NaN"),
-        ('{"": 1}', "invalid key: a key must not be empty"),
+        ('{"": 1}', "invalid key: key must not be empty"),
     ],
 )
 async def test_load_refuses_invalid_input_before_writing(

@@ -21,13 +21,14 @@ from servers import TIMEOUT, free_port
 
 import syncd
 from syncd.client import Backoff, Client, normalize_url
-from syncd.client_store import ClientStore, StoreFileError
+from syncd.client_store import ClientStore
 from syncd.crdt import CrdtError, JSONValue, parse_timestamp, wall_clock_ms
 from syncd.errors import (
     AuthError,
     ConnectionFailed,
     ReadOnlyError,
     ServerError,
+    StoreFileError,
     SyncdTimeoutError,
 )
 from syncd.events import Change, Overridden, Presence, Rejected, State, Status, Synced

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from fuzz.store import load
-from syncd.client_store import ClientStore, StoreFileError
+from syncd.client_store import ClientStore
 from syncd.crdt import CrdtError, Document
+from syncd.errors import CorruptFileError, StoreFileError
 from syncd.places import Place
-from syncd.store import CorruptFileError, DataDirectory
+from syncd.store import DataDirectory
 
 DEEP_META = '{"meta":' + "[" * 5000 + "]" * 5000 + "}"
 """A TinyDB file whose ``meta`` nests deeper than Python's JSON parser goes: the

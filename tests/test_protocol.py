@@ -17,21 +17,23 @@ from typing import Any, Final
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.frames import CloseCode
 
 from syncd.crdt import MAX_ID, CrdtError, Document
+from syncd.errors import ProtocolError
 from syncd.protocol import (
     DEFAULT_DOC,
+    DOC_NAME_RULE,
     ERROR_CODES,
-    POLICY_VIOLATION,
     Access,
     DocumentHead,
     Hello,
     HelloEvent,
     OpsEvent,
     PingEvent,
-    ProtocolError,
     ServerSession,
     Since,
+    check_doc_name,
     entries_frame,
     error_frame,
     handshake,
@@ -109,7 +111,11 @@ def assert_still_waiting(session: ServerSession) -> None:
 def test_before_hello_text_that_is_not_json_is_bad_json_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code, error.id) == ("bad_json", POLICY_VIOLATION, None)
+    assert (error.code, error.close_code, error.id) == (
+        "bad_json",
+        CloseCode.POLICY_VIOLATION,
+        None,
+    )
     assert session.hello is None
 
 
@@ -127,7 +133,7 @@ def test_before_hello_text_that_is_not_json_is_bad_json_and_closes(text: str) ->
 def test_before_hello_another_frame_is_not_ready_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("not_ready", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("not_ready", CloseCode.POLICY_VIOLATION)
     assert error.id == json.loads(text).get("id"), "the id of the message it answers, if any"
     assert_still_waiting(session)
 
@@ -136,7 +142,7 @@ def test_before_hello_another_frame_is_not_ready_and_closes(text: str) -> None:
 def test_before_hello_json_that_is_no_frame_is_bad_message_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -190,7 +196,11 @@ MALFORMED_HELLOS: Final = {
 def test_a_malformed_hello_is_bad_message_and_closes(fields: dict[str, Any]) -> None:
     session = ServerSession(Access())
     error = rejected(session, hello(**fields))
-    assert (error.code, error.close_code, error.id) == ("bad_message", POLICY_VIOLATION, None)
+    assert (error.code, error.close_code, error.id) == (
+        "bad_message",
+        CloseCode.POLICY_VIOLATION,
+        None,
+    )
     assert error.message
     assert_still_waiting(session)
 
@@ -208,7 +218,7 @@ def test_a_malformed_hello_is_bad_message_and_closes(fields: dict[str, Any]) -> 
 def test_a_hello_python_cannot_parse_is_bad_message_and_closes(text: str) -> None:
     session = ServerSession(Access())
     error = rejected(session, text)
-    assert (error.code, error.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -216,7 +226,7 @@ def test_a_hello_python_cannot_parse_is_bad_message_and_closes(text: str) -> Non
 def test_a_hello_of_another_version_is_unsupported_version_and_closes(version: Any) -> None:
     session = ServerSession(Access())
     error = rejected(session, hello(v=version))
-    assert (error.code, error.close_code) == ("unsupported_version", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unsupported_version", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -228,7 +238,7 @@ def test_a_v_present_but_not_the_number_1_is_unsupported_version(version: Any) -
     """
     session = ServerSession(Access())
     error = rejected(session, hello(v=version))
-    assert (error.code, error.close_code) == ("unsupported_version", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unsupported_version", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -311,7 +321,7 @@ def test_a_configured_token_decides_read_write_or_read_only(
 def test_a_wrong_or_missing_token_is_unauthorized_and_closes(access: Access, token: Any) -> None:
     session = ServerSession(access)
     error = rejected(session, hello(token=token))
-    assert (error.code, error.close_code) == ("unauthorized", POLICY_VIOLATION)
+    assert (error.code, error.close_code) == ("unauthorized", CloseCode.POLICY_VIOLATION)
     assert_still_waiting(session)
 
 
@@ -453,7 +463,7 @@ def test_after_hello_text_that_is_not_json_is_bad_json_and_stays_open(text: str)
 def test_a_binary_frame_is_bad_message_closing_only_before_hello() -> None:
     session = ServerSession(Access())
     before = rejected(session, b"\x00")
-    assert (before.code, before.close_code) == ("bad_message", POLICY_VIOLATION)
+    assert (before.code, before.close_code) == ("bad_message", CloseCode.POLICY_VIOLATION)
     session.receive(hello())
     after = rejected(session, b"\x00")
     assert (after.code, after.close_code) == ("bad_message", None)
@@ -650,6 +660,17 @@ def test_valid_doc_names(name: str) -> None:
 )
 def test_invalid_doc_names(name: str) -> None:
     assert not valid_doc_name(name)
+    with pytest.raises(ValueError) as raised:
+        check_doc_name(name)
+    assert str(raised.value) == f"invalid document name {name!r}: {DOC_NAME_RULE}"
+
+
+def test_a_hello_with_an_invalid_doc_is_refused_with_the_rule() -> None:
+    error = rejected(ServerSession(Access()), hello(doc=".hidden"))
+    assert (error.code, error.message) == (
+        "bad_message",
+        f"invalid document name '.hidden': {DOC_NAME_RULE}",
+    )
 
 
 # -- properties --------------------------------------------------------------------------------
@@ -708,7 +729,7 @@ def test_receive_raises_nothing_but_protocol_errors(texts: list[str], state: str
             event = session.receive(text)
         except ProtocolError as error:
             assert error.code in ERROR_CODES
-            assert error.close_code == (POLICY_VIOLATION if waiting else None)
+            assert error.close_code == (CloseCode.POLICY_VIOLATION if waiting else None)
             json.loads(error.frame())
             if waiting:
                 assert session.hello is None

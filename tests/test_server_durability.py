@@ -11,6 +11,7 @@ from conftest import ClientFactory, ProcessFactory, ServerFactory
 from faults import Ledger
 from servers import TIMEOUT, Frame, RawClient, ServerProcess, Stamps
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from syncd.crdt import parse_timestamp, wall_clock_ms
 
@@ -200,11 +201,11 @@ async def test_sigterm_acks_what_is_in_flight_then_closes_with_1001(
     process.signal(signal.SIGTERM)
     code, rest = await writer.closed()
     frames += rest
-    assert code == 1001
+    assert code == CloseCode.GOING_AWAY
     acks = [f for f in frames if f["type"] == "ack"]
     assert [(a["id"], a["seq"]) for a in acks] == [(i, i + 1) for i in range(total)]
     code, seen = await bystander.closed()
-    assert code == 1001
+    assert code == CloseCode.GOING_AWAY
     assert [e for f in seen if f["type"] == "ops" for e in f["ops"]] == entries
     assert await process.wait() == 0
     await process.start()

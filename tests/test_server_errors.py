@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import ClientFactory, ServerFactory
 from servers import Frame, RawClient, metrics
+from websockets.frames import CloseCode
 
 from syncd.crdt import wall_clock_ms
 from syncd.server import SyncServer
@@ -221,18 +222,18 @@ async def test_a_frame_over_the_limit_closes_with_1009(
     big = ops(entry(value="x" * limit))
     await s.offender.send_raw(big)
     code, frames = await s.offender.closed()
-    assert (code, frames) == (1009, [])
+    assert (code, frames) == (CloseCode.MESSAGE_TOO_BIG, [])
     assert await s.bystander.recv() == {"type": "presence", "left": ["off"]}
     # Counted after reassembly: fragments each under the limit, together over it.
     other = await connect(server.url, "frag")
     await other.hello()
     assert await s.bystander.recv() == {"type": "presence", "joined": ["frag"]}
     await other.connection.send(["x" * 1500, "y" * 1500])
-    assert (await other.closed())[0] == 1009
+    assert (await other.closed())[0] == CloseCode.MESSAGE_TOO_BIG
     # Before hello too.
     early = await connect(server.url, "early")
     await early.send_raw(big)
-    assert (await early.closed())[0] == 1009
+    assert (await early.closed())[0] == CloseCode.MESSAGE_TOO_BIG
     s.offender = await connect(server.url, "off")
     await s.offender.hello()
     frames = await s.bystander.recv_until(lambda f: f == {"type": "presence", "joined": ["off"]})
@@ -297,7 +298,7 @@ async def handshake_fails(
     offender = await connect(server.url, "off")
     await offender.send_raw(first)
     close, frames = await offender.closed()
-    assert close == 1008
+    assert close == CloseCode.POLICY_VIOLATION
     assert len(frames) == 1, frames
     assert frames[0]["type"] == "error" and frames[0]["code"] == code, frames
     assert frames[0]["message"]

@@ -30,8 +30,9 @@ import pytest
 from tinydb import TinyDB
 
 from syncd.crdt import Document
+from syncd.errors import CorruptFileError
 from syncd.files import AtomicJSONStorage, atomic_write, temporary_path
-from syncd.store import CorruptFileError, DataDirectory, DocumentStore
+from syncd.store import DataDirectory, DocumentStore
 
 BASE_WALL = 1_764_028_800_000
 """The wall field of the tests' timestamps: ``ts(n)`` is ``n`` ms after it."""
@@ -457,7 +458,8 @@ _APPEND_CHILD = textwrap.dedent(
     import json, os, resource, signal, sys
     from pathlib import Path
     from syncd.crdt import Document
-    from syncd.store import DataDirectory, StoreError
+    from syncd.errors import StoreError
+    from syncd.store import DataDirectory
 
     root, mode = Path(sys.argv[1]), sys.argv[2]
     data = DataDirectory(root)

@@ -16,6 +16,12 @@ use crate::timestamp::Timestamp;
 /// The longest key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// The default longest canonical JSON text of a value, in bytes (contract §1).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 65_536;
+
+/// The default most entries in one `ops` message (contract §5).
+pub const DEFAULT_MAX_OPS: usize = 1000;
+
 /// Limits that every incoming entry and message is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -28,8 +34,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_value_bytes: 65_536,
-            max_ops: 1000,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_ops: DEFAULT_MAX_OPS,
         }
     }
 }
@@ -88,22 +94,14 @@ impl<'a> Entry<'a> {
     fn check(&self, limits: &Limits) -> Result<()> {
         check_key(&self.key)?;
         if let Some(value) = &self.value {
-            if value.len() > limits.max_value_bytes {
-                return Err(CrdtError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "value is {} bytes of JSON, over the limit of {}",
-                        value.len(),
-                        limits.max_value_bytes
-                    ),
-                ));
-            }
+            check_value_size(value, limits.max_value_bytes)?;
         }
         Ok(())
     }
 }
 
-fn check_key(key: &str) -> Result<()> {
+/// Checks a key: not empty, at most [`MAX_KEY_BYTES`].
+pub fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(CrdtError::bad_message("key must not be empty"));
     }
@@ -113,6 +111,20 @@ fn check_key(key: &str) -> Result<()> {
             format!(
                 "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
                 key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the canonical JSON text of a value against the limit of `max_value_bytes`.
+pub fn check_value_size(text: &str, max_value_bytes: usize) -> Result<()> {
+    if text.len() > max_value_bytes {
+        return Err(CrdtError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "value is {} bytes of JSON, over the limit of {max_value_bytes}",
+                text.len()
             ),
         ));
     }

@@ -18,6 +18,14 @@ use crate::error::{CrdtError, ErrorCode, Result};
 /// The greatest message id: 2^53 − 1, the largest integer every JSON client holds exactly.
 pub const MAX_ID: u64 = (1 << 53) - 1;
 
+/// The default of how far, in milliseconds, an entry may be ahead of the server's clock
+/// (contract §2, `max_skew`).
+pub const DEFAULT_MAX_SKEW_MS: u64 = 60_000;
+
+/// The default frame limit, in bytes (contract §6): the largest message a server accepts,
+/// and the size `entries` frames are cut to.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
+
 /// The server's clock, for rejecting entries too far ahead of it (contract §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SkewCheck {

@@ -16,7 +16,9 @@ pub mod timestamp;
 
 pub use clock::Clock;
 pub use document::{Document, EntryView, MergeOutcome, MAX_SEQ};
-pub use entry::{Entry, Limits, MAX_KEY_BYTES};
+pub use entry::{Entry, Limits, DEFAULT_MAX_OPS, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES};
 pub use error::{CrdtError, ErrorCode};
-pub use frame::{FrameOutcome, OpsFrame, SkewCheck};
+pub use frame::{
+    FrameOutcome, OpsFrame, SkewCheck, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS, MAX_ID,
+};
 pub use timestamp::Timestamp;

@@ -25,8 +25,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from syncd.cluster.config import AckMode, ClusterConfig, ClusterError
+from syncd.cluster.config import AckMode, ClusterConfig
 from syncd.cluster.state import StreamId, format_id, parse_id
+from syncd.errors import ClusterError
 
 __all__ = ["Backplane", "NodeInfo", "StreamEntry", "StreamRead"]
 

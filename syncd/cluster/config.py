@@ -6,15 +6,9 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
-from syncd.errors import SyncdError
-
-__all__ = ["AckMode", "ClusterConfig", "ClusterError", "check_cluster_url"]
+__all__ = ["AckMode", "ClusterConfig", "check_cluster_url"]
 
 SCHEMES = frozenset({"redis", "rediss", "unix"})
-
-
-class ClusterError(SyncdError):
-    """The cluster cannot be joined: Redis is unreachable, unusable, or disagrees."""
 
 
 class AckMode(Enum):

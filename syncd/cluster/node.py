@@ -28,13 +28,14 @@ from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from syncd.cluster.backplane import Backplane, NodeInfo
-from syncd.cluster.config import ClusterConfig, ClusterError
+from syncd.cluster.config import ClusterConfig
 from syncd.cluster.origins import origins_of, page_origin
 from syncd.cluster.publisher import Publisher
-from syncd.cluster.repair import AntiEntropy, Repairer, RepairError
+from syncd.cluster.repair import AntiEntropy, Repairer
 from syncd.cluster.replicator import Replicator
 from syncd.cluster.state import NodeState, format_id, parse_id
 from syncd.crdt import FrameResult, wall_clock_ms
+from syncd.errors import ClusterError, RepairError
 from syncd.metrics import ClusterMetrics, Metrics
 from syncd.room import Room, RoomSettings
 from syncd.store import DataDirectory

@@ -20,20 +20,16 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from syncd.errors import SyncdError
+from syncd.errors import RepairError
 from syncd.protocol import valid_doc_name
 from syncd.room import Room
 
-__all__ = ["AntiEntropy", "RepairError", "Repairer"]
+__all__ = ["AntiEntropy", "Repairer"]
 
 logger = logging.getLogger(__name__)
 
 PULL_TIMEOUT = 30.0
 """Seconds a peer has to send a document's snapshot."""
-
-
-class RepairError(SyncdError):
-    """A peer's snapshot could not be had or merged."""
 
 
 class Repairer:

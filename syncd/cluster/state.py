@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncd.errors import CorruptFileError
 from syncd.files import atomic_write
-from syncd.store import CorruptFileError
 
 __all__ = ["NodeState", "StreamId", "format_id", "parse_id"]
 

@@ -31,14 +31,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 from textual.worker import Worker
 
-from syncd.client import DEFAULT_URL, Backoff, Client, Subscription
-from syncd.client_store import StoreFileError, store_file
+from syncd.client import Backoff, Client, Subscription
+from syncd.client_store import store_file
 from syncd.crdt import CrdtError, JSONValue, wall_clock_ms
-from syncd.errors import ReadOnlyError
+from syncd.errors import ReadOnlyError, StoreFileError
 from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
 from syncd.identity import default_node, syncd_home
 from syncd.places import place_of
-from syncd.protocol import DEFAULT_DOC, valid_doc_name
+from syncd.protocol import check_doc_name
+from syncd.settings import DEFAULT_TIMEOUT, resolve
 from syncd.tui._format import compact, truncate
 from syncd.tui.document_table import DocumentTable
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
@@ -115,7 +116,7 @@ class SyncdApp(App[None]):
         *,
         token: str | None = None,
         node: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         backoff: Backoff = DEFAULT_BACKOFF,
         now: Callable[[], int] = wall_clock_ms,
         flash_seconds: float = 1.5,
@@ -123,15 +124,11 @@ class SyncdApp(App[None]):
         """``now`` reads the wall clock in milliseconds: the client stamps writes with it
         and the "when" column is relative to it (tests freeze it)."""
         super().__init__()
-        self.urls = parse_urls(url or DEFAULT_URL)
+        target = resolve(url, doc, token)
+        self.urls = parse_urls(target.url)
         self.url = self.urls[0]
-        self.doc = doc or DEFAULT_DOC
-        if not valid_doc_name(self.doc):
-            raise ValueError(
-                f"invalid document name {self.doc!r}: 1-128 characters of A-Z a-z 0-9 . _ -, "
-                "not starting with '.'"
-            )
-        self.token = token
+        self.doc = check_doc_name(target.doc)
+        self.token = target.token
         self.node = node or default_node("tui")
         self.timeout = timeout
         self.backoff = backoff

@@ -14,8 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from syncd.crdt import MAX_KEY_BYTES, CrdtError, JSONValue, canonical_json
-from syncd.protocol import valid_doc_name
+from syncd.crdt import CrdtError, JSONValue, check_key, check_value
+from syncd.errors import InvalidInput
+from syncd.protocol import check_doc_name
 from syncd.tui._format import pretty
 
 __all__ = ["ConfirmScreen", "DocPickerScreen", "Edit", "EditorScreen", "HelpScreen"]
@@ -27,10 +28,6 @@ class Edit:
 
     key: str
     value: JSONValue
-
-
-class InvalidInput(ValueError):
-    """The editor's content cannot be written; the message says why."""
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -53,20 +50,18 @@ def parse_value(text: str, plain: bool, max_bytes: int) -> JSONValue:
                 "(tick 'Plain string' to store the text as it is)"
             ) from None
     try:
-        size = len(canonical_json(value).encode("utf-8"))
+        check_value(value, max_value_bytes=max_bytes)
     except CrdtError as error:
         raise InvalidInput(f"Invalid value: {error}") from None
-    if size > max_bytes:
-        raise InvalidInput(f"The value is {size} bytes of JSON, over the limit of {max_bytes}")
     return value
 
 
-def check_key(key: str) -> str:
+def parse_key(key: str) -> str:
     """``key`` if a document may hold it, else :class:`InvalidInput`."""
-    if not key:
-        raise InvalidInput("The key is empty")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidInput(f"The key is over {MAX_KEY_BYTES} bytes")
+    try:
+        check_key(key)
+    except CrdtError as error:
+        raise InvalidInput(f"Invalid key: {error}") from None
     return key
 
 
@@ -122,7 +117,7 @@ class EditorScreen(ModalScreen[Edit | None]):
         """Check the key and value; close with them, or show why they cannot be saved."""
         error = self.query_one("#error", Static)
         try:
-            key = check_key(self.query_one("#key", Input).value)
+            key = parse_key(self.query_one("#key", Input).value)
             value = parse_value(
                 self.query_one("#value", TextArea).text,
                 self.query_one("#plain", Checkbox).value,
@@ -236,11 +231,10 @@ class DocPickerScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted, "#name")
     def _typed(self, event: Input.Submitted) -> None:
-        name = event.value.strip()
-        if not valid_doc_name(name):
-            self.query_one("#error", Static).update(
-                "A document name is 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'"
-            )
+        try:
+            name = check_doc_name(event.value.strip())
+        except ValueError as error:
+            self.query_one("#error", Static).update(str(error))
             return
         self.dismiss(name)
 

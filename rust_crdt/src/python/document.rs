@@ -14,8 +14,8 @@ use super::errors::{bad, to_py_err};
 use super::lock::lock;
 use super::results::{Copied, PyEntry, PyFrameResult, PyMergeResult};
 use crate::document::Document;
-use crate::entry::{Entry, Limits};
-use crate::frame::SkewCheck;
+use crate::entry::{Entry, Limits, DEFAULT_MAX_OPS, DEFAULT_MAX_VALUE_BYTES};
+use crate::frame::{SkewCheck, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS};
 
 /// A Last-Write-Wins element dictionary, safe to share between threads.
 ///
@@ -49,7 +49,7 @@ impl PyDocument {
 #[pymethods]
 impl PyDocument {
     #[new]
-    #[pyo3(signature = (*, max_value_bytes = 65_536, max_ops = 1000))]
+    #[pyo3(signature = (*, max_value_bytes = DEFAULT_MAX_VALUE_BYTES, max_ops = DEFAULT_MAX_OPS))]
     fn new(max_value_bytes: usize, max_ops: usize) -> Self {
         let limits = Limits {
             max_value_bytes,
@@ -178,7 +178,7 @@ impl PyDocument {
         Ok(self.with(py, |doc| doc.merge_all(&entries).into()))
     }
 
-    #[pyo3(signature = (text, *, now_ms = None, max_skew_ms = 60_000))]
+    #[pyo3(signature = (text, *, now_ms = None, max_skew_ms = DEFAULT_MAX_SKEW_MS))]
     fn apply_frame(
         &self,
         py: Python<'_>,
@@ -202,7 +202,7 @@ impl PyDocument {
         copied.into_iter().map(|c| c.into_py(py)).collect()
     }
 
-    #[pyo3(signature = (since = None, max_frame_bytes = 1_048_576))]
+    #[pyo3(signature = (since = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES))]
     fn entries_frames(
         &self,
         py: Python<'_>,

@@ -1,5 +1,5 @@
-//! The module-level functions of `syncd._crdt`: timestamps, node names, canonical JSON,
-//! frame types and the wall clock.
+//! The module-level functions of `syncd._crdt`: timestamps, node names, key and value
+//! checks, canonical JSON, frame types and the wall clock.
 
 use std::borrow::Cow;
 
@@ -9,6 +9,7 @@ use super::convert::{canonical_from_py, parse_ts, Utf8};
 use super::errors::to_py_err;
 use crate::canonical::canonicalize;
 use crate::clock::wall_clock_ms;
+use crate::entry::{check_key, check_value_size, DEFAULT_MAX_VALUE_BYTES};
 use crate::frame::{broadcast_json, frame_type};
 use crate::timestamp::{validate_node, Timestamp};
 
@@ -38,6 +39,19 @@ pub(super) fn format_timestamp(wall: u64, counter: u32, node: Utf8<'_>) -> PyRes
 #[pyfunction(name = "validate_node")]
 pub(super) fn py_validate_node(node: Utf8<'_>) -> PyResult<()> {
     validate_node(node.0).map_err(to_py_err)
+}
+
+#[pyfunction(name = "check_key")]
+pub(super) fn py_check_key(key: Utf8<'_>) -> PyResult<()> {
+    check_key(key.0).map_err(to_py_err)
+}
+
+#[pyfunction(name = "check_value")]
+#[pyo3(signature = (value, *, max_value_bytes = DEFAULT_MAX_VALUE_BYTES))]
+pub(super) fn py_check_value(value: &Bound<'_, PyAny>, max_value_bytes: usize) -> PyResult<String> {
+    let text = canonical_from_py(value)?;
+    check_value_size(&text, max_value_bytes).map_err(to_py_err)?;
+    Ok(text)
 }
 
 #[pyfunction]

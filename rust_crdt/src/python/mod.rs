@@ -10,8 +10,8 @@
 
 use pyo3::prelude::*;
 
-use crate::entry::MAX_KEY_BYTES;
-use crate::frame::MAX_ID;
+use crate::entry::{DEFAULT_MAX_OPS, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES};
+use crate::frame::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS, MAX_ID};
 
 mod clock;
 mod convert;
@@ -33,10 +33,16 @@ fn _crdt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::parse_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(functions::format_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(functions::py_validate_node, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::py_check_key, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::py_check_value, m)?)?;
     m.add_function(wrap_pyfunction!(functions::canonical_json, m)?)?;
     m.add_function(wrap_pyfunction!(functions::canonicalize_json, m)?)?;
     m.add_function(wrap_pyfunction!(functions::py_wall_clock_ms, m)?)?;
     m.add("MAX_KEY_BYTES", MAX_KEY_BYTES)?;
     m.add("MAX_ID", MAX_ID)?;
+    m.add("DEFAULT_MAX_VALUE_BYTES", DEFAULT_MAX_VALUE_BYTES)?;
+    m.add("DEFAULT_MAX_OPS", DEFAULT_MAX_OPS)?;
+    m.add("DEFAULT_MAX_SKEW_MS", DEFAULT_MAX_SKEW_MS)?;
+    m.add("DEFAULT_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES)?;
     Ok(())
 }
