@@ -49,18 +49,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-class _DefaultsFormatter(
-    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
-):
-    """Shows each option's default, except "none" (those options' help says what then);
-    the epilog keeps its lines."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default == []:
-            return action.help
-        return super()._get_help_string(action)
-
-
 class _StartupError(Exception):
     """``syncd serve`` cannot start with what it was told (exit code 2)."""
 
@@ -86,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             79,
         )
         + "\n\nexample: syncd serve --port 8765 --data ./syncd-data --token-file ~/.syncd-token",
-        formatter_class=_DefaultsFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_serve_options(serve)
     _add_cluster_options(serve)
