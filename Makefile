@@ -20,6 +20,8 @@ CHROMIUM := /usr/bin/chromium
 STRACE := /usr/bin/strace
 # The cluster tests start their own redis-server (Debian's) on a free 127.0.0.1 port.
 REDIS := /usr/bin/redis-server
+# The terminal tests (and the installed wheel's) run `syncd tui` under tmux.
+TMUX := /usr/bin/tmux
 
 .DEFAULT_GOAL := help
 .PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-cluster soak soak-cluster fuzz lint
@@ -60,24 +62,17 @@ dist: $(INSTALLED) $(WEB_BUILT) ## Build the wheel and the sdist into dist/ (web
 	$(VENV)/bin/maturin sdist --out dist
 	$(VENV)/bin/maturin build --release --out dist
 
-$(CHROMIUM):
+# Debian's packages the tests need, installed when missing: /usr/bin/NAME is package NAME's.
+$(CHROMIUM) $(STRACE) $(REDIS) $(TMUX): /usr/bin/%:
 	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
-	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y chromium
-
-$(STRACE):
-	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
-	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y strace
-
-$(REDIS):
-	$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update
-	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y redis-server
+	DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y $*
 
 test: test-rust test-python test-web ## Build, then run every test (cargo test, pytest, vitest, Chromium end-to-end)
 
 test-rust: ## Run the Rust core's tests (unit, conformance vectors, property laws)
 	cd rust_crdt && cargo test --locked
 
-test-python: $(INSTALLED) $(WEB_BUILT) $(STRACE) $(REDIS) ## Run the Python tests (one of them builds and installs the wheel)
+test-python: $(INSTALLED) $(WEB_BUILT) $(STRACE) $(REDIS) $(TMUX) ## Run the Python tests (one of them builds and installs the wheel)
 	$(PY) -m pytest
 
 test-web: $(INSTALLED) $(WEB_BUILT) $(CHROMIUM) ## Run the web client's tests: vitest (vectors, HLC, replica) and end-to-end in headless Chromium
