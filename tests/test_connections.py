@@ -44,6 +44,8 @@ class Reader:
     wanted: tuple[set[str], int] | None = None
     """The peers and head it is waiting for."""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    reading: asyncio.Task[None] | None = None
+    """Its :meth:`pump`, once the handshake is read."""
 
     def take(self, frame: Frame) -> None:
         """Apply one frame of the server's."""
@@ -100,8 +102,20 @@ class Reader:
         self.wanted = (peers, seq)
         self.arrived.clear()
         self._check()
-        async with asyncio.timeout(SETTLE):
-            await self.arrived.wait()
+        assert self.reading is not None
+        arrival = asyncio.ensure_future(self.arrived.wait())
+        try:
+            async with asyncio.timeout(SETTLE):
+                await asyncio.wait({arrival, self.reading}, return_when=asyncio.FIRST_COMPLETED)
+            if not self.arrived.is_set():
+                await self.reading  # it failed: raise why
+                raise AssertionError(f"{self.node}: the server hung up")
+        except TimeoutError:
+            arrival.cancel()
+            missing, extra = sorted(peers - self.peers)[:5], sorted(self.peers - peers)[:5]
+            raise AssertionError(
+                f"{self.node}: at seq {self.seq} of {seq}, peers missing {missing}, extra {extra}"
+            ) from None
         assert self.state == state, self.node
 
     def _check(self) -> None:
@@ -119,8 +133,9 @@ async def join(port: int, node: str) -> Reader:
     return reader
 
 
-async def close_all(readers: list[Reader], pumps: list[asyncio.Task[None]]) -> None:
+async def close_all(readers: list[Reader]) -> None:
     """Hang up and stop reading."""
+    pumps = [reader.reading for reader in readers if reader.reading is not None]
     for reader in readers:
         await reader.socket.close()
     for pump in pumps:
@@ -161,22 +176,22 @@ async def test_two_thousand_connections_on_one_document(server_process: ProcessF
     writer = await join(server.port, "writer")
     writing = asyncio.create_task(write_all(writer, Stamps("writer")))
     nodes = [f"conn-{i}" for i in range(CONNECTIONS)]
-    pumps: list[asyncio.Task[None]] = []
 
     async def join_and_read(node: str) -> Reader:
         reader = await join(server.port, node)
-        pumps.append(asyncio.create_task(reader.pump()))
+        reader.reading = asyncio.create_task(reader.pump())
         return reader
 
     readers = await bounded_gather((join_and_read(node) for node in nodes), 200)
     seq, state = await writing
+    writer.reading = asyncio.create_task(writer.pump())  # its keepalive pings answered
     everyone = {*nodes, "writer"}
 
     await asyncio.gather(*(r.wait_for(everyone - {r.node}, seq, state) for r in readers))
 
     leaving, staying = readers[:LEAVING], readers[LEAVING:]
-    await close_all(leaving, pumps[:LEAVING])
+    await close_all(leaving)
     remaining = everyone - {r.node for r in leaving}
     await asyncio.gather(*(r.wait_for(remaining - {r.node}, seq, state) for r in staying))
-    await close_all(staying, pumps[LEAVING:])
-    await writer.socket.close()
+    await close_all(staying)
+    await close_all([writer])
