@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ __all__ = [
     "Handshake",
     "Hello",
     "HelloEvent",
+    "NodeArray",
     "OpsEvent",
     "PingEvent",
     "ServerSession",
@@ -306,8 +308,86 @@ def _ping_id(text: str) -> int | None:
     return value
 
 
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class NodeArray:
+    """Node ids encoded once as a JSON array, for frames that many clients receive.
+
+    The peers of a busy document are encoded once per presence tick rather than
+    once per ``welcome``, and leaving one node out (a client is never told about
+    itself) is a slice of the encoded text, not a new encoding.
+    """
+
+    __slots__ = ("_spans", "json", "nodes")
+
+    def __init__(self, nodes: Iterable[str] = ()) -> None:
+        self.nodes: tuple[str, ...] = tuple(nodes)
+        self.json: str = _dumps(self.nodes)
+        self._spans: dict[str, tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._node_spans()
+
+    def without(self, node: str) -> NodeArray:
+        """The array without ``node`` (this array if ``node`` is not in it)."""
+        span = self._node_spans().get(node)
+        if span is None:
+            return self
+        start, end = span
+        if end + 1 < len(self.json):  # the node and the comma after it
+            text = self.json[:start] + self.json[end + 1 :]
+        elif start > 1:  # the last node: the comma before it and the node
+            text = self.json[: start - 1] + self.json[end:]
+        else:
+            text = "[]"
+        return NodeArray._encoded(tuple(filter(node.__ne__, self.nodes)), text)
+
+    def suffix(self, start: int) -> NodeArray:
+        """The array from its ``start``-th node on."""
+        if start <= 0:
+            return self
+        if start >= len(self.nodes):
+            return NodeArray()
+        offset = self._node_spans()[self.nodes[start]][0]
+        return NodeArray._encoded(self.nodes[start:], f"[{self.json[offset:]}")
+
+    def plus(self, node: str) -> NodeArray:
+        """The array with ``node`` added at the end (``node`` must not be in it)."""
+        return self.concat(NodeArray((node,)))
+
+    def concat(self, other: NodeArray) -> NodeArray:
+        """This array followed by ``other`` (no node may be in both)."""
+        if not other.nodes:
+            return self
+        if not self.nodes:
+            return other
+        return NodeArray._encoded(self.nodes + other.nodes, f"{self.json[:-1]},{other.json[1:]}")
+
+    @classmethod
+    def _encoded(cls, nodes: tuple[str, ...], json: str) -> NodeArray:
+        """An array from ``nodes`` and their encoding, worked out by the caller."""
+        array = cls.__new__(cls)
+        array.nodes = nodes
+        array.json = json
+        array._spans = None
+        return array
+
+    def _node_spans(self) -> dict[str, tuple[int, int]]:
+        """Where each node's encoding lies in :attr:`json`, worked out on first need."""
+        if self._spans is None:
+            spans = {}
+            start = 1  # after the "["
+            for node in self.nodes:
+                end = start + len(_dumps(node))
+                spans[node] = (start, end)
+                start = end + 1  # after the comma
+            self._spans = spans
+        return self._spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +414,12 @@ class Handshake:
 
 
 def handshake(
-    hello: Hello, head: DocumentHead, *, readonly: bool, peers: list[str], time: str
+    hello: Hello,
+    head: DocumentHead,
+    *,
+    readonly: bool,
+    peers: Sequence[str] | NodeArray,
+    time: str,
 ) -> Handshake:
     """Decide between a delta and a snapshot for ``hello`` and build the frames around it.
 
@@ -369,11 +454,13 @@ def welcome_frame(
     time: str,
     full: bool,
     readonly: bool,
-    peers: list[str],
+    peers: Sequence[str] | NodeArray,
     cluster: str | None = None,
 ) -> str:
     """The ``welcome`` frame that answers a valid ``hello``; ``cluster`` names the
     cluster of a node started with ``--cluster`` (absent otherwise)."""
+    if not isinstance(peers, NodeArray):
+        peers = NodeArray(peers)
     frame: dict[str, Any] = {
         "type": "welcome",
         "v": PROTOCOL_VERSION,
@@ -384,11 +471,10 @@ def welcome_frame(
         "time": time,
         "full": full,
         "readonly": readonly,
-        "peers": peers,
     }
-    if cluster is not None:
-        frame["cluster"] = cluster
-    return _dumps(frame)
+    # The peers are spliced in already encoded: a busy document has thousands.
+    tail = "" if cluster is None else f',"cluster":{_dumps(cluster)}'
+    return f'{_dumps(frame)[:-1]},"peers":{peers.json}{tail}}}'
 
 
 def entries_frame(entries_json: str) -> str:
@@ -409,14 +495,19 @@ def pong_frame(id: int | None, time: str) -> str:
     return _dumps(frame)
 
 
-def presence_frame(*, joined: list[str] | None = None, left: list[str] | None = None) -> str:
-    """A ``presence`` frame announcing nodes that joined or left the document."""
-    frame: dict[str, Any] = {"type": "presence"}
-    if joined:
-        frame["joined"] = joined
-    if left:
-        frame["left"] = left
-    return _dumps(frame)
+def presence_frame(
+    *,
+    joined: Sequence[str] | NodeArray | None = None,
+    left: Sequence[str] | NodeArray | None = None,
+) -> str:
+    """A ``presence`` frame announcing nodes that joined or left the document
+    (a list left empty is left out)."""
+    frame = '{"type":"presence"'
+    for name, nodes in (("joined", joined), ("left", left)):
+        if nodes:
+            array = nodes if isinstance(nodes, NodeArray) else NodeArray(nodes)
+            frame += f',"{name}":{array.json}'
+    return frame + "}"
 
 
 def error_frame(code: str, message: str, id: int | None = None, entry: int | None = None) -> str:

@@ -21,6 +21,12 @@ Frames are written to a client's socket without waiting for it. A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
 
+Presence is announced in ticks (:mod:`syncd.presence`): a join or a leave
+schedules one ``presence`` frame for everyone, :data:`PRESENCE_TICK` later, that
+carries every change of the tick. Ticks are spaced so that sending them takes
+at most :data:`PRESENCE_SHARE` of the time, so a join costs the same in a
+document of ten clients as in one of ten thousand.
+
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
 local writes; in ``--cluster-ack redis`` mode it may refuse, and the writers are
@@ -33,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,21 +58,30 @@ from syncd.crdt import (
 from syncd.errors import ProtocolError, StoreError
 from syncd.lanes import fold_lane, log_lane
 from syncd.metrics import Metrics
-from syncd.protocol import (
-    DocumentHead,
-    Hello,
-    handshake,
-    message_id,
-    presence_frame,
-)
+from syncd.presence import Roster
+from syncd.protocol import DocumentHead, Hello, handshake, message_id
 from syncd.store import DocumentStore, Fold
 
-__all__ = ["Member", "Replication", "Room", "RoomSettings", "close_or_abort"]
+__all__ = [
+    "PRESENCE_SHARE",
+    "PRESENCE_TICK",
+    "Member",
+    "Replication",
+    "Room",
+    "RoomSettings",
+    "close_or_abort",
+]
 
 logger = logging.getLogger(__name__)
 
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
+PRESENCE_TICK = 0.05
+"""Seconds from a join or a leave to the ``presence`` frame that announces it (at least)."""
+PRESENCE_SHARE = 0.2
+"""The most of its time a room spends on presence ticks: with thousands of clients a
+tick takes a while, and the next one comes no sooner than ``1 / PRESENCE_SHARE`` times
+as long after it."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,8 @@ class Member:
     outcome: asyncio.Future[str | None] | None = None
     """For a write from another node: resolved once committed (``None``) or refused
     (the error code)."""
+    presence_version: int = 0
+    """The presence its welcome saw (:attr:`syncd.presence.Roster.version`)."""
 
     @property
     def connection(self) -> ServerConnection:
@@ -158,8 +174,11 @@ class Room:
         self.clock = clock
         self.settings = settings
         self.metrics = metrics
-        self.members: list[Member] = []
-        self._nodes: Counter[str] = Counter()
+        self._members: dict[Member, None] = {}
+        """In the order they joined (a dict: leaving is O(1))."""
+        self._roster = Roster(replication.remote_peers(name) if replication is not None else ())
+        self._presence_due: asyncio.TimerHandle | None = None
+        self._presence_interval = PRESENCE_TICK
         self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
         self._intake_open = asyncio.Event()
@@ -195,17 +214,22 @@ class Room:
         return cls(name, document, store, clock, settings, metrics, replication)
 
     @property
+    def members(self) -> list[Member]:
+        """The connections to this document, in the order they joined (a copy)."""
+        return list(self._members)
+
+    @property
     def unused_since(self) -> float | None:
         """Since when (``time.monotonic()``) no client and no write has used the room;
         ``None`` while one does."""
-        if self.members or self._joining or not self._idle.is_set():
+        if self._members or self._joining or not self._idle.is_set():
             return None
         return self._unused_since
 
     @property
     def client_nodes(self) -> list[str]:
         """The nodes of the clients connected to this document here."""
-        return sorted(self._nodes)
+        return self._roster.local_nodes
 
     # -- joining and leaving ------------------------------------------------
 
@@ -232,19 +256,16 @@ class Room:
             horizon=self.document.horizon,
             cluster=self.replication.cluster_id if self.replication is not None else None,
         )
-        nodes = set(self._nodes)
-        if self.replication is not None:
-            nodes |= self.replication.remote_peers(self.name)
-        peers = sorted(node for node in nodes if node != member.node)
+        peers = self._roster.peers(member.node)
         answer = handshake(
             hello, head, readonly=member.readonly, peers=peers, time=self.clock.now()
         )
         entries = self.document.entries_frames(answer.resume, self.settings.max_frame_bytes)
         member.floor = head.seq
-        self.members.append(member)
-        self._nodes[member.node] += 1
-        if self._nodes[member.node] == 1:
-            self._send_all(presence_frame(joined=[member.node]), exclude=member)
+        self._members[member] = None
+        self._roster.connect(member.node)
+        member.presence_version = self._roster.version  # its own arrival included
+        self._presence_changed()
         return [answer.welcome, *entries, answer.synced]
 
     def synced(self, member: Member) -> None:
@@ -255,23 +276,39 @@ class Room:
 
     def remote_presence(self, joined: list[str], left: list[str]) -> None:
         """Clients joined or left this document on other nodes: tell the local clients
-        about those not connected here too."""
-        joined = [node for node in joined if node not in self._nodes]
-        left = [node for node in left if node not in self._nodes]
-        if joined or left:
-            self._send_all(presence_frame(joined=joined or None, left=left or None))
+        about those not connected here too, at the next presence tick."""
+        self._roster.remote_changed(joined, left)
+        self._presence_changed()
 
     def leave(self, member: Member) -> None:
         """Forget a client whose connection ended."""
-        if member not in self.members:
+        if member not in self._members:
             return
-        self.members.remove(member)
-        self._nodes[member.node] -= 1
-        if self._nodes[member.node] == 0:
-            del self._nodes[member.node]
-            self._send_all(presence_frame(left=[member.node]))
-        if not self.members:
+        del self._members[member]
+        self._roster.disconnect(member.node)
+        self._presence_changed()
+        if not self._members:
             self._unused_since = time.monotonic()
+
+    def _presence_changed(self) -> None:
+        """Schedule the presence tick that announces a change, unless one is due."""
+        if self._presence_due is None and self._roster.changed:
+            self._presence_due = asyncio.get_running_loop().call_later(
+                self._presence_interval, self._announce_presence
+            )
+
+    def _announce_presence(self) -> None:
+        """The presence tick: one frame of every join and leave since the last to each client."""
+        self._presence_due = None
+        started = time.perf_counter()
+        announcement = self._roster.announce()
+        if announcement is not None:
+            for member in self._members:
+                frame = announcement.frame_for(member.node, member.presence_version)
+                if frame is not None:
+                    self.send(member, frame)
+        spent = time.perf_counter() - started
+        self._presence_interval = max(PRESENCE_TICK, spent / PRESENCE_SHARE)
 
     # -- writing --------------------------------------------------------------
 
@@ -306,6 +343,8 @@ class Room:
     async def close(self) -> None:
         """Commit what is pending, then stop the commit task and close the log."""
         await self.drain()
+        if self._presence_due is not None:
+            self._presence_due.cancel()
         self._committer.cancel()
         if self._folding is not None:
             await self._folding
@@ -441,7 +480,7 @@ class Room:
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
         shared: list[str] | None = None
-        for member in self.members:
+        for member in self._members:
             if member is writer or member.floor >= last_seq:
                 continue
             if member.floor < first_seq:
@@ -504,11 +543,6 @@ class Room:
             self._drop(member)
             return
         broadcast([member.connection], frame)
-
-    def _send_all(self, frame: str, exclude: Member | None = None) -> None:
-        for member in self.members:
-            if member is not exclude:
-                self.send(member, frame)
 
     def _drop(self, member: Member) -> None:
         member.dropped = True

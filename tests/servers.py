@@ -284,6 +284,8 @@ class RawClient:
         self.node = node
         self.stamps = Stamps(node)
         self._ids = 0
+        self.peers: set[str] = set()
+        """The peers as its ``welcome`` and the ``presence`` frames it received tell."""
 
     @classmethod
     async def connect(cls, url: str, node: str = "tester", **options: Any) -> RawClient:
@@ -317,6 +319,10 @@ class RawClient:
         assert isinstance(text, str), f"the server sent a binary frame: {text!r}"
         frame = json.loads(text)
         assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+        if frame["type"] == "welcome":
+            self.peers = set(frame["peers"])
+        elif frame["type"] == "presence":
+            self.peers = (self.peers | set(frame.get("joined", []))) - set(frame.get("left", []))
         return frame
 
     async def recv_until(
@@ -330,6 +336,13 @@ class RawClient:
                 if predicate(frames[-1]):
                     return frames
         raise AssertionError(f"no matching frame among {limit}: {frames[-3:]}")
+
+    async def until_peers(self, *nodes: str, timeout: float = TIMEOUT) -> list[Frame]:
+        """Frames up to the ``presence`` that makes the peers ``nodes`` (none if they are
+        already): presence comes in ticks, so one frame may tell of several nodes."""
+        if self.peers == set(nodes):
+            return []
+        return await self.recv_until(lambda _: self.peers == set(nodes), timeout)
 
     async def hello(self, **fields: Any) -> Handshake:
         """Send ``hello`` (``v: 1`` and this client's node unless given), read to ``synced``."""

@@ -48,9 +48,8 @@ async def test_a_never_reading_client_is_dropped_with_1013(
     reader = await connect(server.url, "reader")
     await reader.hello()
     stuck = await stuck_client(connect, server.url, server.port)
-    for _ in range(2):
-        assert (await writer.recv())["type"] == "presence"
-    assert (await reader.recv())["type"] == "presence"
+    await writer.until_peers("reader", "stuck")
+    await reader.until_peers("writer", "stuck")
     before = await metrics(server.port)
 
     total, value = 300, "v" * 16_000  # about 5 MB in all

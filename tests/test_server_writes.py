@@ -20,9 +20,9 @@ async def joined(server: SyncServer, connect: ClientFactory, *nodes: str) -> lis
         client = await connect(server.url, node)
         await client.hello()
         clients.append(client)
-    for i, client in enumerate(clients):
-        for _ in clients[i + 1 :]:
-            assert (await client.recv())["type"] == "presence"
+    for client in clients:
+        frames = await client.until_peers(*(c.node for c in clients if c is not client))
+        assert all(f["type"] == "presence" for f in frames), frames
     return clients
 
 
