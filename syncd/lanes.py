@@ -39,8 +39,13 @@ class Lane:
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``call(*args, **kwargs)`` in this lane's thread."""
+        return await self.submit(call, *args, **kwargs)
+
+    def submit(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Queue ``call(*args, **kwargs)`` in this lane's thread now, behind the calls
+        already given; its future."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+        return loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
 
 
 _LOG: Final = [Lane(f"syncd-log-{n}") for n in range(LOG_LANES)]

@@ -21,6 +21,12 @@ Frames are written to a client's socket without waiting for it. A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
 
+With ``--history-retention`` above zero a room keeps its document's history
+(:mod:`syncd.history`): each commit's rows (its applied entries and the entries
+that lost their merge) are queued in the log lane right after its fsync'd append,
+before it is acknowledged, and written while the acks go out; a history read
+first waits for the rows queued before it, so a client reads its own writes.
+
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
 local writes; in ``--cluster-ack redis`` mode it may refuse, and the writers are
@@ -32,10 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import CloseCode
@@ -51,6 +60,7 @@ from syncd.crdt import (
     wall_clock_ms,
 )
 from syncd.errors import ProtocolError, StoreError
+from syncd.history import History
 from syncd.lanes import fold_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.protocol import (
@@ -65,6 +75,8 @@ from syncd.store import DocumentStore, Fold
 __all__ = ["Member", "Replication", "Room", "RoomSettings", "close_or_abort"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
@@ -85,6 +97,8 @@ class RoomSettings:
     max_ops: int = DEFAULT_MAX_OPS
     intake_limit: int = 16 << 20
     """Bytes of writes waiting for the commit task before their senders are made to wait."""
+    history_retention_ms: int = 0
+    """How long the history keeps versions and conflicts (0: no history)."""
 
     def new_document(self) -> Document:
         """An empty replica held to these limits."""
@@ -150,8 +164,12 @@ class Room:
         settings: RoomSettings,
         metrics: Metrics,
         replication: Replication | None = None,
+        history: History | None = None,
     ) -> None:
         self.name = name
+        self.history = history
+        self._history_written: asyncio.Future[None] | None = None
+        """The last commit's history rows, queued in the log lane."""
         self.replication = replication
         self.document = document
         self.store = store
@@ -192,7 +210,38 @@ class Room:
         """The room of a document, read from its files (if any) in a thread."""
         document = settings.new_document()
         await log_lane(name).run(store.load, document)
-        return cls(name, document, store, clock, settings, metrics, replication)
+        room = cls(name, document, store, clock, settings, metrics, replication)
+        if store.created:
+            await room._open_history()
+        return room
+
+    async def _open_history(self) -> None:
+        """Open the document's history (once it has files) and catch it up with the log."""
+        if self.settings.history_retention_ms <= 0:
+            return
+        history = History(self.store.history_path, self.settings.history_retention_ms)
+        try:
+            await self._log_lane.run(
+                history.open, self.document, self.store.epoch, self.store.segment_paths()
+            )
+        except (OSError, sqlite3.Error):
+            logger.exception("document %s: cannot open its history; keeping none", self.name)
+            history.close()
+            return
+        self.history = history
+
+    @property
+    def history_path(self) -> Path | None:
+        """The history file to read, ``None`` when the document keeps no history."""
+        return self.history.path if self.history is not None else None
+
+    async def read_history(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(history_path, *args)`` in a thread, once the rows of every commit
+        acknowledged so far are written."""
+        assert self.history is not None, "no history: check history_path first"
+        if self._history_written is not None:
+            await asyncio.shield(self._history_written)
+        return await asyncio.to_thread(read, self.history.path, *args)
 
     @property
     def unused_since(self) -> float | None:
@@ -310,6 +359,8 @@ class Room:
         if self._folding is not None:
             await self._folding
         self.store.close()
+        if self.history is not None:
+            await self._log_lane.run(self.history.close)
 
     async def _commit_loop(self) -> None:
         while True:
@@ -344,6 +395,7 @@ class Room:
                 for member, text in batch:
                     self._reject(member, _not_stored(message_id(text)))
                 return
+            await self._open_history()
         results = self._apply(batch)
         lines = "".join(line for _, result in results if (line := result.log_line()))
         if lines:
@@ -356,6 +408,13 @@ class Room:
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        if self.history is not None:
+            lost = [pair for _, result in results for pair in result.lost]
+            if lines or lost:
+                # Written in the lane's thread while the acks go out; never awaited here.
+                self._history_written = self._log_lane.submit(
+                    self.history.record, lines, self.document.seq, lost
+                )
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         published = True
