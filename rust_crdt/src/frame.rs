@@ -415,4 +415,26 @@ mod tests {
         }
         assert!(checked > 40, "only {checked} frames checked");
     }
+
+    #[test]
+    fn lost_entries_name_their_winner_but_a_copy_of_the_winner_is_no_conflict() {
+        let mut doc = Document::default();
+        let newer = r#"{"key":"k","ts":"0000000000002-00000-b","value":"new"}"#;
+        let older = r#"{"key":"k","ts":"0000000000001-00000-a","value":"old"}"#;
+        let first = doc
+            .apply_frame(&format!(r#"{{"type":"ops","id":1,"ops":[{newer}]}}"#), None)
+            .unwrap();
+        assert!(first.lost.is_empty());
+        let second = doc
+            .apply_frame(
+                &format!(r#"{{"type":"ops","id":2,"ops":[{older},{newer}]}}"#),
+                None,
+            )
+            .unwrap();
+        assert_eq!(second.ignored, 2);
+        assert_eq!(
+            second.lost,
+            vec![(older.to_owned(), "0000000000002-00000-b".to_owned())]
+        );
+    }
 }
