@@ -13,9 +13,10 @@ mode, ``synchronous=NORMAL``), holds:
     the document's epoch and the greatest seq recorded.
 
 The log stays the source of truth. A commit's rows are written after its log
-append is fsync'd, in the document's log lane, so the history never holds what
-was not acknowledged. On load, the log lines past the recorded seq are recorded
-again (idempotent: one row per ``(key, ts)``), so a crash between the fsync and
+append is fsync'd, in the document's history lane (:mod:`syncd.lanes`), in commit
+order, so the history never holds what was not acknowledged. On load, the log
+lines past the recorded seq are recorded again (idempotent: one row per
+``(key, ts)``), so a crash between the fsync and
 the insert loses nothing; a history file that is new, or of another epoch, is
 first seeded with the document's current entries. Only the conflicts of the
 last commits before a crash can be lost: lost entries are not in the log.
@@ -152,7 +153,7 @@ class ConflictRow:
 
 
 class History:
-    """The writer of one document's history file; every call runs in its log lane."""
+    """The writer of one document's history file; every call runs in its history lane."""
 
     def __init__(self, path: Path, retention_ms: int) -> None:
         self.path = path

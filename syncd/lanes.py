@@ -1,5 +1,5 @@
 """Threads for a document's blocking file work: its log writes always run in one
-thread, its folds in another.
+thread, its folds in another, its history (:mod:`syncd.history`) in a third.
 
 ``asyncio.to_thread`` hands each job to whichever idle thread of the default pool
 wakes first, so one document's appends wander between threads, in an order that
@@ -21,13 +21,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, ParamSpec, TypeVar
 
-__all__ = ["Lane", "fold_lane", "log_lane"]
+__all__ = ["Lane", "fold_lane", "history_lane", "log_lane"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 LOG_LANES: Final = 8
 FOLD_LANES: Final = 4
+HISTORY_LANES: Final = 4
 
 
 class Lane:
@@ -50,6 +51,7 @@ class Lane:
 
 _LOG: Final = [Lane(f"syncd-log-{n}") for n in range(LOG_LANES)]
 _FOLD: Final = [Lane(f"syncd-fold-{n}") for n in range(FOLD_LANES)]
+_HISTORY: Final = [Lane(f"syncd-history-{n}") for n in range(HISTORY_LANES)]
 
 
 def _pick(lanes: list[Lane], doc: str) -> Lane:
@@ -64,3 +66,8 @@ def log_lane(doc: str) -> Lane:
 def fold_lane(doc: str) -> Lane:
     """The lane of ``doc``'s fold writes."""
     return _pick(_FOLD, doc)
+
+
+def history_lane(doc: str) -> Lane:
+    """The lane of ``doc``'s history writes: they never delay its next append."""
+    return _pick(_HISTORY, doc)

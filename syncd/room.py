@@ -23,9 +23,11 @@ reader never delays the writer or the other readers.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`): each commit's rows (its applied entries and the entries
-that lost their merge) are queued in the log lane right after its fsync'd append,
-before it is acknowledged, and written while the acks go out; a history read
-first waits for the rows queued before it, so a client reads its own writes.
+that lost their merge) are queued in the document's history lane right after its
+fsync'd append, before it is acknowledged, and written while the acks go out and
+the next commit appends; a history read first waits for the rows queued before
+it, so a client reads its own writes, and so does a fold before it deletes log
+segments.
 
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
@@ -61,7 +63,7 @@ from syncd.crdt import (
 )
 from syncd.errors import ProtocolError, StoreError
 from syncd.history import History
-from syncd.lanes import fold_lane, log_lane
+from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.protocol import (
     DocumentHead,
@@ -195,6 +197,7 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         self._log_lane = log_lane(name)
         self._fold_lane = fold_lane(name)
+        self._history_lane = history_lane(name)
         self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
 
     @classmethod
@@ -221,7 +224,7 @@ class Room:
             return
         history = History(self.store.history_path, self.settings.history_retention_ms)
         try:
-            await self._log_lane.run(
+            await self._history_lane.run(
                 history.open, self.document, self.store.epoch, self.store.segment_paths()
             )
         except (OSError, sqlite3.Error):
@@ -360,7 +363,7 @@ class Room:
             await self._folding
         self.store.close()
         if self.history is not None:
-            await self._log_lane.run(self.history.close)
+            await self._history_lane.run(self.history.close)
 
     async def _commit_loop(self) -> None:
         while True:
@@ -411,8 +414,9 @@ class Room:
         if self.history is not None:
             lost = [pair for _, result in results for pair in result.lost]
             if lines or lost:
-                # Written in the lane's thread while the acks go out; never awaited here.
-                self._history_written = self._log_lane.submit(
+                # Written in the history's thread while the acks go out and the next
+                # commit appends; never awaited here.
+                self._history_written = self._history_lane.submit(
                     self.history.record, lines, self.document.seq, lost
                 )
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
@@ -522,6 +526,9 @@ class Room:
         if self.replication is not None:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
         purge_before = f"{cutoff:013d}-00000-0"
+        if self._history_written is not None:
+            # The fold deletes log segments: the history must hold their entries first.
+            await asyncio.shield(self._history_written)
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:
