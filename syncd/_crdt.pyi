@@ -109,6 +109,10 @@ class FrameResult:
     @property
     def ops_json(self) -> str:
         """The applied entries' wire form, comma-separated (the inside of a broadcast's ``ops``)."""
+    @property
+    def lost(self) -> list[tuple[str, str]]:
+        """Each entry that lost to a different entry of its key: (its wire form as JSON
+        text, the winner's timestamp). A write sent again is not listed."""
     def ack(self) -> str:
         """The ``ack`` frame for the writer, as JSON text."""
     def broadcast(self, origin: str) -> str | None:

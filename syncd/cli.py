@@ -162,6 +162,13 @@ def _add_serve_options(serve: argparse.ArgumentParser) -> None:
         help="days deleted keys are remembered (default %(default)g)",
     )
     serve.add_argument(
+        "--history-retention",
+        type=positive(float, zero=True),
+        default=default.history_retention,
+        help="days the history keeps every version of every key and every overridden "
+        "write (0: keep no history; default %(default)g)",
+    )
+    serve.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
@@ -301,6 +308,52 @@ def _add_client_commands(commands: Any) -> None:
         "  syncd dump > backup.json\n  syncd dump --pretty --doc notes",
     )
     dump.add_argument("--pretty", action="store_true", help="indent the JSON")
+    dump.add_argument(
+        "--at",
+        metavar="TIME",
+        help="the document as it was at TIME (from the server's history): "
+        "ISO 8601 (2026-05-01T12:00, local time unless a zone is given) or ms since 1970",
+    )
+    log = _client_command(
+        commands,
+        "log",
+        "show a key's history",
+        "Print the versions of KEY the server's history holds, newest first: time, "
+        "node, and the value as JSON or 'deleted'. Exit code 1 if it has none.",
+        "  syncd log greeting\n  syncd log --limit 5 --json config",
+    )
+    log.add_argument("key", metavar="KEY")
+    log.add_argument(
+        "--limit", type=positive(int), default=100, help="most versions (default %(default)s)"
+    )
+    log.add_argument("--json", action="store_true", help="one JSON object a line")
+    restore = _client_command(
+        commands,
+        "restore",
+        "write an earlier version of a key again",
+        "Write an earlier version of KEY again, as a new write (itself in the history, so "
+        "it can be undone the same way): by default the version before the newest, or the "
+        "version it had at TIME (--at) or the one with timestamp TS (--ts, as 'syncd log "
+        "--json' shows it). Exit code 1 if there is no such version.",
+        "  syncd restore greeting\n  syncd restore --at 2026-05-01T12:00 config",
+    )
+    restore.add_argument("key", metavar="KEY")
+    which = restore.add_mutually_exclusive_group()
+    which.add_argument("--at", metavar="TIME", help="the version the key had at TIME")
+    which.add_argument("--ts", metavar="TS", help="the version with this timestamp")
+    conflicts = _client_command(
+        commands,
+        "conflicts",
+        "show recent overridden writes",
+        "Print the writes that lost to a newer write of the same key (Last-Write-Wins "
+        "dropped them), newest first, as the server's history recorded them.",
+        "  syncd conflicts\n  syncd conflicts --node cli-1a2b --json",
+    )
+    conflicts.add_argument("--node", metavar="NODE", help="only the writes of this node")
+    conflicts.add_argument(
+        "--limit", type=positive(int), default=100, help="most conflicts (default %(default)s)"
+    )
+    conflicts.add_argument("--json", action="store_true", help="one JSON object a line")
     load = _client_command(
         commands,
         "load",
@@ -331,7 +384,7 @@ def _add_client_commands(commands: Any) -> None:
         "when the server is back. Press ? in the editor for its keys.",
         "  syncd tui\n  syncd tui --url 10.0.0.5:8765 --doc notes",
     )
-    for command in (get, set_, rm, dump, load, watch, tui):
+    for command in (get, set_, rm, dump, load, watch, log, restore, conflicts, tui):
         add_client_options(command)
 
 
@@ -379,6 +432,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_skew=args.max_skew,
         queue_limit=args.queue_limit,
         tombstone_retention=args.tombstone_retention,
+        history_retention=args.history_retention,
         allowed_origins=tuple(args.allowed_origin),
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,

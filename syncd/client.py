@@ -67,6 +67,7 @@ from syncd.errors import (
 )
 from syncd.events import (
     Acked,
+    Answered,
     Change,
     ErrorReceived,
     Event,
@@ -77,6 +78,13 @@ from syncd.events import (
     Status,
     Synced,
     Write,
+)
+from syncd.history_wire import (
+    Conflict,
+    Version,
+    read_conflicts,
+    read_state,
+    read_versions,
 )
 from syncd.identity import default_node
 from syncd.places import Place, place_of, remember_cluster
@@ -290,6 +298,8 @@ class Client:
         self._tick: asyncio.Event | None = None
         self._session_synced = False
         self._last_node: str | None = None
+        self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        """The requests sent on this connection, awaiting their answer."""
 
     # -- reading the local replica ----------------------------------------------------
 
@@ -523,6 +533,63 @@ class Client:
         except TimeoutError:
             raise SyncdTimeoutError(f"waited over {limit:g} s {what} ({self.status})") from None
 
+    # -- reading the server's history -------------------------------------------------
+
+    async def request(
+        self, kind: str, timeout: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Send a read request (``history``, ``conflicts``, ``state_at``: see
+        :mod:`syncd.history_wire`) once synced; its answer frame. An ``error`` answer
+        raises :class:`~syncd.errors.ServerError`."""
+        limit = self.timeout if timeout is None else timeout
+        await self.wait_synced(limit)
+        ws = self._ws
+        if ws is None:
+            raise ConnectionFailed("the client is not connected")
+        id, frame = self.replica.request_frame(kind, **fields)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests[id] = answer
+        try:
+            await ws.send(frame)
+            async with asyncio.timeout(limit):
+                return await answer
+        except TimeoutError:
+            raise SyncdTimeoutError(f"waited over {limit:g} s for the answer to {kind}") from None
+        finally:
+            self._requests.pop(id, None)
+
+    async def history(
+        self, key: str, *, limit: int = 100, before: str | None = None
+    ) -> tuple[list[Version], str | None]:
+        """Up to ``limit`` versions of ``key``, newest first, older than the ts ``before``;
+        and the ``before`` of the next page (``None`` on the last)."""
+        return read_versions(await self.request("history", key=key, limit=limit, before=before))
+
+    async def conflicts(
+        self, *, node: str | None = None, limit: int = 100, before: int | None = None
+    ) -> tuple[list[Conflict], int | None]:
+        """Up to ``limit`` overridden writes (of ``node`` only, if given), newest first;
+        and the ``before`` of the next page."""
+        frame = await self.request("conflicts", node=node, limit=limit, before=before)
+        return read_conflicts(frame)
+
+    async def state_at(self, at_ms: int, *, max_pages: int = 1_000_000) -> dict[str, JSONValue]:
+        """The whole document as it was at wall time ``at_ms``, read page by page."""
+        state: dict[str, JSONValue] = {}
+        after: str | None = None
+        for _ in range(max_pages):
+            page, after = read_state(await self.request("state_at", at=at_ms, after=after))
+            state.update(page)
+            if after is None:
+                return state
+        raise SyncdError(f"the state at {at_ms} did not end within {max_pages} pages")
+
+    def _fail_requests(self, error: SyncdError) -> None:
+        for answer in self._requests.values():
+            if not answer.done():
+                answer.set_exception(error)
+        self._requests.clear()
+
     # -- writing ----------------------------------------------------------------------
 
     async def set(
@@ -661,6 +728,7 @@ class Client:
             finally:
                 self.replica.disconnected()
                 self._ws = None
+                self._fail_requests(ConnectionFailed("the connection closed before the answer"))
                 self._notify()
             reason = _describe(error)
             if (
@@ -765,7 +833,15 @@ class Client:
             self._wake.clear()
 
     def _handle(self, event: Event) -> None:
-        if isinstance(event, ErrorReceived):
+        if isinstance(event, Answered):
+            answer = self._requests.get(event.id)
+            if answer is not None and not answer.done():
+                answer.set_result(event.frame)
+        elif isinstance(event, ErrorReceived) and event.id in self._requests:
+            answer = self._requests[event.id]
+            if not answer.done():
+                answer.set_exception(_server_error(event.code, event.message, event.id))
+        elif isinstance(event, ErrorReceived):
             if event.fatal:
                 error = _server_error(event.code, event.message, event.id)
                 if event.code in _NOT_RETRIED:

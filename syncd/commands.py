@@ -1,6 +1,7 @@
 """The client commands of the ``syncd`` command line (contract §8), on :mod:`syncd.client`.
 
-``get``, ``set``, ``rm``, ``dump``, ``load`` and ``watch`` each open one
+``get``, ``set``, ``rm``, ``dump``, ``load``, ``watch``, and the history's
+``log``, ``restore`` and ``conflicts`` each open one
 :class:`~syncd.client.Client`, do their work, and return an exit code:
 
     0  success
@@ -34,6 +35,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn, TextIO
 
@@ -49,9 +51,18 @@ from rich.progress import (
 )
 
 from syncd.client import Client, Subscription
-from syncd.crdt import CrdtError, JSONValue, check_key, check_value
+from syncd.crdt import (
+    CrdtError,
+    JSONValue,
+    check_key,
+    check_value,
+    parse_timestamp,
+    validate_node,
+)
 from syncd.errors import ServerError, SyncdError, SyncdTimeoutError, UsageError
 from syncd.events import Acked, Change, Event, State, Status
+from syncd.history import ts_bound
+from syncd.history_wire import Version
 from syncd.identity import default_node
 from syncd.outbox import Outbox
 from syncd.settings import DEFAULT_TIMEOUT, DOC_VARIABLE, TOKEN_VARIABLE, URL_VARIABLE, resolve
@@ -252,14 +263,157 @@ async def _write(args: argparse.Namespace, key: str, value: JSONValue, *, delete
 
 
 async def dump(args: argparse.Namespace) -> int:
-    """``syncd dump``: the whole document as one JSON object."""
+    """``syncd dump [--at TIME]``: the whole document (as it was at TIME) as one JSON object."""
+    at_ms = parse_time(args.at) if args.at is not None else None
     client = await _open(args)
     try:
-        data = client.to_dict()
+        data = client.to_dict() if at_ms is None else await client.state_at(at_ms)
     finally:
         await client.close()
     ordered = {key: data[key] for key in sorted(data)}
     _print(json.dumps(ordered, ensure_ascii=False, indent=2 if args.pretty else None))
+    return EXIT_OK
+
+
+# -- log, restore, conflicts: the server's history -----------------------------------
+
+
+def parse_time(text: str) -> int:
+    """A time given on the command line, in ms since the Unix epoch: an ISO 8601 date
+    and time (local time unless it names its zone) or a number of milliseconds."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid time {text!r}: give an ISO 8601 time (2026-05-01T12:00) or milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # the local zone
+    return int(moment.timestamp() * 1000)
+
+
+def _show_time(ts: str) -> str:
+    wall, _, _ = parse_timestamp(ts)
+    return datetime.fromtimestamp(wall / 1000).astimezone().isoformat(timespec="milliseconds")
+
+
+def _show_version(version: Version) -> str:
+    if not version.known:
+        return "(no longer in the history)"
+    return "deleted" if version.deleted else _json(version.value)
+
+
+def _version_json(version: Version) -> dict[str, Any]:
+    shown: dict[str, Any] = {"ts": version.ts, "node": version.node, "time": _show_time(version.ts)}
+    if version.deleted:
+        shown["deleted"] = True
+    elif version.known:
+        shown["value"] = version.value
+    return shown
+
+
+async def log(args: argparse.Namespace) -> int:
+    """``syncd log KEY``: the key's versions, newest first; exit 1 if it has none."""
+    _check_key(args.key)
+    client = await _open(args)
+    shown = 0
+    try:
+        before: str | None = None
+        while shown < args.limit:
+            versions, before = await client.history(
+                args.key, limit=min(args.limit - shown, 1000), before=before
+            )
+            for version in versions:
+                if args.json:
+                    _print(_json(_version_json(version)))
+                else:
+                    _print(f"{_show_time(version.ts)}  {version.node}  {_show_version(version)}")
+            shown += len(versions)
+            if before is None:
+                break
+    finally:
+        await client.close()
+    if shown == 0:
+        print(f"syncd log: no history for {args.key}", file=sys.stderr)
+        return EXIT_ABSENT
+    return EXIT_OK
+
+
+async def restore(args: argparse.Namespace) -> int:
+    """``syncd restore KEY [--at TIME | --ts TS]``: write an earlier version again, as a
+    new write (by default the version before the newest: undo the last change)."""
+    _check_key(args.key)
+    if args.ts is not None:
+        try:
+            parse_timestamp(args.ts)
+        except CrdtError as error:
+            raise UsageError(f"invalid --ts: {error}") from None
+    at_ms = parse_time(args.at) if args.at is not None else None
+    client = await _open(args)
+    try:
+        if args.ts is not None:
+            # Versions before ts + "\x01" start with the one of ts itself, if any.
+            found, _ = await client.history(args.key, limit=1, before=args.ts + "\x01")
+            found = [v for v in found if v.ts == args.ts]
+            wanted = f"with ts {args.ts}"
+        elif at_ms is not None:
+            found, _ = await client.history(args.key, limit=1, before=ts_bound(at_ms))
+            wanted = f"at {args.at}"
+        else:
+            found, _ = await client.history(args.key, limit=2)
+            found = found[1:]
+            wanted = "before the newest"
+        if not found:
+            print(f"syncd restore: {args.key} has no version {wanted}", file=sys.stderr)
+            return EXIT_ABSENT
+        version = found[0]
+        if version.deleted:
+            await client.delete(args.key)
+        else:
+            await client.set(args.key, version.value)
+    finally:
+        await client.close()
+    _print(f"restored {args.key} to {_show_version(version)} (from {version.ts})")
+    return EXIT_OK
+
+
+async def conflicts(args: argparse.Namespace) -> int:
+    """``syncd conflicts``: recent overridden writes, newest first."""
+    if args.node is not None:
+        try:
+            validate_node(args.node)
+        except CrdtError as error:
+            raise UsageError(f"invalid --node: {error}") from None
+    client = await _open(args)
+    shown = 0
+    try:
+        before: int | None = None
+        while shown < args.limit:
+            found, before = await client.conflicts(
+                node=args.node, limit=min(args.limit - shown, 1000), before=before
+            )
+            for conflict in found:
+                if args.json:
+                    record = {
+                        "key": conflict.key,
+                        "lost": _version_json(conflict.lost),
+                        "winner": _version_json(conflict.winner),
+                    }
+                    _print(_json(record))
+                else:
+                    _print(
+                        f"{_show_time(conflict.lost.ts)}  {conflict.key}: {conflict.lost.node} "
+                        f"wrote {_show_version(conflict.lost)}, overridden by "
+                        f"{conflict.winner.node}'s {_show_version(conflict.winner)} "
+                        f"({_show_time(conflict.winner.ts)})"
+                    )
+            shown += len(found)
+            if before is None:
+                break
+    finally:
+        await client.close()
     return EXIT_OK
 
 
@@ -484,5 +638,8 @@ COMMANDS: Final[dict[str, Command]] = {
     "rm": rm,
     "dump": dump,
     "load": load,
+    "log": log,
+    "restore": restore,
+    "conflicts": conflicts,
     "watch": watch,
 }

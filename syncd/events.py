@@ -12,6 +12,7 @@ all to its subscribers (the TUI, ``syncd watch``, scripts)::
     ├── Overridden     a pending write lost to a newer entry on the server
     ├── Rejected       the server refused pending writes (for now, or for good: rolled back)
     ├── ErrorReceived  an error that answers none of the pending writes
+    ├── Answered       the answer to a request (``history``, ``conflicts``, ``state_at``)
     ├── Moved          the client reached another server (given several URLs)
     └── Status         the connection's state, for a status bar
 """
@@ -26,6 +27,7 @@ from syncd.crdt import JSONValue
 
 __all__ = [
     "Acked",
+    "Answered",
     "Change",
     "ErrorReceived",
     "Event",
@@ -166,6 +168,14 @@ class ErrorReceived:
     fatal: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A page answering the request ``id`` (:mod:`syncd.history_wire`)."""
+
+    id: int
+    frame: dict[str, Any]
+
+
 class State(StrEnum):
     """Where a client's connection stands."""
 
@@ -200,6 +210,15 @@ class Status:
 
 
 Event: TypeAlias = (
-    Change | Presence | Synced | Moved | Acked | Overridden | Rejected | ErrorReceived | Status
+    Change
+    | Presence
+    | Synced
+    | Moved
+    | Acked
+    | Overridden
+    | Rejected
+    | ErrorReceived
+    | Answered
+    | Status
 )
 """Everything a client reports."""

@@ -1,5 +1,5 @@
 """Threads for a document's blocking file work: its log writes always run in one
-thread, its folds in another.
+thread, its folds in another, its history (:mod:`syncd.history`) in a third.
 
 ``asyncio.to_thread`` hands each job to whichever idle thread of the default pool
 wakes first, so one document's appends wander between threads, in an order that
@@ -21,13 +21,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, ParamSpec, TypeVar
 
-__all__ = ["Lane", "fold_lane", "log_lane"]
+__all__ = ["Lane", "fold_lane", "history_lane", "log_lane"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 LOG_LANES: Final = 8
 FOLD_LANES: Final = 4
+HISTORY_LANES: Final = 4
 
 
 class Lane:
@@ -39,12 +40,18 @@ class Lane:
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``call(*args, **kwargs)`` in this lane's thread."""
+        return await self.submit(call, *args, **kwargs)
+
+    def submit(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Queue ``call(*args, **kwargs)`` in this lane's thread now, behind the calls
+        already given; its future."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+        return loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
 
 
 _LOG: Final = [Lane(f"syncd-log-{n}") for n in range(LOG_LANES)]
 _FOLD: Final = [Lane(f"syncd-fold-{n}") for n in range(FOLD_LANES)]
+_HISTORY: Final = [Lane(f"syncd-history-{n}") for n in range(HISTORY_LANES)]
 
 
 def _pick(lanes: list[Lane], doc: str) -> Lane:
@@ -59,3 +66,8 @@ def log_lane(doc: str) -> Lane:
 def fold_lane(doc: str) -> Lane:
     """The lane of ``doc``'s fold writes."""
     return _pick(_FOLD, doc)
+
+
+def history_lane(doc: str) -> Lane:
+    """The lane of ``doc``'s history writes: they never delay its next append."""
+    return _pick(_HISTORY, doc)

@@ -35,6 +35,9 @@ class Metrics:
         Info("syncd_build", "The running syncd release.", registry=r).info({"version": __version__})
         self.connections = Gauge("syncd_connections", "Open client connections.", registry=r)
         self.documents = Gauge("syncd_documents", "Documents loaded in memory.", registry=r)
+        self.history_bytes = Gauge(
+            "syncd_history_bytes", "Disk space of the documents' history files.", registry=r
+        )
         self.ops_applied = Counter(
             "syncd_ops_applied", "Entries that won their merge and took a seq.", registry=r
         )

@@ -1,7 +1,8 @@
 """The server's side of the wire protocol, without I/O (contract §3–§6).
 
 A :class:`ServerSession` takes the text frames of one connection and turns them
-into events — :class:`HelloEvent`, :class:`OpsEvent`, :class:`PingEvent` — or
+into events — :class:`HelloEvent`, :class:`OpsEvent`, :class:`PingEvent`, and
+the history requests of :mod:`syncd.history_wire` — or
 raises :class:`ProtocolError`, which knows the ``error`` frame to answer with
 and whether the connection must then close. The frame builders at the bottom
 write every frame the server sends that the CRDT core does not.
@@ -23,6 +24,7 @@ from websockets.frames import CloseCode
 
 from syncd.crdt import MAX_ID, CrdtError, frame_type, validate_node
 from syncd.errors import ProtocolError
+from syncd.history_wire import REQUEST_TYPES, Query, parse_request
 from syncd.ratelimit import TokenBucket
 
 __all__ = [
@@ -167,7 +169,7 @@ class ServerSession:
         self.hello: Hello | None = None
         self.readonly = False
 
-    def receive(self, message: str | bytes) -> HelloEvent | OpsEvent | PingEvent:
+    def receive(self, message: str | bytes) -> HelloEvent | OpsEvent | PingEvent | Query:
         """The event for one frame; raises :class:`ProtocolError` to reject it."""
         if self.rate_limit is not None and not self.rate_limit.take():
             raise ProtocolError(
@@ -199,6 +201,9 @@ class ServerSession:
             return OpsEvent(text)
         if kind == "ping":
             return PingEvent(_ping_id(text))
+        if kind in REQUEST_TYPES:
+            # Read-only: read-only connections may ask too.
+            return parse_request(kind, text)
         if kind == "hello":
             raise ProtocolError("bad_message", "the connection already said hello")
         raise ProtocolError("bad_message", f"unknown frame type {kind!r}", id=message_id(text))

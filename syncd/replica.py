@@ -75,6 +75,7 @@ from syncd.crdt import (
 from syncd.errors import ReadOnlyError, UnexpectedFrame
 from syncd.events import (
     Acked,
+    Answered,
     Change,
     ErrorReceived,
     Event,
@@ -84,6 +85,7 @@ from syncd.events import (
     Synced,
     Write,
 )
+from syncd.history_wire import ANSWER_TYPES, request_frame
 from syncd.protocol import DEFAULT_DOC, PROTOCOL_VERSION, check_doc_name
 
 __all__ = [
@@ -410,6 +412,12 @@ class Replica:
         self._pings[id] = self.wall()
         return f'{{"type":"ping","id":{id}}}'
 
+    def request_frame(self, kind: str, **fields: Any) -> tuple[int, str]:
+        """A read request (``history``, ``conflicts``, ``state_at``) and the id its
+        answer will carry."""
+        id = self._take_id()
+        return id, request_frame(kind, id, **fields)
+
     def _take_id(self) -> int:
         id = self._next_id
         self._next_id = id + 1 if id < MAX_ID else 1
@@ -454,6 +462,8 @@ class Replica:
                 return self._on_presence(frame)
             if kind == "pong":
                 return self._on_pong(frame)
+            if kind in ANSWER_TYPES:
+                return [Answered(_count(frame, "id"), frame)]
             if self.phase == "syncing":
                 if kind == "entries":
                     return self._on_entries(frame)

@@ -27,6 +27,14 @@ carries every change of the tick. Ticks are spaced so that sending them takes
 at most :data:`PRESENCE_SHARE` of the time, so a join costs the same in a
 document of ten clients as in one of ten thousand.
 
+With ``--history-retention`` above zero a room keeps its document's history
+(:mod:`syncd.history`): each commit's rows (its applied entries and the entries
+that lost their merge) are queued in the document's history lane right after its
+fsync'd append, before it is acknowledged, and written while the acks go out and
+the next commit appends; a history read first waits for the rows queued before
+it, so a client reads its own writes, and so does a fold before it deletes log
+segments.
+
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
 local writes; in ``--cluster-ack redis`` mode it may refuse, and the writers are
@@ -38,9 +46,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import CloseCode
@@ -56,7 +67,8 @@ from syncd.crdt import (
     wall_clock_ms,
 )
 from syncd.errors import ProtocolError, StoreError
-from syncd.lanes import fold_lane, log_lane
+from syncd.history import History
+from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.presence import Roster
 from syncd.protocol import DocumentHead, Hello, handshake, message_id
@@ -73,6 +85,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
@@ -99,6 +113,8 @@ class RoomSettings:
     max_ops: int = DEFAULT_MAX_OPS
     intake_limit: int = 16 << 20
     """Bytes of writes waiting for the commit task before their senders are made to wait."""
+    history_retention_ms: int = 0
+    """How long the history keeps versions and conflicts (0: no history)."""
 
     def new_document(self) -> Document:
         """An empty replica held to these limits."""
@@ -166,8 +182,12 @@ class Room:
         settings: RoomSettings,
         metrics: Metrics,
         replication: Replication | None = None,
+        history: History | None = None,
     ) -> None:
         self.name = name
+        self.history = history
+        self._history_written: asyncio.Future[None] | None = None
+        """The last commit's history rows, queued in the log lane."""
         self.replication = replication
         self.document = document
         self.store = store
@@ -196,6 +216,7 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         self._log_lane = log_lane(name)
         self._fold_lane = fold_lane(name)
+        self._history_lane = history_lane(name)
         self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
 
     @classmethod
@@ -211,7 +232,38 @@ class Room:
         """The room of a document, read from its files (if any) in a thread."""
         document = settings.new_document()
         await log_lane(name).run(store.load, document)
-        return cls(name, document, store, clock, settings, metrics, replication)
+        room = cls(name, document, store, clock, settings, metrics, replication)
+        if store.created:
+            await room._open_history()
+        return room
+
+    async def _open_history(self) -> None:
+        """Open the document's history (once it has files) and catch it up with the log."""
+        if self.settings.history_retention_ms <= 0:
+            return
+        history = History(self.store.history_path, self.settings.history_retention_ms)
+        try:
+            await self._history_lane.run(
+                history.open, self.document, self.store.epoch, self.store.segment_paths()
+            )
+        except (OSError, sqlite3.Error):
+            logger.exception("document %s: cannot open its history; keeping none", self.name)
+            history.close()
+            return
+        self.history = history
+
+    @property
+    def history_path(self) -> Path | None:
+        """The history file to read, ``None`` when the document keeps no history."""
+        return self.history.path if self.history is not None else None
+
+    async def read_history(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(history_path, *args)`` in a thread, once the rows of every commit
+        acknowledged so far are written."""
+        assert self.history is not None, "no history: check history_path first"
+        if self._history_written is not None:
+            await asyncio.shield(self._history_written)
+        return await asyncio.to_thread(read, self.history.path, *args)
 
     @property
     def members(self) -> list[Member]:
@@ -349,6 +401,8 @@ class Room:
         if self._folding is not None:
             await self._folding
         self.store.close()
+        if self.history is not None:
+            await self._history_lane.run(self.history.close)
 
     async def _commit_loop(self) -> None:
         while True:
@@ -383,6 +437,7 @@ class Room:
                 for member, text in batch:
                     self._reject(member, _not_stored(message_id(text)))
                 return
+            await self._open_history()
         results = self._apply(batch)
         lines = "".join(line for _, result in results if (line := result.log_line()))
         if lines:
@@ -395,6 +450,14 @@ class Room:
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        if self.history is not None:
+            lost = [pair for _, result in results for pair in result.lost]
+            if lines or lost:
+                # Written in the history's thread while the acks go out and the next
+                # commit appends; never awaited here.
+                self._history_written = self._history_lane.submit(
+                    self.history.record, lines, self.document.seq, lost
+                )
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         published = True
@@ -502,6 +565,9 @@ class Room:
         if self.replication is not None:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
         purge_before = f"{cutoff:013d}-00000-0"
+        if self._history_written is not None:
+            # The fold deletes log segments: the history must hold their entries first.
+            await asyncio.shield(self._history_written)
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:

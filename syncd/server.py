@@ -26,6 +26,7 @@ import logging
 import mimetypes
 import resource
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,6 +50,16 @@ from syncd.crdt import (
     Clock,
 )
 from syncd.errors import ProtocolError, StoreError
+from syncd.history import history_bytes, read_conflicts, read_state, read_versions
+from syncd.history_wire import (
+    ConflictsRequest,
+    HistoryRequest,
+    Query,
+    StateRequest,
+    conflicts_page,
+    history_page,
+    state_page,
+)
 from syncd.metrics import CONTENT_TYPE, Metrics
 from syncd.protocol import (
     Access,
@@ -94,6 +105,8 @@ class ServerConfig:
     """Bytes a client may have unsent before it is dropped with 1013."""
     tombstone_retention: float = 30.0
     """Days a tombstone is kept."""
+    history_retention: float = 30.0
+    """Days the history keeps every version and overridden write (0: no history)."""
     close_timeout: float = 3.0
     allowed_origins: tuple[str, ...] = ()
     """Web page origins that may open ``/ws`` besides the server's own (``*``: any)."""
@@ -120,6 +133,7 @@ class SyncServer:
         self.access = Access(config.token, config.read_token)
         self.metrics = Metrics()
         self.data = DataDirectory(config.data, config.fold_min_bytes)
+        self.metrics.history_bytes.set_function(partial(history_bytes, config.data / "history"))
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evicting: dict[str, asyncio.Task[None]] = {}
@@ -128,6 +142,7 @@ class SyncServer:
             max_skew_ms=int(config.max_skew * 1000),
             queue_limit=config.queue_limit,
             tombstone_retention_ms=int(config.tombstone_retention * DAY_MS),
+            history_retention_ms=int(config.history_retention * DAY_MS),
             close_timeout=config.close_timeout,
             max_value_bytes=config.max_value_bytes,
             max_ops=config.max_ops,
@@ -291,6 +306,9 @@ class SyncServer:
                     elif isinstance(event, PingEvent):
                         assert self._clock is not None
                         await answer(pong_frame(event.id, self._clock.now()))
+                    elif isinstance(event, HistoryRequest | ConflictsRequest | StateRequest):
+                        assert room is not None
+                        await answer(await self._query(room, event))
                     else:
                         room = await self._room_for(event.hello.doc)
                         member = Member(connection, event.hello.node, event.readonly)
@@ -312,6 +330,37 @@ class SyncServer:
             logger.debug(
                 "connection from %s closed (%s)", connection.remote_address, connection.close_code
             )
+
+    async def _query(self, room: Room, query: Query) -> str:
+        """The page answering a history request, read in a thread; ``internal`` if the
+        history file cannot be read."""
+        limit = self.config.max_frame_bytes
+        try:
+            if isinstance(query, HistoryRequest):
+                versions = []
+                if room.history_path is not None:
+                    versions = await room.read_history(
+                        read_versions, query.key, query.limit + 1, query.before
+                    )
+                return history_page(query, versions, limit)
+            if isinstance(query, ConflictsRequest):
+                conflicts = []
+                if room.history_path is not None:
+                    conflicts = await room.read_history(
+                        read_conflicts, query.node, query.limit + 1, query.before
+                    )
+                return conflicts_page(query, conflicts, limit)
+            state = []
+            if room.history_path is not None:
+                state = await room.read_history(
+                    read_state, query.at_ms, query.after, query.limit + 1
+                )
+            return state_page(query, state, limit)
+        except sqlite3.Error as error:
+            logger.error("document %s: cannot read its history: %s", room.name, error)
+            raise ProtocolError(
+                "internal", "the server cannot read this document's history now", id=query.id
+            ) from None
 
     async def _room_for(self, doc: str) -> Room:
         """The room of ``doc`` for a handshake; ``internal`` if its files cannot be read."""

@@ -6,6 +6,7 @@ Under the data directory (``--data``, default ``./syncd-data``)::
     docs/NAME.json     TinyDB: table "meta" (epoch, seq, horizon, server node) and
                        table "entries", one record per key, its doc_id the entry's seq
     docs/NAME.N.log    log segment N: one line per applied message, {"seq", "ops"}
+    history/NAME.sqlite  the document's history (:mod:`syncd.history`)
 
 A document's files are created by its first write: naming a document only
 reads it. A commit appends its lines to the newest segment and fsyncs it; only
@@ -165,6 +166,16 @@ class DocumentStore:
     def path(self) -> Path:
         """The document's TinyDB file."""
         return self.directory / f"{self.name}.json"
+
+    @property
+    def history_path(self) -> Path:
+        """The document's history file (:mod:`syncd.history`), beside the documents' folder."""
+        return self.directory.parent / "history" / f"{self.name}.sqlite"
+
+    def segment_paths(self) -> list[Path]:
+        """The log segments on disk, oldest first."""
+        with self._segments_lock:
+            return [segment.path for segment in self._segments]
 
     @property
     def stored(self) -> bool:

@@ -203,10 +203,11 @@ impl Document {
 
     /// Merges a batch of entries in order.
     pub fn merge_all(&mut self, entries: &[Entry<'_>]) -> MergeOutcome {
-        self.merge_each(entries, |_| ())
+        self.merge_each(entries, |_| (), |_, _| ())
     }
 
-    /// Merges a batch of entries in order, calling `applied` with each one that wins.
+    /// Merges a batch of entries in order, calling `applied` with each one that wins and
+    /// `lost` with each one that loses, along with the entry that beat it.
     ///
     /// Every key is looked up before any is merged: the lookups are independent of each
     /// other, so the processor overlaps their cache misses, which dominate in a large
@@ -215,6 +216,7 @@ impl Document {
         &mut self,
         entries: &[Entry<'e>],
         mut applied: impl FnMut(&Entry<'e>),
+        mut lost: impl FnMut(&Entry<'e>, EntryView<'_>),
     ) -> MergeOutcome {
         let hashes: Vec<u64> = entries
             .iter()
@@ -235,6 +237,9 @@ impl Document {
                 applied(entry);
             } else {
                 outcome.ignored += 1;
+                if let Some(i) = found {
+                    lost(entry, self.view(i));
+                }
             }
         }
         outcome.seq = self.head;

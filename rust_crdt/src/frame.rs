@@ -58,6 +58,10 @@ pub struct FrameOutcome {
     /// The applied entries' wire form, comma-separated: the inside of a broadcast's
     /// `ops` array, so that consecutive messages of one origin can be coalesced.
     pub ops_json: String,
+    /// The entries that lost to a different entry of their key: each one's wire form and
+    /// the timestamp of the entry that beat it. A copy of the winner itself (a write sent
+    /// again) is no conflict and is left out. Empty, without allocating, when all won.
+    pub lost: Vec<(String, String)>,
 }
 
 impl FrameOutcome {
@@ -340,23 +344,43 @@ impl Document {
     pub fn apply_frame(&mut self, text: &str, skew: Option<SkewCheck>) -> Result<FrameOutcome> {
         let frame = OpsFrame::parse(text, self, skew)?;
         let mut ops = Vec::with_capacity(text.len() + 64);
-        let merged = self.merge_each(&frame.entries, |entry| {
-            if !ops.is_empty() {
-                ops.push(b',');
-            }
-            write_entry_json(
-                &mut ops,
-                &entry.key,
-                entry.ts.as_str(),
-                entry.value.as_deref(),
-            );
-        });
+        let mut lost = Vec::new();
+        let merged = self.merge_each(
+            &frame.entries,
+            |entry| {
+                if !ops.is_empty() {
+                    ops.push(b',');
+                }
+                write_entry_json(
+                    &mut ops,
+                    &entry.key,
+                    entry.ts.as_str(),
+                    entry.value.as_deref(),
+                );
+            },
+            |entry, winner| {
+                let winner_ts = winner.ts();
+                if winner_ts == entry.ts && winner.value == entry.value.as_deref() {
+                    return; // the same write again
+                }
+                let mut json = Vec::new();
+                write_entry_json(
+                    &mut json,
+                    &entry.key,
+                    entry.ts.as_str(),
+                    entry.value.as_deref(),
+                );
+                let json = String::from_utf8(json).expect("entries are written from UTF-8 strings");
+                lost.push((json, winner_ts.as_str().to_owned()));
+            },
+        );
         Ok(FrameOutcome {
             id: frame.id,
             applied: merged.applied,
             ignored: merged.ignored,
             seq: merged.seq,
             ops_json: String::from_utf8(ops).expect("entries are written from UTF-8 strings"),
+            lost,
         })
     }
 }
@@ -390,5 +414,27 @@ mod tests {
             }
         }
         assert!(checked > 40, "only {checked} frames checked");
+    }
+
+    #[test]
+    fn lost_entries_name_their_winner_but_a_copy_of_the_winner_is_no_conflict() {
+        let mut doc = Document::default();
+        let newer = r#"{"key":"k","ts":"0000000000002-00000-b","value":"new"}"#;
+        let older = r#"{"key":"k","ts":"0000000000001-00000-a","value":"old"}"#;
+        let first = doc
+            .apply_frame(&format!(r#"{{"type":"ops","id":1,"ops":[{newer}]}}"#), None)
+            .unwrap();
+        assert!(first.lost.is_empty());
+        let second = doc
+            .apply_frame(
+                &format!(r#"{{"type":"ops","id":2,"ops":[{older},{newer}]}}"#),
+                None,
+            )
+            .unwrap();
+        assert_eq!(second.ignored, 2);
+        assert_eq!(
+            second.lost,
+            vec![(older.to_owned(), "0000000000002-00000-b".to_owned())]
+        );
     }
 }

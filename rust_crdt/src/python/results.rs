@@ -137,6 +137,10 @@ impl PyFrameResult {
     fn ops_json(&self) -> &str {
         &self.0.ops_json
     }
+    #[getter]
+    fn lost(&self) -> Vec<(String, String)> {
+        self.0.lost.clone()
+    }
     fn ack(&self) -> String {
         self.0.ack_json()
     }
