@@ -91,7 +91,7 @@ bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and
 	npm ci --prefix bench/yjs --no-audit --no-fund
 	$(PY) -m bench.server
 
-bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: cross-node broadcast latency, acked writes/s, Redis memory
+bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: latency, acked writes/s, failover, convergence, Redis memory (~5 min)
 	$(PY) -m bench.cluster
 
 # Minutes of chaos: random writes, cuts, partitions, offline client restarts, kill -9 of the server.

@@ -6,7 +6,8 @@ Keys (under the prefix, ``syncd:`` by default):
     incarnation    a random id set by the first node to reach this Redis: if it
                    changes or vanishes, Redis lost its data (restarted empty)
     limits         the document limits every node must share
-    log            the stream: one entry per local commit {doc, node, origin, ops}
+    log            the stream: the local commits' entries {doc, node, origin, ops},
+                   one per run of one client's messages
     trimmed        the greatest id trimmed from the stream (Redis 7.0's XINFO does
                    not count trims in max-deleted-entry-id)
     nodes          hash: node id -> its heartbeat (JSON, see :class:`NodeInfo`)
