@@ -89,7 +89,7 @@ bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and
 bench-history: $(INSTALLED) ## The history: one key's versions among 1M keys x 10, acked writes/s with history on vs off, disk use
 	$(PY) -m bench.server.history
 
-bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: cross-node broadcast latency, acked writes/s, Redis memory
+bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: latency, acked writes/s, failover, convergence, Redis memory (~5 min)
 	$(PY) -m bench.cluster
 
 # Minutes of chaos: random writes, cuts, partitions, offline client restarts, kill -9 of the server.

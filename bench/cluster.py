@@ -1,12 +1,23 @@
-"""``make bench-cluster``: broadcast latency across nodes, one node against three.
+"""``make bench-cluster``: syncd on several nodes against one node, and its failures.
 
-One writer on node 1 and 50 readers: on node 1 itself when there is one node
-(no ``--cluster``), spread over nodes 2 and 3 when there are three (``--cluster``
-on one ``redis-server``). For each, 5,000 sets paced at 500/s and 20,000 as fast
-as acknowledgements allow: broadcast latency p50/p99 (send to arrival at each
-reader), acknowledged writes per second, and Redis's peak memory. The writer,
-the reader processes and the latency arithmetic are those of ``bench/server``
-(:mod:`bench.server.fanout`, :mod:`bench.server.readers`).
+Broadcast latency: one writer on node 1 and 50 readers, on node 1 itself when
+there is one node (no ``--cluster``), spread over nodes 2 and 3 when there are
+three (``--cluster`` on one ``redis-server``). For each, 5,000 sets paced at
+500/s and 20,000 as fast as acknowledgements allow: broadcast latency p50/p99
+(send to arrival at each reader), acknowledgement latency, acknowledged writes
+per second, and Redis's peak memory. The writer, the reader processes and the
+latency arithmetic are those of ``bench/server`` (:mod:`bench.server.fanout`,
+:mod:`bench.server.readers`), with its window, so the single node's figure is
+comparable with ``make bench-server``'s syncd at 50 readers.
+
+Then the failures of :mod:`bench.cluster_faults` (failover after ``kill -9``,
+convergence after a 30 s cut from Redis), each the median of a few runs, and
+the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
+the two fsyncs a cross-node write goes through.
+
+``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
+at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
+goes (its profile is saved in FOLDER and its top functions printed).
 
 Results are printed with rich and written to ``bench/results/cluster.json``.
 """
@@ -18,26 +29,43 @@ import asyncio
 import json
 import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
+import pstats
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
 
-from redis.asyncio import Redis
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from bench.cluster_faults import (
+    CUT_SECONDS,
+    CUT_WRITES,
+    FAILOVER_KEYS,
+    converge_after_cut,
+    failover,
+)
+from bench.cluster_redis import RedisServer
+from bench.display import progress_bar
 from bench.server.clients import SYNCD_DIALECT, SyncdWriter, open_client
+from bench.server.disk import FsyncProbe, probe_fsync
 from bench.server.fanout import DOC, WriterState, percentiles, run_writer, wait_pipes
 from bench.server.readers import ReaderResult, ReaderSpec, reader_process
-from bench.server.servers import HOST, SYNCD, RunningServer, start_server, wait_listening
+from bench.server.servers import (
+    HOST,
+    SYNCD,
+    RunningServer,
+    start_server,
+    syncd_metrics,
+    wait_listening,
+)
 
 __all__ = ["CaseResult", "main"]
 
@@ -45,132 +73,147 @@ READERS: Final = 50
 PACED_WRITES: Final = 5_000
 MAX_WRITES: Final = 20_000
 RATE: Final = 500.0
-READER_PROCESSES: Final = 4
+READER_PROCESSES: Final = 5
+WINDOW: Final = 1_000
+"""Unacknowledged writes at most: ``make bench-server``'s window."""
+BURST: Final = 64
+REPEATS: Final = 3
+"""Runs of each failure measurement (their median is reported)."""
+SERVER_BENCH_ACKED: Final = 48_775
+"""``make bench-server``'s syncd, 50 readers, acknowledged writes/s (docs/benchmarks.md)."""
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "cluster.json"
-REDIS_SERVER: Final = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One measured case."""
+    """One measured broadcast case."""
 
     nodes: int
     mode: str
+    readers: int
     writes: int
     acked_per_second: float
+    ack_ms: dict[str, float]
     latency_ms: dict[str, float]
     missing: int
     redis_peak_bytes: int
+    commit_ms: list[float]
+    """Mean commit (append + fsync) time on each node, in ms."""
+    cpu_s: list[float]
+    """CPU time each node used, in seconds."""
 
 
-class _Redis:
-    """A throw-away ``redis-server`` on a free port (AOF on, as docs/cluster.md advises)."""
+@dataclass(frozen=True)
+class Failures:
+    """The failure measurements: every run, in seconds."""
 
-    def __init__(self, folder: Path, port: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = port
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(port),
-                "--bind",
-                HOST,
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    failover_s: list[float]
+    converge_s: list[float]
+
+    @property
+    def failover_median(self) -> float:
+        """The median failover time."""
+        return statistics.median(self.failover_s)
+
+    @property
+    def converge_median(self) -> float:
+        """The median convergence time."""
+        return statistics.median(self.converge_s)
+
+
+def _start_readers(
+    targets: list[RunningServer], readers: int, processes: int, writes: int
+) -> tuple[list[BaseProcess], list[Pipe]]:
+    context = multiprocessing.get_context("spawn")
+    started: list[BaseProcess] = []
+    pipes: list[Pipe] = []
+    names = [f"reader-{i}" for i in range(readers)]
+    for p in range(processes):
+        target = targets[p % len(targets)]
+        ours, theirs = context.Pipe()
+        spec = ReaderSpec(
+            SYNCD_DIALECT, HOST, target.port, "/ws", DOC, tuple(names[p::processes]), writes, 180.0
         )
-
-    async def ready(self) -> None:
-        async with asyncio.timeout(15):
-            while True:
-                client = Redis(host=HOST, port=self.port)
-                try:
-                    await client.ping()
-                    return
-                except OSError:
-                    await asyncio.sleep(0.05)
-                finally:
-                    await client.aclose()
-
-    async def peak_memory(self) -> int:
-        client = Redis(host=HOST, port=self.port, decode_responses=True)
-        try:
-            return int((await client.info("memory"))["used_memory_peak"])
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
+        process: BaseProcess = context.Process(
+            target=reader_process, args=(theirs, spec), daemon=True
+        )
+        process.start()
+        theirs.close()
+        started.append(process)
+        pipes.append(ours)
+    return started, pipes
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+async def _commit_ms(server: RunningServer) -> float:
+    samples = await syncd_metrics(server)
+    count = samples.get("syncd_commit_seconds_count", 0.0)
+    return samples.get("syncd_commit_seconds_sum", 0.0) / count * 1000 if count else 0.0
 
 
-async def _case(nodes: int, writes: int, rate: float | None, root: Path) -> CaseResult:
-    redis: _Redis | None = None
+async def _case(
+    nodes: int,
+    writes: int,
+    rate: float | None,
+    root: Path,
+    *,
+    readers: int = READERS,
+    reader_processes: int = READER_PROCESSES,
+    profile: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CaseResult:
+    """One writer on node 1; readers on the other nodes (on node 1 if alone)."""
+    redis: RedisServer | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
     try:
         args: tuple[str, ...] = ()
         if nodes > 1:
-            redis = _Redis(root / "redis", _free_port())
+            redis = RedisServer(root / "redis")
             await redis.ready()
-            args = ("--cluster", f"redis://{HOST}:{redis.port}/0")
+            args = ("--cluster", redis.url)
         for number in range(nodes):
-            server = start_server(SYNCD, root / f"n{number + 1}", extra=args)
-            servers.append(server)
+            servers.append(
+                start_server(
+                    SYNCD,
+                    root / f"n{number + 1}",
+                    extra=args,
+                    profile=profile if number == 1 else None,
+                )
+            )
         for server in servers:
             await wait_listening(server)
         writer = SyncdWriter(DOC, "writer")
         writer.expect(writes)
         state = WriterState(writer, writes)
-        first = servers[0]
-        connection = await open_client(HOST, first.port, "/ws", writer.handshake(), state)
-        reader_nodes = servers[1:] if nodes > 1 else servers
-        context = multiprocessing.get_context("spawn")
-        pipes: list[Pipe] = []
-        names = [f"reader-{i}" for i in range(READERS)]
-        for p in range(READER_PROCESSES):
-            target = reader_nodes[p % len(reader_nodes)]
-            ours, theirs = context.Pipe()
-            spec = ReaderSpec(
-                SYNCD_DIALECT, HOST, target.port, "/ws", DOC,
-                tuple(names[p::READER_PROCESSES]), writes, 180.0,
-            )  # fmt: skip
-            process: BaseProcess = context.Process(
-                target=reader_process, args=(theirs, spec), daemon=True
-            )
-            process.start()
-            theirs.close()
-            processes.append(process)
-            pipes.append(ours)
+        connection = await open_client(HOST, servers[0].port, "/ws", writer.handshake(), state)
+        targets = servers[1:] if nodes > 1 else servers
+        processes, pipes = _start_readers(targets, readers, reader_processes, writes)
         await asyncio.to_thread(wait_pipes, pipes, "ready", 60.0)
-        run = await run_writer(connection, state, window=256, burst=64, rate=rate, timeout=180.0)
+        run = await run_writer(
+            connection,
+            state,
+            window=WINDOW,
+            burst=BURST,
+            rate=rate,
+            timeout=180.0,
+            progress=progress,
+        )
         reports = await asyncio.to_thread(wait_pipes, pipes, "done", 200.0)
         results: list[ReaderResult] = [r for found, _cpu in reports for r in found]
         latency, missing = percentiles(results, writer.sent_ns)
         await connection.close()
-        peak = await redis.peak_memory() if redis is not None else 0
         return CaseResult(
             nodes,
             "max" if rate is None else f"{rate:g}/s",
+            readers,
             writes,
             run.acked_per_second,
+            run.ack_ms,
             latency,
             missing,
-            peak,
+            await redis.peak_memory() if redis is not None else 0,
+            [await _commit_ms(server) for server in servers],
+            [server.cpu_seconds() for server in servers],
         )
     finally:
         for process in processes:
@@ -183,47 +226,183 @@ async def _case(nodes: int, writes: int, rate: float | None, root: Path) -> Case
             redis.stop()
 
 
-async def _all(quick: bool) -> list[CaseResult]:
+def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    return lambda done: progress.update(task, completed=done)
+
+
+async def _broadcast_cases(quick: bool, progress: Progress) -> list[CaseResult]:
     scale = 10 if quick else 1
     found = []
     for nodes in (1, 3):
         for writes, rate in ((PACED_WRITES // scale, RATE), (MAX_WRITES // scale, None)):
+            pace = "max" if rate is None else f"{rate:g}/s"
+            task = progress.add_task(f"{nodes} node(s), {pace}", total=writes)
             with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-                found.append(await _case(nodes, writes, rate, Path(tmp)))
+                found.append(
+                    await _case(nodes, writes, rate, Path(tmp), progress=_advance(progress, task))
+                )
+            progress.update(task, completed=writes)
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every case, print a table, write ``bench/results/cluster.json``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a tenth of the writes")
-    args = parser.parse_args(argv)
-    console = Console()
-    started = time.monotonic()
-    results = asyncio.run(_all(args.quick))
-    table = Table(title=f"syncd: one node against three ({READERS} readers)")
-    for column in (
-        "nodes",
-        "pace",
-        "writes",
-        "acked/s",
-        "p50 ms",
-        "p99 ms",
-        "missing",
-        "Redis peak",
-    ):
+def _cut(quick: bool) -> tuple[float, int]:
+    """The cut's length and the writes made meanwhile."""
+    return (CUT_SECONDS / 6, CUT_WRITES // 10) if quick else (CUT_SECONDS, CUT_WRITES)
+
+
+async def _failures(quick: bool, progress: Progress) -> Failures:
+    repeats = 1 if quick else REPEATS
+    cut, writes = _cut(quick)
+    task = progress.add_task("failover (kill -9)", total=repeats)
+    failovers = []
+    for _ in range(repeats):
+        failovers.append(await failover())
+        progress.advance(task)
+    converges = []
+    for run in range(repeats):
+        task = progress.add_task(f"cut from Redis {cut:g} s, run {run + 1}", total=writes)
+        converges.append(await converge_after_cut(cut, writes, _advance(progress, task)))
+        progress.update(task, completed=writes)
+    return Failures(failovers, converges)
+
+
+def _ms(values: dict[str, float], key: str) -> str:
+    return f"{values.get(key, float('nan')):,.2f}"
+
+
+def _print(
+    console: Console,
+    cases: list[CaseResult],
+    failures: Failures,
+    goals: list[Goal],
+    disk: FsyncProbe,
+    load: tuple[float, float],
+) -> None:
+    table = Table(title=f"syncd: one node against three ({READERS} readers), ms")
+    header = ("nodes", "pace", "writes", "acked/s", "ack p50", "p50", "p99", "missing")
+    for column in (*header, "commit", "Redis"):
         table.add_column(column, justify="right")
-    for r in results:
+    for r in cases:
         table.add_row(
             str(r.nodes), r.mode, f"{r.writes:,}", f"{r.acked_per_second:,.0f}",
-            f"{r.latency_ms.get('p50', float('nan')):.2f}",
-            f"{r.latency_ms.get('p99', float('nan')):.2f}",
-            str(r.missing), f"{r.redis_peak_bytes / 2**20:.1f} MiB" if r.redis_peak_bytes else "-",
+            _ms(r.ack_ms, "p50"), _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"),
+            str(r.missing), "/".join(f"{c:.1f}" for c in r.commit_ms),
+            f"{r.redis_peak_bytes / 2**20:.1f}M" if r.redis_peak_bytes else "-",
         )  # fmt: skip
     console.print(table)
-    console.print(f"load average {os.getloadavg()[0]:.2f}; {time.monotonic() - started:.0f} s")
+    console.print(f"failover runs: {_runs_text(failures.failover_s)}")
+    console.print(f"convergence runs: {_runs_text(failures.converge_s)}")
+    console.print(f"disk fsync: {disk.describe()}")
+    console.print(f"load average: {load[0]:.2f} at the start, {load[1]:.2f} at the end")
+    verdicts = Table(title="issue #12's goals")
+    for column in ("goal", "this run", "met"):
+        verdicts.add_column(column)
+    for goal in goals:
+        verdicts.add_row(goal.goal, goal.figure, {True: "yes", False: "NO", None: "-"}[goal.met])
+    console.print(verdicts)
+
+
+def _runs_text(values: list[float]) -> str:
+    """``median ms (runs: a, b, c)``."""
+    runs = ", ".join(f"{v * 1000:.0f} ms" for v in values)
+    return f"{statistics.median(values) * 1000:.0f} ms (runs: {runs})"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of issue #12 and this run's figure for it."""
+
+    goal: str
+    figure: str
+    met: bool | None
+    """``None`` when the goal has no threshold."""
+
+
+def _goals(cases: list[CaseResult], failures: Failures, cut: str) -> list[Goal]:
+    by = {(r.nodes, r.mode): r for r in cases}
+    paced, one_max, three_max = by[(3, f"{RATE:g}/s")], by[(1, "max")], by[(3, "max")]
+    p99 = paced.latency_ms.get("p99", float("inf"))
+    share = three_max.acked_per_second / one_max.acked_per_second
+    single = one_max.acked_per_second / SERVER_BENCH_ACKED
+    return [
+        Goal("cross-node broadcast p99 < 15 ms at 500 sets/s", f"{p99:.1f} ms", p99 < 15),
+        Goal(
+            "3 nodes: acknowledged writes/s as fast as acks allow",
+            f"{three_max.acked_per_second:,.0f}/s ({share:.2f}x one node)",
+            None,
+        ),
+        Goal(
+            "one node (no --cluster) >= 0.9x bench-server's syncd, 50 readers",
+            f"{one_max.acked_per_second:,.0f}/s ({single:.2f}x {SERVER_BENCH_ACKED:,}/s)",
+            single >= 0.9,
+        ),
+        Goal(
+            f"failover after kill -9, {FAILOVER_KEYS:,} keys: < 2 s",
+            f"{failures.failover_median * 1000:.0f} ms",
+            failures.failover_median < 2,
+        ),
+        Goal(
+            f"converged < 2 s after a cut ({cut})",
+            f"{failures.converge_median * 1000:.0f} ms",
+            failures.converge_median < 2,
+        ),
+    ]
+
+
+async def _profile(folder: Path, console: Console) -> None:
+    """Two nodes, one reader on node 2 (profiled): 2,000 writes at 100/s, then at 500/s."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for rate in (100.0, 500.0):
+        stats = folder / f"node2-{rate:g}.pstats"
+        with tempfile.TemporaryDirectory(prefix="bench-cluster-profile-") as tmp:
+            r = await _case(2, 2_000, rate, Path(tmp), readers=1, reader_processes=1, profile=stats)
+        console.print(
+            f"{rate:g}/s: ack p50 {_ms(r.ack_ms, 'p50')} p99 {_ms(r.ack_ms, 'p99')} ms; "
+            f"cross-node p50 {_ms(r.latency_ms, 'p50')} p99 {_ms(r.latency_ms, 'p99')} "
+            f"max {_ms(r.latency_ms, 'max')} ms; commit ms per node {r.commit_ms}"
+        )
+        pstats.Stats(str(stats)).sort_stats("tottime").print_stats(25)
+    console.print(f"disk fsync: {probe_fsync().describe()}")
+
+
+async def _all(quick: bool, console: Console) -> None:
+    load_start = os.getloadavg()[0]
+    started = time.monotonic()
+    with progress_bar(console) as progress:
+        cases = await _broadcast_cases(quick, progress)
+        failures = await _failures(quick, progress)
+        disk = await asyncio.to_thread(probe_fsync)
+    load = (load_start, os.getloadavg()[0])
+    cut, writes = _cut(quick)
+    goals = _goals(cases, failures, f"{cut:g} s, {writes:,} writes")
+    _print(console, cases, failures, goals, disk, load)
+    console.print(f"{time.monotonic() - started:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    document = {
+        "command": "python -m bench.cluster" + (" --quick" if quick else ""),
+        "load_average": {"start": load[0], "end": load[1]},
+        "cases": [asdict(r) for r in cases],
+        "failover_s": failures.failover_s,
+        "converge_s": failures.converge_s,
+        "fsync_ms": asdict(disk),
+        "goals": [asdict(goal) for goal in goals],
+    }
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every case, print the results, write ``bench/results/cluster.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the writes, one run")
+    parser.add_argument(
+        "--profile", type=Path, metavar="FOLDER", help="profile the cross-node path instead"
+    )
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.profile is not None:
+        asyncio.run(_profile(args.profile, console))
+    else:
+        asyncio.run(_all(args.quick, console))
     return 0
 
 

@@ -6,7 +6,8 @@ Keys (under the prefix, ``syncd:`` by default):
     incarnation    a random id set by the first node to reach this Redis: if it
                    changes or vanishes, Redis lost its data (restarted empty)
     limits         the document limits every node must share
-    log            the stream: one entry per local commit {doc, node, origin, ops}
+    log            the stream: the local commits' entries {doc, node, origin, ops},
+                   one per run of one client's messages
     trimmed        the greatest id trimmed from the stream (Redis 7.0's XINFO does
                    not count trims in max-deleted-entry-id)
     nodes          hash: node id -> its heartbeat (JSON, see :class:`NodeInfo`)
@@ -43,22 +44,20 @@ local function greater(a, b)
   return ams > bms or (ams == bms and aseq > bseq)
 end
 """
-READ_SCRIPT = (
+TAIL_SCRIPT = (
     LUA_IDS
     + """
 local trimmed = redis.call('GET', KEYS[2]) or '0-0'
-if redis.call('EXISTS', KEYS[1]) == 0 then return {trimmed, '0-0', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {trimmed, '0-0'} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
 local deleted = fields['max-deleted-entry-id']
 if greater(deleted, trimmed) then trimmed = deleted end
-local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-return {trimmed, fields['last-generated-id'], entries}
+return {trimmed, fields['last-generated-id']}
 """
 )
-"""Atomically: the greatest id trimmed away, the last id added, and the entries after the
-cursor (so no trim can slip between the gap check and the read)."""
+"""The greatest id trimmed away (by a trim or a deletion) and the last id added."""
 TRIM_SCRIPT = (
     LUA_IDS
     + """
@@ -166,7 +165,7 @@ class Backplane:
             socket_connect_timeout=3.0,
             retry=Retry(NoBackoff(), 0),
         )
-        self._read = self.redis.register_script(READ_SCRIPT)
+        self._tail = self.redis.register_script(TAIL_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
         self._trim = self.redis.register_script(TRIM_SCRIPT)
 
@@ -238,28 +237,20 @@ class Backplane:
                 pipe.xadd(self.keys_log, {"doc": doc, "node": node, "origin": origin, "ops": ops})
             await pipe.execute()
 
-    async def read(self, cursor: str, count: int) -> StreamRead:
-        """The entries after ``cursor`` (at most ``count``), with what tells a gap."""
-        max_deleted, last, raw = await self._read(
-            keys=[self.keys_log, self.keys_trimmed], args=[cursor, count]
-        )
-        entries = []
-        for entry_id, flat in raw:
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            entries.append(
-                StreamEntry(
-                    entry_id,
-                    fields.get("doc", ""),
-                    fields.get("node", ""),
-                    fields.get("origin", ""),
-                    fields.get("ops", ""),
-                )
-            )
-        return StreamRead(parse_id(max_deleted), parse_id(last), entries)
+    async def read_or_wait(self, cursor: str, count: int, block_ms: int) -> StreamRead:
+        """The entries after ``cursor`` (at most ``count``), waiting at most ``block_ms`` for
+        one if there are none yet, with what tells a gap; in one round trip.
 
-    async def wait(self, cursor: str, block_ms: int) -> None:
-        """Wait (at most ``block_ms``) for an entry after ``cursor``."""
-        await self.redis.xread({self.keys_log: cursor}, count=1, block=block_ms)
+        Redis runs a connection's commands in order, so the gap check runs just after
+        the blocking read returns. The greatest id trimmed only grows: if it is not past
+        ``cursor`` then, no entry after ``cursor`` was gone when the read ran.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xread({self.keys_log: cursor}, count=count, block=block_ms)
+            await self._tail(keys=[self.keys_log, self.keys_trimmed], client=pipe)
+            found, (max_deleted, last) = await pipe.execute()
+        entries = [_entry(entry_id, fields) for _stream, raw in found for entry_id, fields in raw]
+        return StreamRead(parse_id(max_deleted), parse_id(last), entries)
 
     async def count_after(self, cursor: str, limit: int) -> int:
         """How many entries follow ``cursor`` (counted up to ``limit``)."""
@@ -301,3 +292,13 @@ class Backplane:
             except ValueError:
                 continue
         return found
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+    return StreamEntry(
+        entry_id,
+        fields.get("doc", ""),
+        fields.get("node", ""),
+        fields.get("origin", ""),
+        fields.get("ops", ""),
+    )

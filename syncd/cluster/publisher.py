@@ -1,9 +1,13 @@
 """Publishing a node's local commits to the cluster's stream.
 
-Each local write that won its merge becomes one stream entry {doc, node,
-origin, ops} once fsync'd. In ``local`` ack mode the entries are queued and
-published in order in the background; in ``redis`` mode the commit waits for
-Redis to take them and its writers are answered ``internal`` if it cannot.
+The local writes of a commit that won their merge become stream entries {doc,
+node, origin, ops} once fsync'd: one per run of consecutive messages of one
+client, within the document's limits (``max_ops`` entries, a broadcast frame of
+``max_frame_bytes``), so that a burst of small messages crosses the cluster,
+and is committed and broadcast on the other nodes, as a few entries. In
+``local`` ack mode the entries are queued and published in order in the
+background; in ``redis`` mode the commit waits for Redis to take them and its
+writers are answered ``internal`` if it cannot.
 
 Per document the node remembers (in its state file) the seq up to which its
 changes are published. When publishing fails, or after a restart, the
@@ -26,7 +30,7 @@ from redis.exceptions import RedisError
 from syncd.cluster.backplane import Backplane
 from syncd.cluster.config import AckMode
 from syncd.cluster.state import NodeState
-from syncd.crdt import FrameResult
+from syncd.crdt import FrameResult, broadcast_frame
 from syncd.metrics import ClusterMetrics
 from syncd.room import Room
 
@@ -36,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 256
 """Entries published in one round trip."""
+SEQ_MARGIN = 24
+"""Bytes kept free in a merged entry's broadcast frame: another node's seq may be longer."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,7 @@ class Publisher:
     async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
         """A commit of ``room`` is fsync'd; whether its writers may be acknowledged."""
         doc = room.name
-        epoch = room.store.epoch
-        messages = [_Message(doc, epoch, origin, f"[{r.ops_json}]", r.seq) for origin, r in local]
+        messages = _runs(room, local)
         if self.mode is AckMode.LOCAL:
             if messages:
                 self._queue.extend(messages)
@@ -164,3 +169,36 @@ class Publisher:
 
     def _mark(self, room: Room, seq: int) -> None:
         self.state.published[room.name] = (room.store.epoch, seq)
+
+
+def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
+    """The stream entries of a commit's local writes: consecutive messages of one origin
+    merged while the entries fit in one message and one broadcast frame."""
+    limit_ops = room.settings.max_ops
+    limit_bytes = room.settings.max_frame_bytes - SEQ_MARGIN
+    messages: list[_Message] = []
+    run: list[FrameResult] = []
+    origin = ""
+    count = size = 0
+
+    def close() -> None:
+        ops = ",".join(r.ops_json for r in run)
+        messages.append(_Message(room.name, room.store.epoch, origin, f"[{ops}]", run[-1].seq))
+
+    for writer, result in local:
+        grows = len(result.ops_json.encode()) + 1  # its entries and a comma
+        if run and (
+            writer != origin or count + result.applied > limit_ops or size + grows > limit_bytes
+        ):
+            close()
+            run = []
+        if not run:
+            origin = writer
+            count = 0
+            size = len(broadcast_frame(result.seq, writer, "").encode())
+        run.append(result)
+        count += result.applied
+        size += grows
+    if run:
+        close()
+    return messages

@@ -1,6 +1,7 @@
 """Applying the other nodes' entries from the cluster's stream.
 
-The replicator reads the stream from its cursor, skips this node's own
+The replicator reads the stream from its cursor (one blocking read that
+returns as soon as there is anything after it), skips this node's own
 entries, and hands the others to their rooms' commit pipelines (fsync'd here,
 broadcast to local clients with their original origin, acknowledged to no
 one). The cursor moves past a batch only once all of it is committed; if a
@@ -53,18 +54,19 @@ class Replicator:
         self.metrics = metrics
         self.repair_all = repair_all
         self.caught_up_ms = 0
-        """Wall time of the start of the last read that found nothing new."""
+        """Wall time of the start of the last read after which every entry in the stream
+        was applied."""
         self.stream_last = "0-0"
         """The id of the stream's last entry, as of the last read."""
 
     async def step(self) -> None:
-        """Read once: repair a gap, or apply what came, or wait for something to come.
+        """Read once (waiting a little for something to come): repair a gap, or apply what came.
 
         A lost connection raises ``RedisError`` (the caller waits for it to be back).
         """
         started = wall_clock_ms()
         cursor = self.state.cursor
-        read = await self.backplane.read(cursor, BATCH)
+        read = await self.backplane.read_or_wait(cursor, BATCH, BLOCK_MS)
         self.stream_last = format_id(read.last)
         if read.max_deleted > parse_id(cursor):
             logger.warning(
@@ -79,10 +81,12 @@ class Replicator:
             return
         if not read.entries:
             self.caught_up_ms = started
-            await self.backplane.wait(cursor, BLOCK_MS)
             return
         if await self._apply(read.entries):
             self.state.cursor = read.entries[-1].id
+            if parse_id(self.state.cursor) >= read.last:
+                # Everything in the stream when the read started is committed here now.
+                self.caught_up_ms = started
         else:
             await asyncio.sleep(RETRY_SECONDS)
 
