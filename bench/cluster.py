@@ -52,7 +52,7 @@ from bench.cluster_faults import (
     converge_after_cut,
     failover,
 )
-from bench.cluster_redis import RedisServer
+from bench.cluster_redis import RedisProcess
 from bench.display import progress_bar
 from bench.server.clients import SYNCD_DIALECT, SyncdWriter, open_client
 from bench.server.disk import FsyncProbe, probe_fsync
@@ -162,14 +162,14 @@ async def _case(
     progress: Callable[[int], None] | None = None,
 ) -> CaseResult:
     """One writer on node 1; readers on the other nodes (on node 1 if alone)."""
-    redis: RedisServer | None = None
+    redis: RedisProcess | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
     try:
         args: tuple[str, ...] = ()
         if nodes > 1:
-            redis = RedisServer(root / "redis")
-            await redis.ready()
+            redis = RedisProcess(root / "redis")
+            await redis.start()
             args = ("--cluster", redis.url)
         for number in range(nodes):
             servers.append(
@@ -223,7 +223,7 @@ async def _case(
         for server in servers:
             server.stop()
         if redis is not None:
-            redis.stop()
+            redis.cleanup()
 
 
 def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:

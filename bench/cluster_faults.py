@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
-from bench.cluster_redis import CutProxy, RedisServer
+from bench.cluster_redis import RedisProcess, TcpProxy
 from bench.server.clients import SyncdWriter, open_client
 from bench.server.fanout import DOC, WriterState, run_writer
 from bench.server.servers import HOST, SYNCD, RunningServer, start_server, wait_listening
@@ -44,15 +44,15 @@ def _ws(server: RunningServer) -> str:
 @asynccontextmanager
 async def _two_nodes(
     root: Path, second_through_proxy: bool
-) -> AsyncIterator[tuple[RunningServer, RunningServer, CutProxy | None]]:
-    redis = RedisServer(root / "redis")
-    proxy: CutProxy | None = None
+) -> AsyncIterator[tuple[RunningServer, RunningServer, TcpProxy | None]]:
+    redis = RedisProcess(root / "redis")
+    proxy: TcpProxy | None = None
     servers: list[RunningServer] = []
     try:
-        await redis.ready()
+        await redis.start()
         second_url = redis.url
         if second_through_proxy:
-            proxy = CutProxy(redis.port)
+            proxy = TcpProxy(redis.port)
             await proxy.start()
             second_url = proxy.url
         for name, url in (("n1", redis.url), ("n2", second_url)):
@@ -65,7 +65,7 @@ async def _two_nodes(
             server.stop()
         if proxy is not None:
             await proxy.close()
-        redis.stop()
+        redis.cleanup()
 
 
 async def _until_count(client: Client, count: int, timeout: float) -> None:

@@ -1,11 +1,14 @@
-"""The Redis side of ``make bench-cluster``: a throw-away ``redis-server``, and a TCP
-proxy that cuts one node off from it.
+"""A real ``redis-server`` for the cluster's tests and benchmark, and a TCP proxy that
+can cut one node off from it.
 
-:class:`RedisServer` runs Debian's ``redis-server`` on a free 127.0.0.1 port with
-its files in the run's temporary folder (append-only file on, as docs/cluster.md
-advises). :class:`CutProxy` forwards a 127.0.0.1 port to it; :meth:`CutProxy.cut`
-closes every connection and stops listening (a partition), :meth:`CutProxy.heal`
-listens again on the same port.
+:class:`RedisProcess` runs Debian's ``redis-server`` on a free 127.0.0.1 port with
+its files in a folder of the caller's (append-only file on, no RDB snapshots, as
+docs/cluster.md advises); never a system service. It can be killed, wiped and
+started again on the same port and folder. :class:`TcpProxy` forwards a port to
+it; :meth:`TcpProxy.cut` closes every connection and stops listening (a
+partition between one node and Redis), :meth:`TcpProxy.heal` listens again on the
+same port. ``make bench-cluster`` and the tests (``tests/test_cluster*.py``,
+``tests/cluster_chaos.py``) share it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import asyncio
 import shutil
 import socket
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -22,11 +27,11 @@ from redis.exceptions import RedisError
 
 from bench.server.servers import HOST
 
-__all__ = ["CutProxy", "RedisServer", "free_port"]
+__all__ = ["REDIS_SERVER", "RedisProcess", "TcpProxy", "free_port"]
 
 REDIS_SERVER: Final = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT: Final = 15.0
-COPY_BYTES: Final = 65_536
+"""Seconds Redis has to answer PING after starting, or to exit after a kill."""
 
 
 def free_port() -> int:
@@ -37,67 +42,91 @@ def free_port() -> int:
         return port
 
 
-class RedisServer:
-    """``redis-server`` in a subprocess, its files under ``folder``."""
+@dataclass
+class RedisProcess:
+    """``redis-server`` in a subprocess, restartable on the same port and folder."""
 
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    folder: Path
+    args: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The URL nodes are given with ``--cluster``."""
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
 
-    async def ready(self) -> None:
-        """Wait (bounded) until it answers PING."""
+    async def start(self) -> None:
+        """Start it and wait (bounded) until it answers PING."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--dir",
+            str(self.folder),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            *self.args,
+        ]
+        with open(self.folder / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
         async with asyncio.timeout(START_TIMEOUT):
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-                client = Redis(host=HOST, port=self.port)
+                    log_text = (self.folder / "redis.log").read_text(errors="replace")
+                    raise RuntimeError(f"redis-server exited:\n{log_text}")
+                client = self.client()
                 try:
                     await client.ping()
                     return
                 except (RedisError, OSError):
-                    await asyncio.sleep(0.05)  # a process has no event to await: poll briefly
+                    await asyncio.sleep(0.05)  # no event to await for a process: poll briefly
                 finally:
                     await client.aclose()
 
+    def client(self) -> Redis:
+        """A client of its own (replies decoded), for checks and figures."""
+        return Redis(host=HOST, port=self.port, decode_responses=True)
+
     async def peak_memory(self) -> int:
         """``used_memory_peak`` in bytes."""
-        client = Redis(host=HOST, port=self.port, decode_responses=True)
+        client = self.client()
         try:
             return int((await client.info("memory"))["used_memory_peak"])
         finally:
             await client.aclose()
 
-    def stop(self) -> None:
-        """Kill it and reap it."""
+    async def kill(self) -> None:
+        """``kill -9`` it and reap it."""
+        assert self.process is not None
         self.process.kill()
-        self.process.wait(START_TIMEOUT)
+        await asyncio.to_thread(self.process.wait, START_TIMEOUT)
+
+    def wipe(self) -> None:
+        """Delete its files (while stopped): it restarts empty."""
+        for path in self.folder.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "redis.log":
+                path.unlink()
+
+    def cleanup(self) -> None:
+        """Kill it if it still runs (at the end of a test or a run)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(START_TIMEOUT)
 
 
-class CutProxy:
-    """Forwards ``HOST:port`` to ``HOST:target_port`` until :meth:`cut`."""
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target_port``; :meth:`cut` partitions it."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -109,17 +138,16 @@ class CutProxy:
     @property
     def url(self) -> str:
         """The Redis URL through the proxy."""
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
-        """Listen (on the same port again after a cut)."""
+        """Listen (on the same port as before, after a cut)."""
         self._server = await asyncio.start_server(self._accept, HOST, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
-        """Close every connection and stop listening."""
-        if self._server is None:
-            return
+        """Close every connection and stop listening: the node cannot reach Redis."""
+        assert self._server is not None
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
@@ -131,8 +159,9 @@ class CutProxy:
         await self.start()
 
     async def close(self) -> None:
-        """Cut, and end every forwarding task."""
-        await self.cut()
+        """Cut, and stop every forwarding task."""
+        if self._server is not None:
+            await self.cut()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -145,17 +174,17 @@ class CutProxy:
             return
         self._writers.update((writer, up_writer))
         for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._copy(source, sink))
+            task = asyncio.create_task(self._pipe(source, sink))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _copy(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
-            while chunk := await source.read(COPY_BYTES):
-                sink.write(chunk)
+            while data := await source.read(65536):
+                sink.write(data)
                 await sink.drain()
         except (OSError, asyncio.IncompleteReadError):
-            pass  # the other side went away, or the proxy was cut
+            pass
         finally:
             self._writers.discard(sink)
             sink.transport.abort()

@@ -56,9 +56,9 @@ from chaos import (
     diff_entries,
 )
 from redis.exceptions import RedisError
-from redis_server import RedisProcess, TcpProxy
 from servers import TIMEOUT, ServerProcess
 
+from bench.cluster_redis import RedisProcess, TcpProxy
 from syncd.client import Client
 from syncd.crdt import Entry
 from syncd.errors import SyncdError

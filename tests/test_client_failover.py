@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ProcessFactory
-from redis_server import RedisProcess
 from servers import REPO, TIMEOUT, RawClient, ServerProcess, free_port
 
+from bench.cluster_redis import RedisProcess
 from syncd.client import Backoff, Client
 from syncd.client_store import store_file
 from syncd.crdt import JSONValue

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import RedisProcess, TcpProxy
 from servers import (
     REPO,
     START_TIMEOUT,
@@ -30,6 +29,7 @@ from servers import (
     metrics,
 )
 
+from bench.cluster_redis import RedisProcess, TcpProxy
 from syncd.crdt import wall_clock_ms
 
 CONVERGE_TIMEOUT = 6 * TIMEOUT

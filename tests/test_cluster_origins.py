@@ -12,8 +12,9 @@ import asyncio
 from pathlib import Path
 
 from attacks import http_exchange, upgrade_request
-from redis_server import RedisProcess
 from servers import TIMEOUT, ServerProcess, free_port
+
+from bench.cluster_redis import RedisProcess
 
 CONVERGE_TIMEOUT = 6 * TIMEOUT
 
