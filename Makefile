@@ -24,7 +24,7 @@ REDIS := /usr/bin/redis-server
 TMUX := /usr/bin/tmux
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-cluster soak soak-cluster fuzz lint
+.PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-connections bench-cluster soak soak-cluster fuzz lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench: $(INSTALLED) ## Run the CRDT core benchmarks (results: docs/benchmarks.md
 bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and y-websocket (~5 min)
 	npm ci --prefix bench/yjs --no-audit --no-fund
 	$(PY) -m bench.server
+
+bench-connections: $(INSTALLED) ## 10,000 connections on one document: time until all are synced, broadcast p99, server RSS
+	$(PY) -m bench.server.connections
 
 bench-cluster: $(INSTALLED) $(REDIS) ## One node against three on Redis: cross-node broadcast latency, acked writes/s, Redis memory
 	$(PY) -m bench.cluster
