@@ -31,7 +31,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -490,9 +490,16 @@ def print_table(console: Console, result: ConnectionsResult) -> None:
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.server.connections", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 clients, a smoke run")
+    parser.add_argument("--rate", type=float, help="the writer's sets per second (500)")
+    parser.add_argument("--window", type=int, help="writes whose latency is measured (2,500)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to save the report")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0")
+    if args.window is not None and args.window <= 0:
+        parser.error("--window must be above 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,7 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([".venv/bin/python -m bench.server.connections", *arguments])
     if "MAKELEVEL" in os.environ and argv is None and not arguments:
         command = "make bench-connections"
-    result = asyncio.run(run(QUICK if args.quick else FULL, command, console))
+    config = QUICK if args.quick else FULL
+    if args.rate is not None:
+        config = replace(config, rate=args.rate)
+    if args.window is not None:
+        config = replace(config, window_writes=args.window)
+    result = asyncio.run(run(config, command, console))
     print_table(Console(), result)
     samples = json.dumps(asdict(result), indent=2, default=str)
     report = save_report(args.output, "connections-latest", render_markdown(result), samples)
