@@ -110,7 +110,9 @@ class CrowdTally:
     lost: int
     """Clients whose connection ended before the window did."""
     cpu_s: float
-    """CPU the process used from ``go`` until the tally was made."""
+    """CPU the process used from ``go`` until the window's last write had arrived."""
+    tally_cpu_s: float
+    """CPU the tally itself took afterwards."""
 
 
 class LazyHandshake(Handshake):
@@ -239,12 +241,14 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
         await asyncio.wait_for(asyncio.gather(*live), spec.timeout)
     except TimeoutError:
         log.warning("%s clients: time is up with writes missing", spec.nodes[0])
+    window_cpu = time.process_time() - cpu
     sent_ns = array("q")
     sent_ns.frombytes(sent_bytes)
     counts: Counter[int] = Counter()
     missing = sum(r.tally(sent_ns, window.lo, counts) for r in recorders)
     lost = sum(1 for c in connections if c is None or c.closed.done())
-    pipe.send(("done", CrowdTally(dict(counts), missing, lost, time.process_time() - cpu)))
+    tally_cpu = time.process_time() - cpu - window_cpu
+    pipe.send(("done", CrowdTally(dict(counts), missing, lost, window_cpu, tally_cpu)))
     await inbox.expect("close")
     for connection in connections:
         if connection is not None:
