@@ -22,7 +22,9 @@ Modules, one job each:
 - ``fanout``: one writer, N readers, one server: a case;
 - ``growth``: syncd's write cost at 1k and 1M keys, and its restart after ``kill -9``;
 - ``report``: the Markdown report and the done-when checks;
-- ``runner``: runs it all with progress bars.
+- ``runner``: runs it all with progress bars;
+- ``crowd`` and ``connections``: ``make bench-connections``, 10,000 clients on one
+  document (``python -m bench.server.connections``), a benchmark of its own.
 
 The Node.js side lives in ``bench/yjs`` (``npm ci --prefix bench/yjs``).
 """

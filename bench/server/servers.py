@@ -8,7 +8,8 @@
   default: ``YPERSISTENCE`` unset).
 
 A server's peak resident memory is its ``VmHWM`` in ``/proc/PID/status``, read just
-before it is stopped. Its output goes to a log file beside its data, shown if it fails.
+before it is stopped (``VmRSS``: what it holds at a given moment). Its output goes to
+a log file beside its data, shown if it fails.
 """
 
 from __future__ import annotations
@@ -97,10 +98,17 @@ class RunningServer:
 
     def peak_rss(self) -> int:
         """The process's peak resident set size (``VmHWM``) in bytes, 0 if unknown."""
+        return self._status_bytes("VmHWM:")
+
+    def rss(self) -> int:
+        """The process's resident set size now (``VmRSS``) in bytes, 0 if unknown."""
+        return self._status_bytes("VmRSS:")
+
+    def _status_bytes(self, name: str) -> int:
         try:
             with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
                 for line in status:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(name):
                         return int(line.split()[1]) * 1024
         except OSError:
             pass

@@ -186,6 +186,11 @@ class Connection(asyncio.Protocol):
         """Bytes written but not yet taken by the kernel."""
         return self._transport.get_write_buffer_size() if self._transport else 0
 
+    def abort(self) -> None:
+        """Cut the connection at once, without a close handshake."""
+        if self._transport is not None:
+            self._transport.abort()
+
     async def close(self, timeout: float = 2.0) -> None:
         """Send a close frame and wait (at most ``timeout`` s) for the server to close."""
         self._write(_frame(_CLOSE, struct.pack("!H", 1000)))

@@ -1,0 +1,265 @@
+"""A crowd process: a few thousand syncd clients on one document, for ``bench.server.connections``.
+
+The parent starts several of these (``multiprocessing``, spawn) so that 10,000 sockets
+are served by several event loops. A process raises its own open-files limit, says
+``ready``, and on ``go`` connects its clients, at most ``concurrency`` handshakes at a
+time, each on :class:`bench.server.wire.Connection` (which answers the server's
+keepalive pings). It reports how many are synced as they get there, then each one's
+start and ``synced`` times.
+
+Every client receives a ``welcome`` naming up to 10,000 peers and a ``presence`` frame
+per tick, megabytes in all: a client looks at nothing but the start of each frame
+(its ``type``), so the load generator does not become the bottleneck.
+
+Once the parent names a window of writes (``measure``), each client records the
+``ops`` broadcasts that carry them: arrival time (``monotonic_ns``, one clock for every
+process) and the first and last write in the frame, found as :mod:`bench.server.readers`
+does. When the parent sends the window's send times (``sent``), the process turns
+every (client, write) pair into a latency, counted in buckets of :data:`BUCKET_NS`,
+and sends back the counts, the pairs that never arrived and the CPU it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+from typing import Any, Final
+
+from bench.server.clients import MARKER, Handshake, open_client
+from bench.server.wire import Connection
+
+__all__ = [
+    "BUCKET_NS",
+    "CrowdSpec",
+    "CrowdTally",
+    "Joined",
+    "LazyHandshake",
+    "Recorder",
+    "Window",
+    "crowd_process",
+    "raise_open_files",
+]
+
+log = logging.getLogger(__name__)
+
+BUCKET_NS: Final = 10_000
+"""Latencies are counted in buckets of 10 µs."""
+_SYNCED: Final = b'{"type":"synced"'
+_ERROR: Final = b'{"type":"error"'
+_OPS: Final = b'{"type":"ops"'
+_TAIL: Final = 96
+"""Bytes at the end of a frame that hold its last write's marker (and what follows it)."""
+_PROGRESS_EVERY: Final = 0.25
+"""Seconds between two progress reports to the parent."""
+
+
+def raise_open_files() -> int:
+    """Raise this process's soft open-files limit to the hard limit (as ``syncd serve``
+    does); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass(frozen=True)
+class CrowdSpec:
+    """What one crowd process does."""
+
+    host: str
+    port: int
+    path: str
+    doc: str
+    nodes: tuple[str, ...]
+    """One client per node id."""
+    concurrency: int
+    """Handshakes in flight at once."""
+    timeout: float
+    """Seconds one handshake, and the wait for the window's writes, may take."""
+
+
+@dataclass(frozen=True)
+class Joined:
+    """The ``synced`` report: when each client started connecting and was synced (0: never)."""
+
+    started_ns: bytes
+    """``array('q')`` by client."""
+    synced_ns: bytes
+    """``array('q')`` by client."""
+    failures: int
+    first_failures: list[str]
+    cpu_s: float
+    """CPU the process used from ``go`` until then."""
+
+
+@dataclass(frozen=True)
+class CrowdTally:
+    """The ``done`` report: the window's latencies at this process's clients."""
+
+    counts: dict[int, int]
+    """Pairs by latency bucket (latency // :data:`BUCKET_NS`)."""
+    missing: int
+    """(client, write) pairs of the window that never arrived."""
+    lost: int
+    """Clients whose connection ended before the window did."""
+    cpu_s: float
+    """CPU the process used from ``go`` until the window's last write had arrived."""
+    tally_cpu_s: float
+    """CPU the tally itself took afterwards."""
+
+
+class LazyHandshake(Handshake):
+    """``hello``, then everything up to ``synced``, judged by the first bytes of each frame."""
+
+    def __init__(self, doc: str, node: str) -> None:
+        self.doc, self.node = doc, node
+
+    def opening(self) -> list[str | bytes]:
+        return [json.dumps({"type": "hello", "v": 1, "doc": self.doc, "node": self.node})]
+
+    def feed(self, opcode: int, payload: bytes, now: int) -> list[str | bytes]:
+        if payload.startswith(_SYNCED):
+            self.done, self.done_ns = True, now
+        elif payload.startswith(_ERROR):
+            raise RuntimeError(f"syncd refused the handshake: {payload[:200]!r}")
+        return []
+
+
+@dataclass
+class Window:
+    """The writes ``lo .. hi - 1`` whose arrivals are recorded (none until ``lo >= 0``)."""
+
+    lo: int = -1
+    hi: int = -1
+
+
+class Recorder:
+    """One client after its handshake: ignores all but the ``ops`` frames of the window."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.arrivals = array("q")
+        self.firsts = array("q")
+        self.lasts = array("q")
+        self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __call__(self, opcode: int, payload: bytes, now: int) -> None:
+        lo, hi = self.window.lo, self.window.hi
+        if lo < 0 or not payload.startswith(_OPS):
+            return
+        head = MARKER.search(payload)
+        if head is None:
+            return
+        first = last = int(head[1])
+        for tail in MARKER.finditer(payload, max(head.end(), len(payload) - _TAIL)):
+            last = int(tail[1])
+        if last < lo or first >= hi:
+            return
+        self.arrivals.append(now)
+        self.firsts.append(max(first, lo))
+        self.lasts.append(min(last, hi - 1))
+        if last >= hi - 1 and not self.complete.done():
+            self.complete.set_result(None)
+
+    def tally(self, sent_ns: array[int], lo: int, counts: Counter[int]) -> int:
+        """Add this client's latencies to ``counts``; the window's writes it never got."""
+        received = 0
+        for arrival, first, last in zip(self.arrivals, self.firsts, self.lasts, strict=True):
+            counts.update(
+                (arrival - sent) // BUCKET_NS for sent in sent_ns[first - lo : last - lo + 1]
+            )
+            received += last - first + 1
+        return len(sent_ns) - received
+
+
+class _Inbox:
+    """The parent's messages, read by the event loop as they arrive."""
+
+    def __init__(self, pipe: Pipe) -> None:
+        self._pipe = pipe
+        self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        asyncio.get_running_loop().add_reader(pipe.fileno(), self._read)
+
+    def _read(self) -> None:
+        while self._pipe.poll():
+            self._queue.put_nowait(self._pipe.recv())
+
+    async def expect(self, kind: str) -> tuple[Any, ...]:
+        """The next message, which must be of ``kind``: its arguments."""
+        message = await self._queue.get()
+        if message[0] != kind:
+            raise RuntimeError(f"expected {kind!r} from the parent, got {message[0]!r}")
+        return message[1:]
+
+
+async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
+    raise_open_files()
+    inbox = _Inbox(pipe)
+    window = Window()
+    count = len(spec.nodes)
+    recorders = [Recorder(window) for _ in spec.nodes]
+    connections: list[Connection | None] = [None] * count
+    started, synced = array("q", [0]) * count, array("q", [0]) * count
+    gate = asyncio.Semaphore(spec.concurrency)
+
+    async def join(index: int) -> None:
+        async with gate:
+            started[index] = time.monotonic_ns()
+            handshake = LazyHandshake(spec.doc, spec.nodes[index])
+            connections[index] = await open_client(
+                spec.host, spec.port, spec.path, handshake, recorders[index], spec.timeout
+            )
+            synced[index] = handshake.done_ns
+
+    async def report_progress() -> None:
+        while True:
+            pipe.send(("progress", sum(1 for s in synced if s)))
+            await asyncio.sleep(_PROGRESS_EVERY)
+
+    pipe.send(("ready",))
+    await inbox.expect("go")
+    cpu = time.process_time()
+    reporting = asyncio.create_task(report_progress())
+    outcomes = await asyncio.gather(*(join(i) for i in range(count)), return_exceptions=True)
+    reporting.cancel()
+    failures = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
+    joined_cpu = time.process_time() - cpu
+    joined = Joined(started.tobytes(), synced.tobytes(), len(failures), failures[:3], joined_cpu)
+    pipe.send(("synced", joined))
+
+    window.lo, window.hi = await inbox.expect("measure")
+    (sent_bytes,) = await inbox.expect("sent")
+    live = [r.complete for r, c in zip(recorders, connections, strict=True) if c is not None]
+    try:
+        await asyncio.wait_for(asyncio.gather(*live), spec.timeout)
+    except TimeoutError:
+        log.warning("%s clients: time is up with writes missing", spec.nodes[0])
+    window_cpu = time.process_time() - cpu
+    sent_ns = array("q")
+    sent_ns.frombytes(sent_bytes)
+    counts: Counter[int] = Counter()
+    missing = sum(r.tally(sent_ns, window.lo, counts) for r in recorders)
+    lost = sum(1 for c in connections if c is None or c.closed.done())
+    tally_cpu = time.process_time() - cpu - window_cpu
+    pipe.send(("done", CrowdTally(dict(counts), missing, lost, window_cpu, tally_cpu)))
+    await inbox.expect("close")
+    for connection in connections:
+        if connection is not None:
+            connection.abort()
+
+
+def crowd_process(pipe: Pipe, spec: CrowdSpec) -> None:
+    """A crowd process's entry point: run ``spec``, report through ``pipe``."""
+    try:
+        asyncio.run(_run(pipe, spec))
+    except Exception as error:  # reported to the parent, which fails the run
+        pipe.send(("error", f"{type(error).__name__}: {error}"))
+    finally:
+        pipe.close()
