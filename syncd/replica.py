@@ -449,6 +449,8 @@ class Replica:
         if not isinstance(frame, dict):
             raise UnexpectedFrame(f"the server sent a frame that is not an object: {text[:80]!r}")
         kind = frame.get("type")
+        if not isinstance(kind, str):
+            raise UnexpectedFrame(f"the server sent a frame without a type: {text[:80]!r}")
         try:
             if kind == "error":
                 return self._on_error(frame)

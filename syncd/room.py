@@ -28,7 +28,8 @@ at most :data:`PRESENCE_SHARE` of the time, so a join costs the same in a
 document of ten clients as in one of ten thousand.
 
 With ``--history-retention`` above zero a room keeps its document's history
-(:mod:`syncd.history`): each commit's rows (its applied entries and the entries
+(:mod:`syncd.history`), opened in its lane at the first commit or read and caught
+up with the log there, without making anyone wait: each commit's rows (its applied entries and the entries
 that lost their merge) are queued in the document's history lane right after its
 fsync'd append, before it is acknowledged, and written while the acks go out and
 the next commit appends; a history read first waits for the rows queued before
@@ -187,7 +188,7 @@ class Room:
         self.name = name
         self.history = history
         self._history_written: asyncio.Future[None] | None = None
-        """The last commit's history rows, queued in the log lane."""
+        """The last call queued in the history lane (its opening, then each commit's rows)."""
         self.replication = replication
         self.document = document
         self.store = store
@@ -232,34 +233,39 @@ class Room:
         """The room of a document, read from its files (if any) in a thread."""
         document = settings.new_document()
         await log_lane(name).run(store.load, document)
-        room = cls(name, document, store, clock, settings, metrics, replication)
-        if store.created:
-            await room._open_history()
-        return room
+        # The history opens at the first commit or read, not here: starting up checks
+        # every stored document, and most are evicted before anyone uses them.
+        return cls(name, document, store, clock, settings, metrics, replication)
 
-    async def _open_history(self) -> None:
-        """Open the document's history (once it has files) and catch it up with the log."""
-        if self.settings.history_retention_ms <= 0:
+    def _open_history(self) -> None:
+        """Open the document's history (once it has files) in its lane, where it catches
+        up with the log. Nothing waits for it: the rows of later commits and the reads
+        queue behind it in the same lane."""
+        if self.settings.history_retention_ms <= 0 or self.history is not None:
             return
         history = History(self.store.history_path, self.settings.history_retention_ms)
-        try:
-            await self._history_lane.run(
-                history.open, self.document, self.store.epoch, self.store.segment_paths()
-            )
-        except (OSError, sqlite3.Error):
-            logger.exception("document %s: cannot open its history; keeping none", self.name)
-            history.close()
-            return
         self.history = history
+        self._history_written = self._history_lane.submit(
+            _open_history,
+            self.name,
+            history,
+            self.document,
+            self.store.epoch,
+            self.store.segment_paths(),
+        )
 
     @property
     def history_path(self) -> Path | None:
-        """The history file to read, ``None`` when the document keeps no history."""
-        return self.history.path if self.history is not None else None
+        """The history file to read, ``None`` when the document keeps no history (none is
+        kept, or it has no files yet)."""
+        if self.settings.history_retention_ms <= 0 or not self.store.created:
+            return None
+        return self.store.history_path
 
     async def read_history(self, read: Callable[..., T], *args: Any) -> T:
-        """``read(history_path, *args)`` in a thread, once the rows of every commit
-        acknowledged so far are written."""
+        """``read(history_path, *args)`` in a thread, once the history is open and the
+        rows of every commit acknowledged so far are written."""
+        self._open_history()
         assert self.history is not None, "no history: check history_path first"
         if self._history_written is not None:
             await asyncio.shield(self._history_written)
@@ -437,7 +443,7 @@ class Room:
                 for member, text in batch:
                     self._reject(member, _not_stored(message_id(text)))
                 return
-            await self._open_history()
+        self._open_history()
         results = self._apply(batch)
         lines = "".join(line for _, result in results if (line := result.log_line()))
         if lines:
@@ -624,6 +630,18 @@ class Room:
         )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def _open_history(
+    name: str, history: History, document: Document, epoch: str, segments: list[Path]
+) -> None:
+    """Open ``history`` (in its lane); if it cannot be, the document keeps none: its
+    commits' rows are then dropped (:meth:`History.record`) and reads fail."""
+    try:
+        history.open(document, epoch, segments)
+    except (OSError, sqlite3.Error):
+        logger.exception("document %s: cannot open its history; keeping none", name)
+        history.close()
 
 
 async def close_or_abort(

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
@@ -321,8 +321,8 @@ class SyncServer:
                     if error.close_code is not None:
                         await connection.close(error.close_code, error.code)
                         return
-        except ConnectionClosedError:
-            pass  # the client vanished without a close frame: routine, not a handler failure
+        except ConnectionClosed:
+            pass  # the client left, with or without a close frame: routine, not a failure
         finally:
             if room is not None and member is not None:
                 room.leave(member)
