@@ -14,8 +14,9 @@ mode, ``synchronous=NORMAL``), holds:
 
 The log stays the source of truth. A commit's rows are written after its log
 append is fsync'd, in the document's history lane (:mod:`syncd.lanes`), in commit
-order, so the history never holds what was not acknowledged. On load, the log
-lines past the recorded seq are recorded again (idempotent: one row per
+order, so the history never holds what was not acknowledged. When it opens (at
+the loaded document's first commit or read), the log lines past the recorded seq
+are recorded again (idempotent: one row per
 ``(key, ts)``), so a crash between the fsync and
 the insert loses nothing; a history file that is new, or of another epoch, is
 first seeded with the document's current entries. Only the conflicts of the

@@ -29,12 +29,12 @@ document of ten clients as in one of ten thousand.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
-up with the log there, without making anyone wait: each commit's rows (its applied entries and the entries
-that lost their merge) are queued in the document's history lane right after its
-fsync'd append, before it is acknowledged, and written while the acks go out and
-the next commit appends; a history read first waits for the rows queued before
-it, so a client reads its own writes, and so does a fold before it deletes log
-segments.
+up with the log there, without making anyone wait: each commit's rows (its
+applied entries and the entries that lost their merge) are queued in the
+document's history lane right after its fsync'd append, before it is
+acknowledged, and written while the acks go out and the next commit appends; a
+history read first waits for the rows queued before it, so a client reads its
+own writes, and so does a fold before it deletes log segments.
 
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
