@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 from bench.config import FULL_SIZES, QUICK_SIZES, Config
-from bench.display import save_report
+from bench.display import save_report, start_run
 from bench.report import render_json, render_markdown
 from bench.runner import run
 
@@ -38,20 +34,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks as the command line asks; the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
-    console = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+    console, command = start_run(
+        verbose=args.verbose,
+        module="bench",
+        target="bench",
+        arguments=sys.argv[1:] if argv is None else argv,
+        from_shell=argv is None,
     )
     config = Config(
         sizes=QUICK_SIZES if args.quick else FULL_SIZES,
         repeats=args.repeats,
         memory=not args.no_memory,
     )
-    command = " ".join([".venv/bin/python -m bench", *(sys.argv[1:] if argv is None else argv)])
-    if "MAKELEVEL" in os.environ and argv is None and not sys.argv[1:]:
-        command = "make bench"
     results = run(config, command, console)
     markdown = render_markdown(results)
     report = save_report(args.output, "latest", markdown, render_json(results))

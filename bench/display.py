@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 __all__ = ["progress_bar", "save_report", "table"]
@@ -64,3 +67,20 @@ def save_report(directory: Path, stem: str, markdown: str, samples_json: str) ->
     report.write_text(markdown + "\n", encoding="utf-8")
     (directory / f"{stem}.json").write_text(samples_json + "\n", encoding="utf-8")
     return report
+
+
+def start_run(
+    *, verbose: bool, module: str, target: str, arguments: Sequence[str], from_shell: bool
+) -> tuple[Console, str]:
+    """A console on stderr with logging through it, and the command that started the
+    run as a reader would type it: ``make TARGET`` when make ran it without arguments,
+    else ``.venv/bin/python -m MODULE ARGUMENTS``."""
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    if "MAKELEVEL" in os.environ and from_shell and not arguments:
+        return console, f"make {target}"
+    return console, " ".join([f".venv/bin/python -m {module}", *arguments])

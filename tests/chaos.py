@@ -78,6 +78,7 @@ __all__ = [
     "live_entries",
     "replica_entries",
     "run_chaos",
+    "soak_config",
 ]
 
 DOC: Final = "chaos"
@@ -758,22 +759,32 @@ async def run_chaos(
 # -- the soak, from the shell ---------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python tests/chaos.py --minutes 5``: a soak with a progress bar and a summary."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def soak_config(
+    argv: list[str] | None, doc: str | None, *, clients: int, steps: int
+) -> tuple[argparse.Namespace, ChaosConfig]:
+    """A soak's command line (``--minutes``, ``--seed``, ``--clients``, ``--keys``,
+    ``--steps``; ``doc``'s first paragraph as its description) and the run it asks for."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("--minutes", type=float, default=5.0, help="how long to run")
     parser.add_argument("--seed", type=int, help="replay a seed (default: $SYNCD_CHAOS_SEED)")
-    parser.add_argument("--clients", type=int, default=8, help="number of clients")
+    parser.add_argument("--clients", type=int, default=clients, help="number of clients")
     parser.add_argument("--keys", type=int, default=12, help="size of the key space")
-    parser.add_argument("--steps", type=int, default=400, help="steps per round")
+    parser.add_argument("--steps", type=int, default=steps, help="steps per round")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else chaos_seed()
     config = ChaosConfig(
         seed=seed, clients=args.clients, keys=args.keys, steps=args.steps, minutes=args.minutes
     )
+    return args, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/chaos.py --minutes 5``: a soak with a progress bar and a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    args, config = soak_config(argv, __doc__, clients=8, steps=400)
+    seed = config.seed
     console = Console()
     console.print(f"syncd chaos soak: seed {seed} (replay: --seed {seed})")
     workdir = Path(tempfile.mkdtemp(prefix="syncd-chaos-"))

@@ -31,7 +31,6 @@ From a test, :func:`run_cluster_chaos`; as a soak (``make soak-cluster``)::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -52,8 +51,8 @@ from chaos import (
     ErrorLog,
     Member,
     Proxy,
-    chaos_seed,
     diff_entries,
+    soak_config,
 )
 from redis.exceptions import RedisError
 from servers import TIMEOUT, ServerProcess
@@ -405,17 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python tests/cluster_chaos.py --minutes 5``: a soak, then a summary."""
     from rich.console import Console
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--minutes", type=float, default=5.0, help="how long to run")
-    parser.add_argument("--seed", type=int, help="replay a seed (default: $SYNCD_CHAOS_SEED)")
-    parser.add_argument("--clients", type=int, default=6, help="number of clients")
-    parser.add_argument("--keys", type=int, default=12, help="size of the key space")
-    parser.add_argument("--steps", type=int, default=300, help="steps per round")
-    args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else chaos_seed()
-    config = ChaosConfig(
-        seed=seed, clients=args.clients, keys=args.keys, steps=args.steps, minutes=args.minutes
-    )
+    args, config = soak_config(argv, __doc__, clients=6, steps=300)
+    seed = config.seed
     console = Console()
     console.print(f"syncd cluster chaos soak: seed {seed} (replay: --seed {seed})")
     workdir = Path(tempfile.mkdtemp(prefix="syncd-cluster-chaos-"))

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.logging import RichHandler
-
-from bench.display import save_report
+from bench.display import save_report, start_run
 from bench.server.config import FULL, QUICK
 from bench.server.report import render_json, render_markdown
 from bench.server.runner import run
@@ -43,15 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server benchmarks as the command line asks; the exit status."""
     arguments = sys.argv[1:] if argv is None else argv
     args = _parse(arguments)
-    console = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+    console, command = start_run(
+        verbose=args.verbose,
+        module="bench.server",
+        target="bench-server",
+        arguments=arguments,
+        from_shell=argv is None,
     )
-    command = " ".join([".venv/bin/python -m bench.server", *arguments])
-    if "MAKELEVEL" in os.environ and argv is None and not arguments:
-        command = "make bench-server"
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     results = run(

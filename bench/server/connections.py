@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -38,10 +37,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
-from bench.display import Check, checks_table, progress_bar, save_report, table
+from bench.display import Check, checks_table, progress_bar, save_report, start_run, table
 from bench.machine import Machine, describe, load_average, machine_rows
 from bench.server.clients import SyncdWriter, open_client
 from bench.server.crowd import BUCKET_NS, CrowdSpec, CrowdTally, Joined, crowd_process
@@ -515,15 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark as the command line asks; the exit status."""
     arguments = sys.argv[1:] if argv is None else argv
     args = _parse(arguments)
-    console = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+    console, command = start_run(
+        verbose=args.verbose,
+        module="bench.server.connections",
+        target="bench-connections",
+        arguments=arguments,
+        from_shell=argv is None,
     )
-    command = " ".join([".venv/bin/python -m bench.server.connections", *arguments])
-    if "MAKELEVEL" in os.environ and argv is None and not arguments:
-        command = "make bench-connections"
     config = QUICK if args.quick else FULL
     if args.rate is not None:
         config = replace(config, rate=args.rate)

@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any, Final
 
 from bench.server.clients import MARKER, Handshake, open_client
+from bench.server.readers import run_reporting
 from bench.server.wire import Connection
 
 __all__ = [
@@ -257,9 +258,4 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
 
 def crowd_process(pipe: Pipe, spec: CrowdSpec) -> None:
     """A crowd process's entry point: run ``spec``, report through ``pipe``."""
-    try:
-        asyncio.run(_run(pipe, spec))
-    except Exception as error:  # reported to the parent, which fails the run
-        pipe.send(("error", f"{type(error).__name__}: {error}"))
-    finally:
-        pipe.close()
+    run_reporting(pipe, _run(pipe, spec))

@@ -25,8 +25,10 @@ import asyncio
 import logging
 import time
 from array import array
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
+from typing import Any
 
 from bench.server.clients import (
     MARKER,
@@ -45,6 +47,7 @@ __all__ = [
     "handshake_for",
     "latencies",
     "reader_process",
+    "run_reporting",
 ]
 
 log = logging.getLogger(__name__)
@@ -174,9 +177,15 @@ async def _run(pipe: Pipe, spec: ReaderSpec) -> None:
 
 def reader_process(pipe: Pipe, spec: ReaderSpec) -> None:
     """A reader process's entry point: run ``spec``, report through ``pipe``."""
+    run_reporting(pipe, _run(pipe, spec))
+
+
+def run_reporting(pipe: Pipe, work: Coroutine[Any, Any, None]) -> None:
+    """Run a load process's ``work``; an exception goes to the parent through ``pipe`` as
+    ``("error", text)`` (the parent fails the run); ``pipe`` is closed at the end."""
     try:
-        asyncio.run(_run(pipe, spec))
-    except Exception as error:  # reported to the parent, which fails the case
+        asyncio.run(work)
+    except Exception as error:
         pipe.send(("error", f"{type(error).__name__}: {error}"))
     finally:
         pipe.close()
