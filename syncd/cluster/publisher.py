@@ -142,13 +142,13 @@ class Publisher:
 
     async def _catch_up(self, room: Room) -> None:
         """Publish ``room``'s changes since its mark, from the replica."""
-        doc = room.document
+        document = room.document
         epoch, since = self.state.published.get(room.name, ("", 0))
-        if epoch != room.store.epoch or since > doc.seq:
+        if epoch != room.store.epoch or since > document.seq:
             since = 0  # another lineage of the document: publish all of it
-        head = doc.seq
-        entries = [e.to_wire() for e in doc.changes_since(since)]
-        limit = max(doc.max_ops, 1)
+        head = document.seq
+        entries = [e.to_wire() for e in document.changes_since(since)]
+        limit = max(document.max_ops, 1)
         messages = [
             _Message(
                 room.name, room.store.epoch, self.node, json.dumps(entries[i : i + limit]), head
