@@ -29,7 +29,10 @@ What it implements, in the contract's words:
   their original timestamps. A pending write is also settled when the
   handshake or a broadcast shows the server already has it (its ack was lost
   with the connection), or holds a newer entry for its key
-  (:class:`Overridden`: the write lost).
+  (:class:`Overridden`: the write lost). A write that lost so is still sent
+  (and sent again after a reconnect until the server answers it): it loses
+  on the server too, which records the conflict (issue #13), whichever client
+  reconnected first; the local state does not change.
 - **Errors (§6).** An ``error`` answering one of the client's messages puts
   its writes back in the queue when a retry can help: ``rate_limited``,
   ``clock_skew`` and ``internal`` (:data:`RETRYABLE`) after a pause of
@@ -218,7 +221,11 @@ class Replica:
         (wire form; ``None`` when it had none), to roll back to if the write is refused."""
         self._resume_at = 0
         """``wall()`` time before which no writes are sent (a retryable refusal's pause)."""
+        self._lost: dict[str, Pending] = {}
+        """Writes an entry from the server beat before the server answered them, by ts:
+        no longer pending, but sent until answered, so the server records the conflict."""
         self._unsent: dict[str, Pending] = {}
+        """The writes to send on this connection, by ts, in write order (lost ones first)."""
         self._inflight: dict[int, list[Pending]] = {}
         self._next_id = 1
         self._welcome: _Welcome | None = None
@@ -318,10 +325,11 @@ class Replica:
 
     def _queue(self, pending: Pending) -> None:
         # One pending write per key, in write order: a newer write replaces the older.
-        self._unacked.pop(pending.key, None)
+        older = self._unacked.pop(pending.key, None)
+        if older is not None:
+            self._unsent.pop(older.ts, None)
         self._unacked[pending.key] = pending
-        self._unsent.pop(pending.key, None)
-        self._unsent[pending.key] = pending
+        self._unsent[pending.ts] = pending
 
     def restore(
         self, document: Document | None, epoch: str | None, seq: int, clock: str | None = None
@@ -395,7 +403,7 @@ class Replica:
                 batch.append(pending)
                 size += grows
             for pending in batch:
-                del self._unsent[pending.key]
+                del self._unsent[pending.ts]
             id = self._take_id()
             self._inflight[id] = batch
             ops = ",".join(p.text for p in batch)
@@ -430,7 +438,7 @@ class Replica:
         self._incoming = None
         self._inflight.clear()
         self._pings.clear()
-        self._unsent = dict(self._unacked)
+        self._send_all()
         self._resume_at = 0  # a new connection has a fresh rate budget: send at once
         self.peers = frozenset()
 
@@ -525,7 +533,7 @@ class Replica:
             self._incoming = None
         self.epoch, self.seq = welcome.epoch, seq
         self.phase = "synced"
-        self._unsent = dict(self._unacked)
+        self._send_all()
         events.append(Synced(welcome.epoch, seq, welcome.full, self.readonly))
         return events
 
@@ -540,8 +548,7 @@ class Replica:
             if theirs is not None and theirs.ts == pending.ts:
                 settled.append(self._settle(pending))
             elif theirs is not None and theirs.ts > pending.ts:
-                self._settle(pending)
-                events.append(self._overridden(pending, theirs, seq))
+                events.append(self._lose(pending, theirs, seq))
             elif pending.value_json is None:
                 fresh.remove(key, pending.ts)
             else:
@@ -584,6 +591,7 @@ class Replica:
             return []  # not ours on this connection: nothing to settle
         for pending in batch:
             self._settle(pending)
+            self._lost.pop(pending.ts, None)
         return [Acked(id, seq, applied, ignored, tuple(p.write for p in batch))]
 
     def _on_error(self, frame: dict[str, Any]) -> list[Event]:
@@ -666,10 +674,9 @@ class Replica:
                 if raw["ts"] == pending.ts:
                     settled.append(self._settle(pending))
                 elif raw["ts"] > pending.ts:
-                    self._settle(pending)
                     current = self.document.entry(pending.key)
                     assert current is not None
-                    events.append(self._overridden(pending, current, seq))
+                    events.append(self._lose(pending, current, seq))
                 else:
                     self._confirm(raw)
             if settled:
@@ -687,7 +694,14 @@ class Replica:
             False,
         )
 
-    def _overridden(self, pending: Pending, winner: Entry, seq: int) -> Overridden:
+    def _lose(self, pending: Pending, winner: Entry, seq: int) -> Overridden:
+        """``pending`` lost to ``winner``, a newer entry from the server: no longer pending,
+        but still sent (unless it is in flight) so that the server records the conflict."""
+        unsent = pending.ts in self._unsent
+        self._settle(pending)
+        self._lost[pending.ts] = pending
+        if unsent:
+            self._unsent[pending.ts] = pending
         return Overridden(
             pending.write, pending.value(), pending.deleted, self._change(winner, None, seq)
         )
@@ -696,9 +710,13 @@ class Replica:
         """The write is no longer pending (unless a newer one of its key replaced it)."""
         if self._unacked.get(pending.key) is pending:
             del self._unacked[pending.key]
-            self._unsent.pop(pending.key, None)
+            self._unsent.pop(pending.ts, None)
             self._confirmed.pop(pending.key, None)
         return pending.write
+
+    def _send_all(self) -> None:
+        """Every write the server has not answered is to be sent on this connection."""
+        self._unsent = {p.ts: p for p in (*self._lost.values(), *self._unacked.values())}
 
     def _confirm(self, raw: dict[str, Any]) -> None:
         """The server holds ``raw``, older than the key's pending write: the new rollback point."""
@@ -716,6 +734,7 @@ class Replica:
         restore: dict[str, dict[str, Any] | None] = {}
         refused: dict[str, str] = {}
         for pending in batch:
+            self._lost.pop(pending.ts, None)  # it lost here already: nothing to roll back
             if self._unacked.get(pending.key) is pending:
                 restore[pending.key] = self._confirmed.get(pending.key)
                 refused[pending.key] = pending.ts
@@ -742,8 +761,8 @@ class Replica:
 
     def _requeue(self, batch: list[Pending]) -> None:
         for pending in batch:
-            if self._unacked.get(pending.key) is pending:
-                self._unsent[pending.key] = pending
+            if self._unacked.get(pending.key) is pending or pending.ts in self._lost:
+                self._unsent[pending.ts] = pending
 
 
 # -- frame fields --------------------------------------------------------------------

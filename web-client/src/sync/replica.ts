@@ -21,7 +21,10 @@
  *   connection is live, and all sent again after every reconnect. A pending
  *   write is also settled when the handshake or a broadcast shows that the
  *   server has it (its ack was lost with the connection) or holds a newer
- *   entry for its key (the write lost).
+ *   entry for its key (the write lost). A write that lost so is still sent
+ *   (again after a reconnect, until the server answers it): it loses on the
+ *   server too, which records the conflict (issue #13), whichever client
+ *   reconnected first; the local state does not change.
  * - **Refusals.** `rate_limited`, `clock_skew` and `internal` send the
  *   message again after a pause of `RETRY_PAUSE_MS` (no writes go out until
  *   then); `too_large` for a message of several entries halves the batch size
@@ -192,7 +195,12 @@ export class Replica {
   private map = new LwwMap();
   /** The latest unacknowledged local write of each key, in write order. */
   private readonly pending = new Map<string, Entry>();
-  /** Pending writes not sent on this connection yet, in write order. */
+  /**
+   * Writes an entry from the server beat before the server answered them, by ts: no
+   * longer pending, but sent until answered, so that the server records the conflict.
+   */
+  private readonly lost = new Map<string, Entry>();
+  /** Writes not sent on this connection yet, by ts, in write order (lost ones first). */
   private unsent = new Map<string, Entry>();
   /** For each key with a pending write: the server's entry as last seen (null: none), to roll back to. */
   private readonly confirmed = new Map<string, Entry | null>();
@@ -336,7 +344,7 @@ export class Replica {
         batch.push(entry);
         bytes += size;
       }
-      for (const entry of batch) this.unsent.delete(entry.key);
+      for (const entry of batch) this.unsent.delete(entry.ts);
       const id = this.nextId++;
       this.inflight.set(id, batch);
       frames.push(opsFrame(id, batch.map((entry) => entry.toWire())));
@@ -447,6 +455,7 @@ export class Replica {
 
   /** Give up every unacknowledged write (e.g. undeliverable on a read-only connection): rolled back. */
   discardPending(): void {
+    this.lost.clear();
     if (this.pending.size === 0) return;
     this.rollBack([...this.pending.values()]);
     this.emit({ type: "state" });
@@ -477,26 +486,45 @@ export class Replica {
 
   /** One pending write per key, in write order: a newer write replaces the older. */
   private queue(entry: Entry): void {
+    const older = this.pending.get(entry.key);
+    if (older !== undefined) this.unsent.delete(older.ts);
     this.pending.delete(entry.key);
     this.pending.set(entry.key, entry);
-    this.unsent.delete(entry.key);
-    this.unsent.set(entry.key, entry);
+    this.unsent.set(entry.ts, entry);
   }
 
   /** The write is no longer pending (unless a newer one of its key replaced it). */
   private settle(entry: Entry): Write {
     if (this.pending.get(entry.key) === entry) {
       this.pending.delete(entry.key);
-      this.unsent.delete(entry.key);
+      this.unsent.delete(entry.ts);
       this.confirmed.delete(entry.key);
     }
     return { key: entry.key, ts: entry.ts };
   }
 
-  /** Put writes of an unanswered message back in the queue (those still current). */
+  /**
+   * `pending` lost to `winner`, a newer entry from the server: no longer pending,
+   * but still sent (unless it is in flight) so that the server records the conflict.
+   */
+  private lose(pending: Entry, winner: Entry): ReplicaEvent {
+    const unsent = this.unsent.has(pending.ts);
+    const write = this.settle(pending);
+    this.lost.set(pending.ts, pending);
+    if (unsent) this.unsent.set(pending.ts, pending);
+    return { type: "overridden", write, winner };
+  }
+
+  /** Every write the server has not answered is to be sent on this connection. */
+  private sendAll(): void {
+    this.unsent = new Map([...this.lost.values(), ...this.pending.values()].map((entry) => [entry.ts, entry]));
+  }
+
+  /** Put writes of an unanswered message back in the queue (those still current, and lost ones). */
   private requeue(batch: readonly Entry[]): void {
     for (const entry of batch) {
-      if (this.pending.get(entry.key) === entry && !this.unsent.has(entry.key)) this.unsent.set(entry.key, entry);
+      const current = this.pending.get(entry.key) === entry || this.lost.has(entry.ts);
+      if (current && !this.unsent.has(entry.ts)) this.unsent.set(entry.ts, entry);
     }
   }
 
@@ -517,6 +545,7 @@ export class Replica {
   private rollBack(entries: readonly Entry[]): void {
     const changes: Change[] = [];
     for (const entry of entries) {
+      this.lost.delete(entry.ts); // it lost here already: nothing to roll back
       if (this.pending.get(entry.key) !== entry) continue;
       const restore = this.confirmed.get(entry.key) ?? null;
       this.settle(entry);
@@ -571,7 +600,7 @@ export class Replica {
     this.handshake = null;
     this.sinceValue = { epoch: handshake.epoch, seq };
     this.phaseValue = "live";
-    this.unsent = new Map(this.pending);
+    this.sendAll();
     this.emit({ type: "synced", full: handshake.full, seq });
     this.emit({ type: "state" });
   }
@@ -587,7 +616,7 @@ export class Replica {
       if (theirs?.ts === pending.ts) {
         settled.push(this.settle(pending));
       } else if (theirs !== undefined && theirs.ts > pending.ts) {
-        lost.push({ type: "overridden", write: this.settle(pending), winner: theirs });
+        lost.push(this.lose(pending, theirs));
       } else {
         snapshot.merge(pending);
       }
@@ -617,7 +646,10 @@ export class Replica {
       return;
     }
     this.inflight.delete(frame.id);
-    const writes = batch.map((entry) => this.settle(entry));
+    const writes = batch.map((entry) => {
+      this.lost.delete(entry.ts);
+      return this.settle(entry);
+    });
     this.emit({ type: "acked", id: frame.id, seq: frame.seq, writes });
     this.emit({ type: "pending" });
     this.emit({ type: "state" });
@@ -647,7 +679,7 @@ export class Replica {
       if (pending === undefined) continue;
       if (entry.ts === pending.ts) settled.push(this.settle(pending));
       else if (entry.ts > pending.ts) {
-        lost.push({ type: "overridden", write: this.settle(pending), winner: this.map.get(entry.key)! });
+        lost.push(this.lose(pending, this.map.get(entry.key)!));
       } else this.confirm(entry);
     }
     this.report(changes, lost, settled, seq);
@@ -709,7 +741,7 @@ export class Replica {
     this.phaseValue = "closed";
     this.handshake = null;
     this.inflight.clear();
-    this.unsent = new Map(this.pending);
+    this.sendAll();
     this.resumeAt = 0; // a new connection has a fresh rate budget: send at once
     this.pings.clear();
     this.peerSet = new Set();
