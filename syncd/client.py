@@ -584,6 +584,19 @@ class Client:
                 return state
         raise SyncdError(f"the state at {at_ms} did not end within {max_pages} pages")
 
+    async def restore(
+        self, key: str, version: Version, *, wait: bool = True, timeout: float | None = None
+    ) -> Change:
+        """Write ``version`` of ``key`` (from :meth:`history` or :meth:`conflicts`) again,
+        as a new write: its value, or a delete for a deleted version. Raises as
+        :meth:`set` does, and :class:`~syncd.errors.SyncdError` for a version whose value
+        the history no longer holds."""
+        if not version.known:
+            raise SyncdError(f"the value of {key!r} at {version.ts} is no longer in the history")
+        if version.deleted:
+            return await self.delete(key, wait=wait, timeout=timeout)
+        return await self.set(key, version.value, wait=wait, timeout=timeout)
+
     def _fail_requests(self, error: SyncdError) -> None:
         for answer in self._requests.values():
             if not answer.done():

@@ -369,10 +369,7 @@ async def restore(args: argparse.Namespace) -> int:
             print(f"syncd restore: {args.key} has no version {wanted}", file=sys.stderr)
             return EXIT_ABSENT
         version = found[0]
-        if version.deleted:
-            await client.delete(args.key)
-        else:
-            await client.set(args.key, version.value)
+        await client.restore(args.key, version)
     finally:
         await client.close()
     _print(f"restored {args.key} to {_show_version(version)} (from {version.ts})")
