@@ -7,7 +7,11 @@ reads the client's events and posts them to the app in batches
 the app's queue ahead of a key press; the app tells the
 :class:`~syncd.tui.document_table.DocumentTable` which keys changed and keeps
 the status bar, the detail pane and the notifications up to date. Edits go
-through modal screens (:mod:`syncd.tui.screens`) and the client.
+through modal screens (:mod:`syncd.tui.screens`) and the client. The server's
+history shows in the side pane (:mod:`syncd.tui.history_pane`, ``h``) and in
+the conflicts view (:mod:`syncd.tui.conflicts_screen`, ``x``); restoring an
+old version or a lost write is a new write, like any edit
+(:meth:`syncd.client.Client.restore`, shared with ``syncd restore``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import hashlib
 import math
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final, cast
@@ -33,15 +37,28 @@ from textual.worker import Worker
 
 from syncd.client import Backoff, Client, Subscription
 from syncd.client_store import store_file
-from syncd.crdt import CrdtError, JSONValue, wall_clock_ms
-from syncd.errors import ReadOnlyError, StoreFileError
-from syncd.events import Acked, Change, Event, Overridden, Presence, Rejected, State, Status
+from syncd.crdt import JSONValue, wall_clock_ms
+from syncd.errors import ReadOnlyError, StoreFileError, SyncdError
+from syncd.events import (
+    Acked,
+    Change,
+    Event,
+    Overridden,
+    Presence,
+    Rejected,
+    State,
+    Status,
+    Write,
+)
+from syncd.history_wire import Version
 from syncd.identity import default_node, syncd_home
 from syncd.places import place_of
 from syncd.protocol import check_doc_name
 from syncd.settings import DEFAULT_TIMEOUT, resolve
-from syncd.tui._format import compact, truncate
+from syncd.tui._format import compact, truncate, utc_time
+from syncd.tui.conflicts_screen import ConflictsScreen
 from syncd.tui.document_table import DocumentTable
+from syncd.tui.history_pane import HistoryPane
 from syncd.tui.screens import ConfirmScreen, DocPickerScreen, Edit, EditorScreen, HelpScreen
 from syncd.tui.widgets import ConnectionView, DetailPane, RowView, StatusBar
 from syncd.urls import parse_urls
@@ -55,6 +72,10 @@ _MISSING: Final = object()
 DEFAULT_BACKOFF: Final = Backoff()
 EVENT_BATCH: Final = 2_000
 """Client events posted to the app in one message at most."""
+MAIN_SCREEN_ACTIONS: Final = frozenset(
+    {"add", "edit", "delete", "copy", "filter", "sort", "open_doc", "history", "conflicts"}
+)
+"""Actions on the table's selection: off while the conflicts view covers the table."""
 
 
 def store_path(url: str, doc: str) -> Path:
@@ -91,6 +112,8 @@ class SyncdApp(App[None]):
         Binding("d", "delete", "Delete"),
         Binding("u", "undo", "Undo"),
         Binding("c", "copy", "Copy"),
+        Binding("h", "history", "History"),
+        Binding("x", "conflicts", "Conflicts"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("o", "open_doc", "Docs"),
@@ -142,6 +165,9 @@ class SyncdApp(App[None]):
         self._undo: list[_Undo] = []
         self._retry_at: float | None = None
         self._skew: str | None = None
+        self._lost: Write | None = None
+        """Our write the last "your write lost" notice was about: the conflicts view
+        selects its conflict."""
 
     @property
     def _loading(self) -> Worker[None] | None:
@@ -156,10 +182,12 @@ class SyncdApp(App[None]):
         self.table = self.document.table
         self.count = self.document.count
         self.detail = DetailPane(id="detail")
+        self.history = HistoryPane(id="history")
         self.status_bar = StatusBar(id="status")
         with Horizontal(id="main"):
             yield self.document
             yield self.detail
+            yield self.history
         yield self.status_bar
         yield Footer()
 
@@ -171,6 +199,10 @@ class SyncdApp(App[None]):
     async def on_unmount(self) -> None:
         await self._close()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        covered = isinstance(self.screen, ConflictsScreen)
+        return not (covered and action in MAIN_SCREEN_ACTIONS)
+
     # -- the client -------------------------------------------------------------------
 
     async def _open(self, doc: str) -> None:
@@ -179,6 +211,8 @@ class SyncdApp(App[None]):
         self.sub_title = doc
         self._undo.clear()
         self._skew = None
+        self._lost = None
+        self._close_history()
         self.shared_store = False
         try:
             client, events = await self._connect(doc, store=True)
@@ -259,18 +293,22 @@ class SyncdApp(App[None]):
     def _handle(self, event: Event) -> None:
         if isinstance(event, Change):
             self.document.changed(event.key, remote=not event.local)
+            if not event.local:
+                self._history_grew([event.key])
         elif isinstance(event, Acked):
             self.document.touched(write.key for write in event.writes)
+            self._history_grew(write.key for write in event.writes)
             self._skew = None
             self._show_status()
         elif isinstance(event, Overridden):
             self.document.touched([event.write.key])
+            self._lost = event.write
             mine = "deleted" if event.deleted else compact(event.value)
             theirs = "deleted" if event.winner.deleted else compact(event.winner.value)
             self.notify(
                 f"{event.write.key!r}: your write {truncate(mine, 60)} lost to "
                 f"{truncate(theirs, 60)} by {event.winner.origin}, a newer write "
-                "(the newest timestamp wins)",
+                "(the newest timestamp wins). Press x to open the conflict",
                 title="Your change was overridden",
                 severity="warning",
                 timeout=12,
@@ -429,27 +467,100 @@ class SyncdApp(App[None]):
 
     async def _write(self, key: str, value: JSONValue | object, *, undoable: bool = True) -> None:
         """Write ``value`` under ``key`` (``_MISSING``: delete it), sent in the background."""
+
+        async def write(client: Client) -> Change:
+            if value is _MISSING:
+                return await client.delete(key, wait=False)
+            return await client.set(key, cast(JSONValue, value), wait=False)
+
+        await self._change(key, write, undoable=undoable)
+
+    async def _change(
+        self, key: str, write: Callable[[Client], Awaitable[Change]], *, undoable: bool = True
+    ) -> bool:
+        """Make one write to ``key`` with the client (sent in the background); whether
+        it was made. Our writes can be undone: the key's value before is kept."""
         client = self.client
         if client is None:
-            return
+            return False
         entry = client.entry(key)
         before: JSONValue | object = (
             entry.value if entry is not None and not entry.deleted else _MISSING
         )
         try:
-            if value is _MISSING:
-                await client.delete(key, wait=False)
-            else:
-                await client.set(key, cast(JSONValue, value), wait=False)
+            await write(client)
         except ReadOnlyError:
             self.notify(READ_ONLY, severity="error", timeout=6)
-            return
-        except CrdtError as error:
+            return False
+        except SyncdError as error:  # a key or value the core refuses, a value forgotten
             self.notify(f"Cannot write {key!r}: {error}", severity="error", timeout=8)
-            return
+            return False
         if undoable:
             self._undo.append(_Undo(key, before))
         self.document.apply_changes()
+        return True
+
+    async def _restore(self, key: str, version: Version) -> None:
+        """Write ``version`` of ``key`` again, as a new write (it can be undone)."""
+        if self._writable() is None:
+            return
+
+        async def write(client: Client) -> Change:
+            return await client.restore(key, version, wait=False)
+
+        if await self._change(key, write):
+            shown = "deleted" if version.deleted else truncate(compact(version.value), 60)
+            self.notify(
+                f"Restored {truncate(key, 60)!r} to {shown} "
+                f"(written by {version.node} at {utc_time(version.ts)}); u undoes it",
+                timeout=5,
+            )
+
+    # -- history and conflicts -----------------------------------------------------------
+
+    def action_history(self) -> None:
+        """Show the selected key's history in the side pane."""
+        key = self.document.selected_key()
+        if key is None or self.client is None:
+            self.notify("Select a key to see its history", timeout=3)
+            return
+        self.detail.display = False
+        self.history.display = True
+        self.history.open(self.client, key)
+        self.history.options.focus()
+
+    def _close_history(self) -> None:
+        if self.history.display:
+            self.history.display = False
+            self.detail.display = True
+            self.table.focus()
+
+    def _history_grew(self, keys: Iterable[str]) -> None:
+        """The server has new versions of ``keys``: read the history shown again."""
+        if self.history.display and self.history.key in set(keys):
+            self.history.reload()
+
+    @on(HistoryPane.Closed)
+    def _history_closed(self) -> None:
+        self._close_history()
+
+    @on(HistoryPane.Restore)
+    @on(ConflictsScreen.Restore)
+    async def _restore_asked(self, message: HistoryPane.Restore | ConflictsScreen.Restore) -> None:
+        await self._restore(message.key, message.version)
+
+    def action_conflicts(self) -> None:
+        """Show the document's overridden writes (selecting the last notice's, if any)."""
+        client = self.client
+        if client is None:
+            return
+        find, self._lost = self._lost, None
+
+        def closed(key: str | None) -> None:
+            if key is not None:
+                self.document.select(key)
+
+        self.push_screen(ConflictsScreen(client, doc=self.doc, find=find), closed)
 
     def action_copy(self) -> None:
         """Copy the selected value to the clipboard (where the terminal allows: OSC 52)."""
@@ -490,6 +601,12 @@ class SyncdApp(App[None]):
         yield SystemCommand("Delete the key", "Delete the selected key", self.action_delete)
         yield SystemCommand("Undo", "Undo your last change", self.action_undo)
         yield SystemCommand("Copy the value", "Copy the selected value", self.action_copy)
+        yield SystemCommand(
+            "History", "The selected key's versions; restore one", self.action_history
+        )
+        yield SystemCommand(
+            "Conflicts", "Overridden writes of the document, yours marked", self.action_conflicts
+        )
         yield SystemCommand("Filter", "Filter keys and values as you type", self.action_filter)
         yield SystemCommand("Sort", "Sort by key or by most recent change", self.action_sort)
         yield SystemCommand(

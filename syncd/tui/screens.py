@@ -171,7 +171,9 @@ HELP: Final = """\
 Every edit is applied here at once and sent to the server; other clients see it
 as soon as the server has it. When two clients write the same key, the write with
 the **newer timestamp wins** (last-writer-wins). If one of your writes loses that
-way, a notification shows both values.
+way, a notification shows both values, and `x` opens that conflict. The server
+keeps every version and every overridden write (unless it runs with
+`--history-retention 0`).
 
 | Key | Action |
 |-----|--------|
@@ -180,6 +182,8 @@ way, a notification shows both values.
 | `d` | delete the selected key (asks first) |
 | `u` | undo your last change (written as a new change) |
 | `c` | copy the selected value to the clipboard |
+| `h` | the selected key's history (`r` restores a version, `esc` closes) |
+| `x` | overridden writes, yours marked ★ (`enter` goes to the key, `r` restores) |
 | `/` | filter keys and values as you type (`esc` clears) |
 | `s` | sort by key or by most recent change |
 | `o` | open or create another document |
