@@ -159,8 +159,8 @@ class HistoryPane(Vertical):
         if options.option_count and options.get_option_at_index(-1).id == MORE:
             options.remove_option_at_index(options.option_count - 1)
         self.next = page.next
-        client = self.client
-        entry = client.entry(self.key) if client is not None and self.key is not None else None
+        client, key = self.client, self.key or ""
+        entry = client.entry(key) if client is not None else None
         own = client.node if client is not None else ""
         start = len(self.versions)
         self.versions.extend(page.versions)
@@ -177,14 +177,11 @@ class HistoryPane(Vertical):
             options.add_option(Option(Text("more…", style="italic dim"), id=MORE))
         if options.highlighted is None and options.option_count:
             options.highlighted = 0
-        self.note.update(
-            self._note(
-                page.error,
-                acknowledged=entry is not None
-                and client is not None
-                and not client.replica.is_pending(self.key or ""),
-            )
+        # A key the server has acknowledged has at least one version, if it keeps any.
+        acknowledged = (
+            entry is not None and client is not None and not client.replica.is_pending(key)
         )
+        self.note.update(self._note(page.error, acknowledged=acknowledged))
 
     def _note(self, error: str | None, *, acknowledged: bool) -> Text:
         if error is not None:
