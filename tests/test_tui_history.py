@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import ServerFactory
-from servers import TIMEOUT
+from servers import TIMEOUT, free_port
 from textual.widgets import DataTable
 from tui_helpers import FAST, make_app, notifications, until
 
@@ -22,6 +22,7 @@ from syncd.client import Backoff, Client
 from syncd.crdt import JSONValue, parse_timestamp, wall_clock_ms
 from syncd.history_wire import Conflict
 from syncd.tui.app import READ_ONLY, SyncdApp
+from syncd.tui.conflicts_screen import PAGE_SIZE as CONFLICTS_PAGE
 from syncd.tui.conflicts_screen import ConflictsScreen
 from syncd.tui.history_pane import NO_HISTORY, PAGE_SIZE
 
@@ -180,7 +181,7 @@ async def recorded(pilot: Any, client: Client, count: int) -> list[Conflict]:
     """The document's conflicts, once the server has ``count`` (bounded by ``TIMEOUT``)."""
     try:
         async with asyncio.timeout(TIMEOUT):
-            while len(found := (await client.conflicts())[0]) < count:
+            while len(found := (await client.conflicts(limit=1000))[0]) < count:
                 await pilot.pause(0.02)
     except TimeoutError:
         raise AssertionError(f"fewer than {count} conflicts recorded") from None
@@ -280,3 +281,56 @@ def settled(client: Client) -> Callable[[], bool]:
 
 def server_url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/ws"
+
+
+async def test_conflicts_page_on_and_the_notice_finds_its_conflict(
+    make_server: ServerFactory, observer: ClientMaker
+) -> None:
+    """The TUI's lost write has more than a page of later conflicts above it: the view
+    reads on to select it, and the list pages on as the cursor goes down."""
+    port = free_port()
+    # Never connected yet, the TUI stamps by its own clock: a minute slow.
+    app = make_app(server_url(port), backoff=WAITING, now=lambda: wall_clock_ms() - 60_000)
+    async with app.run_test(size=(160, 32)) as pilot:
+        await until(pilot, lambda: app.client is not None, "the client")
+        client = app.client
+        assert client is not None
+        await pilot.press("a", *"color", "tab", *"mine", "tab", "space", "ctrl+s")
+        await until(pilot, lambda: client.pending_count == 1, "the offline write")
+        entry = client.entry("color")
+        assert entry is not None
+        server = await make_server(port=port)
+        other = await observer(server.url)
+        await other.set("color", "theirs")
+        client.reconnect_now()
+        await until(pilot, lambda: any("lost to" in m for m in notifications(app)), "the notice")
+        await recorded(pilot, other, 1)
+
+        # More than a page of later conflicts, from a writer a minute slow too.
+        many = CONFLICTS_PAGE + 5
+        await other.update([(f"k{i:03}", "new") for i in range(many)])
+        late = Client(server.url, "notes", node="late", wall=lambda: wall_clock_ms() - 60_000)
+        await late.update([(f"k{i:03}", "old") for i in range(many)], wait=False)
+        try:
+            await late.connect()
+            await recorded(pilot, other, many + 1)
+        finally:
+            await late.close()
+
+        await pilot.press("x")
+        assert isinstance(app.screen, ConflictsScreen)
+        screen = app.screen
+        await until(pilot, lambda: len(screen.conflicts) == many + 1, "both pages read")
+        assert screen.table.cursor_row == many, "the TUI's conflict, at the end, is selected"
+        assert (screen.conflicts[many].key, screen.conflicts[many].lost.ts) == ("color", entry.ts)
+        assert conflict_rows(screen)[many][0] == "★"
+        await pilot.press("escape")
+
+        # Opened again without a notice: one page, then the next as the cursor gets there.
+        await pilot.press("x")
+        assert isinstance(app.screen, ConflictsScreen)
+        screen = app.screen
+        await until(pilot, lambda: len(screen.conflicts) == CONFLICTS_PAGE, "one page")
+        assert screen.table.cursor_row == 0 and "more below" in str(screen.note.content)
+        await pilot.press("ctrl+end")  # onto the "more" row
+        await until(pilot, lambda: len(screen.conflicts) == many + 1, "the next page")
