@@ -22,7 +22,7 @@ from servers import TIMEOUT
 
 from syncd.client import Backoff, Client
 from syncd.crdt import parse_timestamp, wall_clock_ms
-from syncd.events import Acked, Event, Overridden, Write
+from syncd.events import Acked, Event, Overridden, State, Write
 from syncd.history_wire import Conflict
 
 WAITING: Final = Backoff(initial=3600.0, maximum=3600.0, jitter=0.0)
@@ -64,7 +64,10 @@ async def test_two_clients_writing_offline(make_server: ServerFactory, first: st
         for client in (loser, winner):
             await client.connect()
         await server.stop()
-        await eventually(lambda: not loser.synced and not winner.synced, "both are offline")
+        # Offline: waiting out the backoff, which reconnect_now() cuts short.
+        await eventually(
+            lambda: loser.state is State.OFFLINE and winner.state is State.OFFLINE, "both wait"
+        )
         lost = await loser.set("k", "alice's", wait=False)
         await later_than(lost.ts)
         won = await winner.set("k", "bob's", wait=False)

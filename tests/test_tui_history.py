@@ -20,6 +20,7 @@ from tui_helpers import FAST, make_app, notifications, until
 
 from syncd.client import Backoff, Client
 from syncd.crdt import JSONValue, parse_timestamp, wall_clock_ms
+from syncd.events import State
 from syncd.history_wire import Conflict
 from syncd.tui.app import READ_ONLY, SyncdApp
 from syncd.tui.conflicts_screen import PAGE_SIZE as CONFLICTS_PAGE
@@ -209,7 +210,9 @@ async def test_offline_conflict_in_the_conflicts_view(
         client = app.client
         assert client is not None
         await server.stop()
-        await until(pilot, lambda: not client.synced and not other.synced, "both offline")
+        # Offline: waiting out the backoff, which reconnect_now() cuts short.
+        waiting = (client, other)
+        await until(pilot, lambda: all(c.state is State.OFFLINE for c in waiting), "both wait")
         first_value, second_value = ("mine", "theirs") if loser == "tui" else ("theirs", "mine")
         if loser == "tui":
             await pilot.press("a", *"color", "tab", *first_value, "tab", "space", "ctrl+s")
@@ -299,6 +302,7 @@ async def test_conflicts_page_on_and_the_notice_finds_its_conflict(
         await until(pilot, lambda: client.pending_count == 1, "the offline write")
         entry = client.entry("color")
         assert entry is not None
+        await until(pilot, lambda: client.state is State.OFFLINE, "waiting to reconnect")
         server = await make_server(port=port)
         other = await observer(server.url)
         await other.set("color", "theirs")
