@@ -64,6 +64,8 @@ class ConflictsScreen(Screen[str | None]):
             self.version = version
 
     class _Page(Message):
+        """A page of conflicts arrived (or the reason it did not)."""
+
         def __init__(self, conflicts: list[Conflict], next: int | None, error: str | None) -> None:
             super().__init__()
             self.conflicts = conflicts
@@ -154,7 +156,10 @@ class ConflictsScreen(Screen[str | None]):
         if page.next is not None:
             table.add_row("", Text("more…", style="italic dim"), "", "", "", "", "", key=MORE)
         self.note.update(self._note(page.error))
-        self._select_found()
+        if page.error is None:
+            self._select_found()
+        else:
+            self.find = None  # the note says why nothing is listed
 
     def _note(self, error: str | None) -> Text:
         if error is not None:
