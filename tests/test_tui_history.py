@@ -160,7 +160,9 @@ async def test_history_off_is_said_clearly(
     assert other.get("k") == "value"
 
 
-async def test_history_offline_says_it_needs_a_connection(make_server: ServerFactory) -> None:
+async def test_offline_history_and_conflicts_say_they_need_a_connection(
+    make_server: ServerFactory,
+) -> None:
     server = await make_server()
     app = make_app(server.url)
     async with app.run_test(size=(140, 32)) as pilot:
@@ -171,6 +173,10 @@ async def test_history_offline_says_it_needs_a_connection(make_server: ServerFac
         await until(pilot, lambda: app.client is not None and not app.client.synced, "offline")
         await pilot.press("h")
         await until(pilot, lambda: "Not connected" in note(app), "the reason")
+        await pilot.press("escape", "x")
+        assert isinstance(app.screen, ConflictsScreen)
+        screen = app.screen
+        await until(pilot, lambda: "Not connected" in str(screen.note.content), "the reason")
 
 
 async def later_than(pilot: Any, ts: str) -> None:
