@@ -13,6 +13,6 @@ export { Hlc } from "./hlc";
 export { LwwMap, wins } from "./merge";
 export { claimNodeId, newNodeId } from "./node";
 export { type Backoff, ServerRotation, backoffDelay } from "./rotation";
-export { type Change, type ChangeSource, type Phase, Replica, type ReplicaEvent, type ReplicaState, validateKey, validateValue } from "./replica";
+export { type Change, type ChangeSource, type Phase, Replica, type ReplicaEvent, type ReplicaState, type Write, validateKey, validateValue } from "./replica";
 export { BrowserPersistence, MemoryPersistence, type Persistence } from "./storage";
 export { compareTimestamps, formatTimestamp, isTimestamp, nodeOf, parseTimestamp, wallOf } from "./timestamp";
