@@ -90,7 +90,12 @@ export function HistoryDrawer(props: {
               <li key={version.ts} className={current ? "version current" : "version"}>
                 <div className="version-head">
                   <When ts={version.ts} /> <Writer node={version.node} me={client.node} />
-                  {current && <span className="badge">current</span>}
+                  {current && (
+                    <>
+                      {" "}
+                      <span className="badge">current</span>
+                    </>
+                  )}
                 </div>
                 <div className="version-value">
                   <VersionValue version={version} />
