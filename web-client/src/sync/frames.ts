@@ -166,6 +166,16 @@ function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
+function readError(raw: Record<string, unknown>): ErrorFrame {
+  return {
+    type: "error",
+    code: typeof raw.code === "string" ? raw.code : "internal",
+    message: typeof raw.message === "string" ? raw.message : "",
+    id: isId(raw.id) ? raw.id : null,
+    entry: isId(raw.entry) ? raw.entry : null,
+  };
+}
+
 /** Read one frame from the server; throws `bad_json`/`bad_message` when it is not of the protocol's form. */
 export function parseServerFrame(text: string): ServerFrame {
   const raw = parseObject(text);
@@ -218,13 +228,7 @@ export function parseServerFrame(text: string): ServerFrame {
       if (typeof raw.time !== "string") throw bad('"time" must be a timestamp');
       return { type: "pong", id: isId(raw.id) ? raw.id : null, time: raw.time };
     case "error":
-      return {
-        type: "error",
-        code: typeof raw.code === "string" ? raw.code : "internal",
-        message: typeof raw.message === "string" ? raw.message : "",
-        id: isId(raw.id) ? raw.id : null,
-        entry: isId(raw.entry) ? raw.entry : null,
-      };
+      return readError(raw);
     default:
       return { type: "unknown", name: String(raw.type) };
   }
@@ -333,10 +337,8 @@ export function parseAnswerFrame(text: string): AnswerFrame | null {
         if (next !== null && !isId(next)) throw bad('"next" must be a conflict id or null');
         return { type: "conflicts_page", id, conflicts, next };
       }
-      case "error": {
-        const error = parseServerFrame(text) as ErrorFrame;
-        return { ...error, id };
-      }
+      case "error":
+        return { ...readError(raw), id };
     }
   } catch (error) {
     if (error instanceof ProtocolError && error.id === null) {

@@ -176,7 +176,7 @@ function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted,
           onOpenHistory(entry.key);
         }}
       >
-        <th scope="row" className="key" data-label="Key" tabIndex={0} title="Press h for its history">
+        <th scope="row" className="key" data-label="Key" tabIndex={0} title="Press h for its history" aria-keyshortcuts="h">
           <span className="key-text">{entry.key}</span>
         </th>
         <td className="value" data-label="Value">

@@ -42,7 +42,9 @@ export function HistoryDrawer(props: {
       else if (version.kind === "value") client.set(entryKey, version.value);
       else return;
     } catch (error) {
-      setRestored(`Not restored: ${(error as Error).message}`);
+      const failed = `Not restored: ${(error as Error).message}`;
+      setRestored(failed);
+      onAnnounce(failed);
       return;
     }
     const done = version.kind === "deleted" ? `Deleted ${entryKey} again, as at ${when}.` : `Restored ${entryKey} to its value of ${when}.`;
@@ -61,14 +63,8 @@ export function HistoryDrawer(props: {
           Restore is off: this token is read-only, it can read the history but not write.
         </p>
       )}
-      <p className="sr-only" role="status">
-        {restored}
-      </p>
-      {restored !== null && (
-        <p className="hint restored" aria-hidden="true">
-          {restored}
-        </p>
-      )}
+      {/* Announced by the page's live region (onAnnounce); shown here too. */}
+      {restored !== null && <p className="hint restored">{restored}</p>}
       {pages.loading ? (
         <p className="empty" aria-busy="true">
           Loading the history…

@@ -4,7 +4,7 @@
  * to the overridden writes, pointing out the change, and to the key's history.
  */
 
-import type { LostWrite, Write } from "../sync";
+import { type LostWrite, type Write, nodeOf } from "../sync";
 import { When } from "./Version";
 
 export function LostNotice(props: {
@@ -20,7 +20,7 @@ export function LostNotice(props: {
   return (
     <p className="notice warning" role="alert" data-testid="lost-notice">
       Your change to <span className="key-text">{key}</span> was overridden:{" "}
-      {winner.deleted ? "it was deleted" : "it was changed"} by {winner.ts.slice(20)} at <When ts={winner.ts} />, a newer
+      {winner.deleted ? "it was deleted" : "it was changed"} by {nodeOf(winner.ts)} at <When ts={winner.ts} />, a newer
       write (the newest timestamp wins)
       {others > 0 && ` — and ${others} more of your ${others === 1 ? "change" : "changes"} before it`}.{" "}
       <button type="button" onClick={() => props.onOpenConflicts(last.write)}>
