@@ -86,7 +86,7 @@ export interface ClientView {
   readonly error: { readonly code: string; readonly message: string } | null;
   /** The last writes the server refused for good (rolled back), until dismissed. */
   readonly refused: Refusal | null;
-  /** This tab's writes that lost to a newer entry before reaching the server, oldest first, until dismissed. */
+  /** This tab's pending writes that lost to a newer entry of their key, oldest first (the last 20), until dismissed. */
   readonly lost: readonly LostWrite[];
   /** When the next connection attempt is due (ms since the epoch), while offline. */
   readonly retryAt: number | null;
