@@ -29,7 +29,8 @@ export default defineConfig({
     proxy: { "/ws": { target: server, ws: true }, "/healthz": server, "/metrics": server },
   },
   test: {
-    include: ["test/**/*.test.ts"],
+    // Component tests (.tsx) choose jsdom in their first line; the rest run in node.
+    include: ["test/**/*.test.{ts,tsx}"],
     environment: "node",
     testTimeout: 10_000,
   },

@@ -4,76 +4,10 @@
 // goes back across a reload; several server URLs: failover order, the view of
 // the node connected to, and a move between nodes that keeps pending writes.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type SocketLike, SyncClient, defaultServerUrl } from "../src/sync/client";
+import { SyncClient, defaultServerUrl } from "../src/sync/client";
 import { backoffDelay } from "../src/sync/rotation";
 import { MemoryPersistence } from "../src/sync/storage";
-
-type Frame = Record<string, unknown>;
-
-/** A socket whose server side the test plays. */
-class FakeSocket implements SocketLike {
-  readyState = 0;
-  onopen: ((event: Event) => void) | null = null;
-  onmessage: ((event: MessageEvent) => void) | null = null;
-  onclose: ((event: CloseEvent) => void) | null = null;
-  onerror: ((event: Event) => void) | null = null;
-  readonly sent: Frame[] = [];
-  closed: number | null = null;
-
-  constructor(readonly url: string) {}
-
-  send(data: string): void {
-    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
-    this.sent.push(JSON.parse(data) as Frame);
-  }
-
-  close(code = 1000): void {
-    if (this.closed !== null) return;
-    this.closed = code;
-    this.readyState = 3;
-    queueMicrotask(() => this.onclose?.({ code } as CloseEvent));
-  }
-
-  // -- the server's side --
-  open(): void {
-    this.readyState = 1;
-    this.onopen?.({} as Event);
-  }
-
-  receive(...frames: Frame[]): void {
-    for (const frame of frames) this.onmessage?.({ data: JSON.stringify(frame) } as MessageEvent);
-  }
-
-  drop(code = 1006): void {
-    this.readyState = 3;
-    this.closed = code;
-    this.onclose?.({ code } as CloseEvent);
-  }
-
-  /** Answer the hello with an empty snapshot (or what `fields` says). */
-  welcome(fields: Frame = {}, entries: Frame[] = []): void {
-    const seq = (fields.seq as number | undefined) ?? 0;
-    this.receive({
-      type: "welcome",
-      v: 1,
-      doc: "d",
-      node: "srv",
-      epoch: "e1",
-      seq,
-      time: new Date(Date.now()).getTime().toString().padStart(13, "0") + "-00000-srv",
-      full: true,
-      readonly: false,
-      peers: [],
-      ...fields,
-    });
-    if (entries.length > 0) this.receive({ type: "entries", entries });
-    this.receive({ type: "synced", seq });
-  }
-
-  ops(): Frame[] {
-    return this.sent.filter((frame) => frame.type === "ops");
-  }
-}
+import { FakeSocket } from "./fakeSocket";
 
 /**
  * Storage whose lazy state save never lands (the page went away first): a

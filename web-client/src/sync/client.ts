@@ -24,13 +24,21 @@
  *   the caller changes something (`setToken`, `reconnect`); another refusal
  *   (`internal`, …) moves on to the next URL like a lost connection.
  * - A write the server refuses for good is rolled back by the replica; the
- *   view's `refused` says which keys and why, for the UI to show.
+ *   view's `refused` says which keys and why, for the UI to show. A pending
+ *   write that lost to a newer entry is in the view's `lost`, until dismissed.
+ * - **History** (`history`, `conflicts`): as the Python `Client.history`, a
+ *   request made while not live waits for the connection to be live (at most
+ *   `requestTimeoutMs`), is sent once, and its answer waits as long again;
+ *   a connection that closes first fails it (`RequestError`, see
+ *   `requests.ts`), and the caller asks again.
  */
 
 import type { JsonValue } from "./canonical";
 import type { Entry } from "./entry";
-import type { Since } from "./frames";
-import { type Change, Replica, type ReplicaEvent, type ReplicaState } from "./replica";
+import { RequestError } from "./errors";
+import { type Conflict, type Since, type Version, conflictsFrame, historyFrame } from "./frames";
+import { type Change, Replica, type ReplicaEvent, type ReplicaState, type Write } from "./replica";
+import { type Answers, RequestTable } from "./requests";
 import { type Backoff, ServerRotation } from "./rotation";
 import { MemoryPersistence, type Persistence } from "./storage";
 
@@ -78,6 +86,8 @@ export interface ClientView {
   readonly error: { readonly code: string; readonly message: string } | null;
   /** The last writes the server refused for good (rolled back), until dismissed. */
   readonly refused: Refusal | null;
+  /** This tab's pending writes that lost to a newer entry of their key, oldest first (the last 20), until dismissed. */
+  readonly lost: readonly LostWrite[];
   /** When the next connection attempt is due (ms since the epoch), while offline. */
   readonly retryAt: number | null;
   /** Bumped on every change of state or entries. */
@@ -89,6 +99,28 @@ export interface Refusal {
   readonly code: string;
   readonly message: string;
   readonly keys: readonly string[];
+}
+
+/** A pending write that lost: the server already held a newer entry for its key. */
+export interface LostWrite {
+  readonly write: Write;
+  /** The entry that beat it. */
+  readonly winner: Entry;
+}
+
+/** One page of a key's history, newest first. */
+export interface HistoryPage {
+  readonly key: string;
+  readonly versions: readonly Version[];
+  /** The `before` of the next (older) page; null on the last. */
+  readonly next: string | null;
+}
+
+/** One page of the document's overridden writes, newest first. */
+export interface ConflictsPage {
+  readonly conflicts: readonly Conflict[];
+  /** The `before` of the next (older) page; null on the last. */
+  readonly next: number | null;
 }
 
 /** The part of the DOM WebSocket this client uses. */
@@ -129,7 +161,12 @@ export interface ClientOptions {
   readonly handshakeTimeoutMs?: number;
   /** How long after a change the state is saved. */
   readonly saveDelayMs?: number;
+  /** How long a history request waits for a live connection, and then for its answer. */
+  readonly requestTimeoutMs?: number;
 }
+
+/** The most lost writes the view keeps (the oldest go first). */
+const MAX_LOST = 20;
 
 const OPEN = 1;
 
@@ -151,6 +188,7 @@ export class SyncClient {
   private statusValue: Status = "loading";
   private errorValue: ClientView["error"] = null;
   private refusedValue: Refusal | null = null;
+  private lostValue: readonly LostWrite[] = [];
   private retryAt: number | null = null;
   private stopped = false;
   private halted = false;
@@ -176,6 +214,8 @@ export class SyncClient {
   private readonly silenceLimitMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly saveDelayMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly requests: RequestTable;
   private readonly viewListeners = new Set<() => void>();
   private readonly changeListeners = new Set<(changes: readonly Change[]) => void>();
   /** The browser is online again: if waiting to retry, retry now. */
@@ -202,6 +242,8 @@ export class SyncClient {
     this.silenceLimitMs = options.silenceLimitMs ?? 40_000;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.saveDelayMs = options.saveDelayMs ?? 1000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.requests = new RequestTable(this.timers);
     this.viewValue = this.buildView();
   }
 
@@ -250,6 +292,7 @@ export class SyncClient {
       socket.close(1000, "bye");
     }
     this.replica?.disconnect();
+    this.requests.failAll(new RequestError("unavailable", "the client was stopped"));
     this.saveState();
     this.setStatus("stopped");
   }
@@ -300,6 +343,65 @@ export class SyncClient {
     return entry;
   }
 
+  // -- the server's history --------------------------------------------------------
+
+  /**
+   * Up to `limit` versions of `key` (values and deletes), newest first, older
+   * than the ts `before`; and the `before` of the next page. Rejects with a
+   * `RequestError`. A server run with `--history-retention 0` answers every
+   * page empty.
+   */
+  async history(key: string, page: { limit?: number; before?: string | null } = {}): Promise<HistoryPage> {
+    const answer = await this.request("history", (id) => historyFrame(id, key, page));
+    return { key: answer.key, versions: answer.versions, next: answer.next };
+  }
+
+  /** Up to `limit` overridden writes (of `node` only, if given), newest first, below the id `before`. */
+  async conflicts(page: { node?: string | null; limit?: number; before?: number | null } = {}): Promise<ConflictsPage> {
+    const answer = await this.request("conflicts", (id) => conflictsFrame(id, page));
+    return { conflicts: answer.conflicts, next: answer.next };
+  }
+
+  private async request<K extends keyof Answers>(kind: K, frame: (id: number) => string): Promise<Answers[K]> {
+    await this.whenLive(kind);
+    const socket = this.socket;
+    if (socket?.readyState !== OPEN) throw new RequestError("disconnected", `not connected: ${kind} was not sent`);
+    const { id, answer } = this.requests.expect(kind, this.requestTimeoutMs);
+    socket.send(frame(id));
+    return answer;
+  }
+
+  /** Resolves once the connection is live; rejects after `requestTimeoutMs`, or when it cannot become live. */
+  private whenLive(kind: string): Promise<void> {
+    /** Null while it may still become live. */
+    const hopeless = (): RequestError | null => {
+      if (this.stopped) return new RequestError("unavailable", `the client was stopped: ${kind} was not sent`);
+      if (this.halted) return new RequestError("unavailable", `the server refused the connection: ${kind} was not sent`);
+      return null;
+    };
+    if (this.statusValue === "live") return Promise.resolve();
+    const failure = hopeless();
+    if (failure !== null) return Promise.reject(failure);
+    return new Promise((resolve, reject) => {
+      const finish = (error: RequestError | null): void => {
+        off();
+        this.timers.clearTimeout(timer);
+        if (error === null) resolve();
+        else reject(error);
+      };
+      const off = this.subscribe(() => {
+        if (this.statusValue === "live") finish(null);
+        else {
+          const error = hopeless();
+          if (error !== null) finish(error);
+        }
+      });
+      const timer = this.timers.setTimeout(() => {
+        finish(new RequestError("timeout", `not connected within ${this.requestTimeoutMs / 1000} s: ${kind} was not sent`));
+      }, this.requestTimeoutMs);
+    });
+  }
+
   /** Use another token and connect again. */
   setToken(token: string | null): void {
     this.token = token;
@@ -311,6 +413,13 @@ export class SyncClient {
   clearError(): void {
     if (this.errorValue === null) return;
     this.errorValue = null;
+    this.refresh();
+  }
+
+  /** Forget the lost writes (the UI has shown them). */
+  clearLost(): void {
+    if (this.lostValue.length === 0) return;
+    this.lostValue = [];
     this.refresh();
   }
 
@@ -374,6 +483,7 @@ export class SyncClient {
       if (this.socket !== socket || this.replica === null) return;
       this.lastHeard = this.clock();
       if (typeof event.data !== "string") return; // the protocol has only text frames
+      if (this.requests.receive(event.data)) return; // the answer to a history request
       this.replica.receive(event.data);
       this.flush();
     };
@@ -386,6 +496,7 @@ export class SyncClient {
       detach(socket);
       this.clearConnectionTimers();
       this.replica?.disconnect();
+      this.requests.failAll(new RequestError("disconnected", "the connection closed before the answer came"));
       if (event.code === 1009) {
         this.errorValue = { code: "too_large", message: "the server closed the connection: a message was too large" };
       }
@@ -469,8 +580,10 @@ export class SyncClient {
           }, event.retryAfterMs);
         }
         return;
-      case "acked":
       case "overridden":
+        this.lostValue = [...this.lostValue, { write: event.write, winner: event.winner }].slice(-MAX_LOST);
+        return; // the "pending" event that follows saves and shows it
+      case "acked":
         return; // the "pending" and "changes" events that follow carry what to save and show
     }
   }
@@ -561,6 +674,7 @@ export class SyncClient {
       since: replica?.since ?? null,
       error: this.errorValue,
       refused: this.refusedValue,
+      lost: this.lostValue,
       retryAt: this.statusValue === "offline" ? this.retryAt : null,
       version: this.version,
     };

@@ -1,7 +1,10 @@
 /**
- * The one error type of the sync core: a protocol error code (contract §6) with
+ * The errors of the sync core. `ProtocolError`: a protocol error code (contract §6) with
  * a human-readable message, and where it applies the message `id` and the
  * index of the offending entry — the same fields the server's `error` frame has.
+ *
+ * `RequestError`: the one error of the history requests: why a request
+ * got no answer (refused with a code, timed out, disconnected, …).
  */
 
 /** The error codes of the contract (§6). */
@@ -36,5 +39,32 @@ export class ProtocolError extends Error {
   at(id: number | null, entry: number | null): ProtocolError {
     const message = entry === null ? this.message : `ops[${entry}]: ${this.message}`;
     return new ProtocolError(this.code, message, { id, entry });
+  }
+}
+
+/** Why a request to the server (`history`, `conflicts`) gave no answer. */
+export type RequestFailure =
+  /** The server answered with an `error` frame; `code` is its code. */
+  | "refused"
+  /** Its answer did not come in time (or the connection was not live in time to send it). */
+  | "timeout"
+  /** The connection closed before the answer came; the request was not sent again. */
+  | "disconnected"
+  /** The client cannot connect: it was stopped, or the server refused the handshake. */
+  | "unavailable"
+  /** The answer was malformed. */
+  | "invalid";
+
+/** A request to the server that failed: why, and the server's error code when it refused it. */
+export class RequestError extends Error {
+  readonly reason: RequestFailure;
+  /** The server's error code (`bad_message`, `too_large`, `internal`, …) when `reason` is `refused`. */
+  readonly code: string | null;
+
+  constructor(reason: RequestFailure, message: string, code: string | null = null) {
+    super(message);
+    this.name = "RequestError";
+    this.reason = reason;
+    this.code = code;
   }
 }

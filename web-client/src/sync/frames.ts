@@ -2,11 +2,19 @@
  * Frames (contract §4–§6): the ones a client sends, written here; the ones a
  * server sends, read and checked here; and `ops` messages read exactly as the
  * server reads them (§5), so the conformance vectors pin this code too.
+ *
+ * The history requests (`history`, `conflicts`: docs/protocol.md §6, "History
+ * requests") are written here too, and their answers (`history_page`,
+ * `conflicts_page`, or an `error` with the request's id) read by
+ * {@link parseAnswerFrame}: the replica never sees them, its `parseServerFrame`
+ * still calls them unknown.
  */
 
+import type { JsonValue } from "./canonical";
 import { DEFAULT_LIMITS, type Entry, type Limits, type WireEntry, readEntry } from "./entry";
 import { ProtocolError } from "./errors";
 import type { LwwMap } from "./merge";
+import { isTimestamp, nodeOf } from "./timestamp";
 
 export const PROTOCOL_VERSION = 1;
 /** The greatest message id: 2^53 − 1. */
@@ -40,6 +48,26 @@ export function opsFrame(id: number, entries: readonly WireEntry[]): string {
 
 export function pingFrame(id?: number): string {
   return JSON.stringify(id === undefined ? { type: "ping" } : { type: "ping", id });
+}
+
+/** The most versions or conflicts one history request may ask for (the server's `limit` bound). */
+export const MAX_HISTORY_LIMIT = 1000;
+
+/** A `history` request: versions of `key`, newest first, older than the ts `before`. */
+export function historyFrame(id: number, key: string, page: { limit?: number; before?: string | null } = {}): string {
+  const frame: Record<string, unknown> = { type: "history", id, key };
+  if (page.limit !== undefined) frame.limit = page.limit;
+  if (page.before != null) frame.before = page.before;
+  return JSON.stringify(frame);
+}
+
+/** A `conflicts` request: overridden writes (of `node` only, if given), newest first, below id `before`. */
+export function conflictsFrame(id: number, page: { node?: string | null; limit?: number; before?: number | null } = {}): string {
+  const frame: Record<string, unknown> = { type: "conflicts", id };
+  if (page.node != null) frame.node = page.node;
+  if (page.limit !== undefined) frame.limit = page.limit;
+  if (page.before != null) frame.before = page.before;
+  return JSON.stringify(frame);
 }
 
 // -- what a server sends -----------------------------------------------------
@@ -138,6 +166,16 @@ function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
+function readError(raw: Record<string, unknown>): ErrorFrame {
+  return {
+    type: "error",
+    code: typeof raw.code === "string" ? raw.code : "internal",
+    message: typeof raw.message === "string" ? raw.message : "",
+    id: isId(raw.id) ? raw.id : null,
+    entry: isId(raw.entry) ? raw.entry : null,
+  };
+}
+
 /** Read one frame from the server; throws `bad_json`/`bad_message` when it is not of the protocol's form. */
 export function parseServerFrame(text: string): ServerFrame {
   const raw = parseObject(text);
@@ -190,15 +228,123 @@ export function parseServerFrame(text: string): ServerFrame {
       if (typeof raw.time !== "string") throw bad('"time" must be a timestamp');
       return { type: "pong", id: isId(raw.id) ? raw.id : null, time: raw.time };
     case "error":
-      return {
-        type: "error",
-        code: typeof raw.code === "string" ? raw.code : "internal",
-        message: typeof raw.message === "string" ? raw.message : "",
-        id: isId(raw.id) ? raw.id : null,
-        entry: isId(raw.entry) ? raw.entry : null,
-      };
+      return readError(raw);
     default:
       return { type: "unknown", name: String(raw.type) };
+  }
+}
+
+// -- answers to the history requests ------------------------------------------
+
+/** What a version holds: a value, a delete, or (a conflict's winner that left the history) unknown. */
+export type VersionContent =
+  | { readonly kind: "value"; readonly value: JsonValue }
+  | { readonly kind: "deleted" }
+  | { readonly kind: "unknown" };
+
+/** One version of a key as the server's history reports it; `node` is the writer, from the ts. */
+export type Version = { readonly ts: string; readonly node: string } & VersionContent;
+
+/** An overridden write: `lost` lost its merge to `winner`; the server saw it at `time` (ms). */
+export interface Conflict {
+  readonly id: number;
+  readonly time: number;
+  readonly key: string;
+  readonly lost: Version;
+  readonly winner: Version;
+}
+
+export interface HistoryPageFrame {
+  type: "history_page";
+  id: number;
+  key: string;
+  /** Newest first. */
+  versions: Version[];
+  /** The `before` of the next (older) page; null on the last. */
+  next: string | null;
+}
+
+export interface ConflictsPageFrame {
+  type: "conflicts_page";
+  id: number;
+  /** Newest first. */
+  conflicts: Conflict[];
+  /** The `before` of the next (older) page; null on the last. */
+  next: number | null;
+}
+
+/** An answer to a request, matched to it by `id`. */
+export type AnswerFrame = HistoryPageFrame | ConflictsPageFrame | (ErrorFrame & { id: number });
+
+function readVersion(raw: unknown, where: string, mayBeUnknown: boolean): Version {
+  if (!isRecord(raw) || typeof raw.ts !== "string" || !isTimestamp(raw.ts)) {
+    throw new ProtocolError("bad_message", `${where}: needs a valid "ts"`);
+  }
+  const head = { ts: raw.ts, node: nodeOf(raw.ts) };
+  if (raw.deleted === true) return { ...head, kind: "deleted" };
+  if ("value" in raw) return { ...head, kind: "value", value: raw.value as JsonValue };
+  if (mayBeUnknown) return { ...head, kind: "unknown" };
+  throw new ProtocolError("bad_message", `${where}: needs "value" or "deleted": true`);
+}
+
+function readConflict(raw: unknown, index: number): Conflict {
+  const where = `conflicts[${index}]`;
+  if (!isRecord(raw) || !isId(raw.id) || typeof raw.key !== "string") {
+    throw new ProtocolError("bad_message", `${where}: needs an integer "id" and a string "key"`);
+  }
+  return {
+    id: raw.id,
+    time: isId(raw.time) ? raw.time : 0,
+    key: raw.key,
+    lost: readVersion(raw.lost, `${where}.lost`, false),
+    // The winner's version may have left the history: then only its ts is known.
+    winner: readVersion(raw.winner, `${where}.winner`, true),
+  };
+}
+
+/**
+ * Read a frame as an answer to a request: a `history_page`, a
+ * `conflicts_page`, or an `error` carrying an id; null for any other frame
+ * (the replica's). Throws `bad_json`/`bad_message` — with the frame's `id`
+ * when it has one, so the request it answers can fail — when it is malformed.
+ */
+export function parseAnswerFrame(text: string): AnswerFrame | null {
+  const raw = parseObject(text);
+  if (raw.type !== "history_page" && raw.type !== "conflicts_page" && raw.type !== "error") return null;
+  if (!isId(raw.id)) {
+    if (raw.type === "error") return null; // about no request: the replica's
+    throw new ProtocolError("bad_message", `${raw.type}: "id" must be an integer`);
+  }
+  const id = raw.id;
+  const bad = (what: string): ProtocolError => new ProtocolError("bad_message", `${String(raw.type)}: ${what}`, { id });
+  const list = (name: string): unknown[] => {
+    const items = raw[name];
+    if (!Array.isArray(items)) throw bad(`"${name}" must be a list`);
+    return items;
+  };
+  try {
+    switch (raw.type) {
+      case "history_page": {
+        if (typeof raw.key !== "string") throw bad('"key" must be a string');
+        const versions = list("versions").map((item, index) => readVersion(item, `versions[${index}]`, false));
+        const next = raw.next ?? null;
+        if (next !== null && (typeof next !== "string" || !isTimestamp(next))) throw bad('"next" must be a timestamp or null');
+        return { type: "history_page", id, key: raw.key, versions, next };
+      }
+      case "conflicts_page": {
+        const conflicts = list("conflicts").map(readConflict);
+        const next = raw.next ?? null;
+        if (next !== null && !isId(next)) throw bad('"next" must be a conflict id or null');
+        return { type: "conflicts_page", id, conflicts, next };
+      }
+      case "error":
+        return { ...readError(raw), id };
+    }
+  } catch (error) {
+    if (error instanceof ProtocolError && error.id === null) {
+      throw new ProtocolError(error.code, `${String(raw.type)}: ${error.message}`, { id });
+    }
+    throw error;
   }
 }
 

@@ -5,7 +5,8 @@
  * the servers saved in its settings, or to `?server=ws://…` (a comma-separated
  * list for the nodes of a cluster; see `servers.ts`). It claims a node id for
  * this tab, keeps unsent writes in the browser, and asks for a token when the
- * server wants one.
+ * server wants one. A key's history opens in a drawer from its row, the
+ * overridden writes from the toolbar or from the notice of a lost change.
  */
 
 import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from "react";
@@ -15,13 +16,17 @@ import {
   MemoryPersistence,
   type Persistence,
   type SyncClient,
+  type Write,
   claimNodeId,
   defaultServerUrl,
 } from "../sync";
 import { AddForm } from "./AddForm";
+import { ConflictsPanel } from "./ConflictsPanel";
 import { DocSwitcher } from "./DocSwitcher";
 import { EntryTable } from "./EntryTable";
 import { valueTextForSearch } from "./format";
+import { HistoryDrawer } from "./HistoryDrawer";
+import { LostNotice } from "./LostNotice";
 import { docHash, useClientView, useDocFromHash, useRemoteHighlights, useSyncClient } from "./hooks";
 import { ServerSettings } from "./ServerSettings";
 import { type ServerSetting, loadSavedServers, saveServers, serverSetting } from "./servers";
@@ -31,6 +36,9 @@ import { TokenPrompt } from "./TokenPrompt";
 const TOKEN_KEY = "syncd:v1:token";
 
 type SortOrder = "key" | "key-desc" | "newest" | "oldest";
+
+/** The drawer open over the document: a key's history, or the overridden writes (pointing out one of this tab's). */
+type DrawerState = { readonly kind: "history"; readonly key: string } | { readonly kind: "conflicts"; readonly target: Write | null } | null;
 
 /** localStorage, or a store that holds nothing when the browser refuses it. */
 function localStore(): Pick<Storage, "getItem"> {
@@ -172,6 +180,9 @@ function Document(props: {
   const [sort, setSort] = useState<SortOrder>("key");
   const [announcement, setAnnouncement] = useState("");
   const announce = useCallback((message: string) => setAnnouncement(message), []);
+  const [drawer, setDrawer] = useState<DrawerState>(null);
+  const openHistory = useCallback((key: string) => setDrawer({ kind: "history", key }), []);
+  const closeDrawer = useCallback(() => setDrawer(null), []);
 
   // Announce changes made by others, for screen readers (batched, polite).
   const lastCount = useRef(0);
@@ -228,6 +239,14 @@ function Document(props: {
           </button>
         </p>
       )}
+      {view.lost.length > 0 && (
+        <LostNotice
+          lost={view.lost}
+          onOpenConflicts={(write) => setDrawer({ kind: "conflicts", target: write })}
+          onOpenHistory={openHistory}
+          onDismiss={() => client.clearLost()}
+        />
+      )}
       {undeliverable && (
         <p className="notice warning">
           {view.pending} unsent {view.pending === 1 ? "change" : "changes"} cannot be delivered with a read-only token.{" "}
@@ -255,7 +274,7 @@ function Document(props: {
       ) : (
         view.status !== "unauthorized" && <AddForm client={client} onSaved={(key) => announce(`Saved ${key}.`)} />
       )}
-      <div className="toolbar" role="group" aria-label="Filter and sort">
+      <div className="toolbar" role="group" aria-label="Filter, sort and overridden writes">
         <div className="field">
           <label htmlFor="filter">Filter</label>
           <input
@@ -275,6 +294,14 @@ function Document(props: {
             <option value="oldest">Last changed, oldest first</option>
           </select>
         </div>
+        <button
+          type="button"
+          className="toolbar-end"
+          aria-expanded={drawer?.kind === "conflicts"}
+          onClick={() => setDrawer(drawer?.kind === "conflicts" ? null : { kind: "conflicts", target: null })}
+        >
+          Overridden writes
+        </button>
       </div>
       <EntryTable
         client={client}
@@ -284,7 +311,14 @@ function Document(props: {
         highlights={highlights}
         waiting={view.since === null && view.status !== "live"}
         onAnnounce={announce}
+        onOpenHistory={openHistory}
       />
+      {drawer?.kind === "history" && (
+        <HistoryDrawer key={drawer.key} client={client} entryKey={drawer.key} onAnnounce={announce} onClose={closeDrawer} />
+      )}
+      {drawer?.kind === "conflicts" && (
+        <ConflictsPanel client={client} target={drawer.target} onOpenHistory={openHistory} onClose={closeDrawer} />
+      )}
       <footer className="foot">
         <span data-testid="version">syncd {__SYNCD_VERSION__}</span>
         {view.since && (

@@ -1,9 +1,11 @@
 /**
  * The document as a table: key, value, who changed it and when, and actions.
  * Rows changed by others flash briefly; on a narrow screen each row is a card.
+ * Every row, read-only ones too, opens its key's history: its History button,
+ * or the `h` key while the focus is in the row.
  */
 
-import { useEffect, useMemo, useRef, useState } from "react";
+import { type KeyboardEvent, useEffect, useMemo, useRef, useState } from "react";
 import { type Entry, type JsonValue, type SyncClient, nodeOf } from "../sync";
 import { type ValueMode, editorText, readValue, valueKind, valueText, whenText } from "./format";
 import { ValueEditor } from "./ValueEditor";
@@ -17,6 +19,7 @@ export interface EntryTableProps {
   /** Nothing has been received from the server yet. */
   waiting: boolean;
   onAnnounce: (message: string) => void;
+  onOpenHistory: (key: string) => void;
 }
 
 const PAGE = 200;
@@ -51,11 +54,9 @@ export function EntryTable(props: EntryTableProps) {
               <th scope="col">Key</th>
               <th scope="col">Value</th>
               <th scope="col">Changed</th>
-              {!props.readonly && (
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              )}
+              <th scope="col">
+                <span className="sr-only">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -69,6 +70,7 @@ export function EntryTable(props: EntryTableProps) {
                 flashBy={props.highlights.get(entry.key)}
                 onAnnounce={props.onAnnounce}
                 onDeleted={focusHeading}
+                onOpenHistory={props.onOpenHistory}
               />
             ))}
           </tbody>
@@ -91,9 +93,17 @@ interface RowProps {
   flashBy: string | undefined;
   onAnnounce: (message: string) => void;
   onDeleted: () => void;
+  onOpenHistory: (key: string) => void;
 }
 
-function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted }: RowProps) {
+/** Whether a key press is the row's history shortcut: a bare `h`, not typed into a field. */
+function isHistoryShortcut(event: KeyboardEvent<HTMLTableRowElement>): boolean {
+  const target = event.target as HTMLElement;
+  const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+  return event.key === "h" && !typing && !event.altKey && !event.ctrlKey && !event.metaKey;
+}
+
+function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted, onOpenHistory }: RowProps) {
   const [editing, setEditing] = useState<{ text: string; mode: ValueMode; startedAt: string } | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [tried, setTried] = useState(false);
@@ -157,8 +167,16 @@ function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted 
   const kind = valueKind(value);
   return (
     <>
-      <tr className={flashBy !== undefined ? "flash" : undefined} data-key={entry.key}>
-        <th scope="row" className="key" data-label="Key">
+      <tr
+        className={flashBy !== undefined ? "flash" : undefined}
+        data-key={entry.key}
+        onKeyDown={(event) => {
+          if (!isHistoryShortcut(event)) return;
+          event.preventDefault();
+          onOpenHistory(entry.key);
+        }}
+      >
+        <th scope="row" className="key" data-label="Key" tabIndex={0} title="Press h for its history" aria-keyshortcuts="h">
           <span className="key-text">{entry.key}</span>
         </th>
         <td className="value" data-label="Value">
@@ -180,9 +198,12 @@ function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted 
           </time>
           {flashBy !== undefined && <span className="sr-only"> (just changed by {flashBy})</span>}
         </td>
-        {!readonly && (
-          <td className="actions">
-            {confirming ? (
+        <td className="actions">
+          <button type="button" onClick={() => onOpenHistory(entry.key)} aria-label={`History of ${entry.key}`} aria-keyshortcuts="h">
+            History
+          </button>
+          {!readonly &&
+            (confirming ? (
               <span className="confirm" role="group" aria-label={`Delete ${entry.key}?`}>
                 <button type="button" ref={confirmButton} className="danger" onClick={remove}>
                   Delete
@@ -206,9 +227,8 @@ function Row({ entry, client, readonly, pending, flashBy, onAnnounce, onDeleted 
                   Delete
                 </button>
               </>
-            )}
-          </td>
-        )}
+            ))}
+        </td>
       </tr>
       {editing && !readonly && (
         <tr className="edit-row">
