@@ -4,8 +4,8 @@ writes/s with the history on against off, and the history's disk use.
 ``python -m bench.server.history [--keys 1000000] [--versions 10] [--writes 100000]``
 
 1. **Lookup.** A history file of ``keys × versions`` rows is built with the server's own
-   writer (:class:`syncd.history.History`, fed log lines as a commit feeds it, 1000
-   entries a line), then the history of random keys is read as the server reads it
+   writer (:class:`syncd.history.History`, fed entries as a commit feeds it, 1000 at a
+   time), then the history of random keys is read as the server reads it
    (:func:`syncd.history.read_versions`, a fresh read-only connection each): median and
    p99 in ms, and the file's size.
 2. **Writes.** ``syncd serve`` processes on 127.0.0.1, one with ``--history-retention 0``
@@ -54,7 +54,7 @@ def build_history(folder: Path, keys: int, versions: int) -> tuple[Path, float]:
                 for n in range(first, first + count)
             )
             seq += count
-            history.record(f'{{"seq":{seq},"ops":[{ops}]}}\n', seq, [])
+            history.record([ops], seq, [])
     history.close()
     return path, time.perf_counter() - started
 
