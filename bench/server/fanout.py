@@ -125,7 +125,8 @@ class FanoutResult:
     wall_s: float
     """From the first send until the last acknowledgement or arrival, whichever is later."""
     server_cpu_s: float
-    """CPU the server process used over ``wall_s`` (more than ``wall_s``: several threads)."""
+    """CPU the server's process tree used over ``wall_s`` (more than ``wall_s``: several
+    threads)."""
     clients_cpu_s: float
     """CPU the writer's process and the reader processes used meanwhile."""
     commits: int = 0
@@ -136,6 +137,11 @@ class FanoutResult:
     """syncd only: commits that took longer than 2, 5 and 10 ms (its histogram's buckets)."""
     load: float = 0.0
     """The 1-minute load average when the case ended: other work on the machine."""
+
+    @property
+    def server_cpu_per_1000_ms(self) -> float:
+        """The server's CPU time per 1,000 acknowledged writes, in ms."""
+        return self.server_cpu_s / self.write.writes * 1e6 if self.write.writes else 0.0
 
     @property
     def server_cpu_share(self) -> float:
