@@ -79,6 +79,8 @@ class FanoutCase:
     writes: int
     rate: float | None
     """Sets per second, or ``None`` for as fast as acknowledgements allow."""
+    options: tuple[str, ...] = ()
+    """More ``syncd serve`` options (syncd only), e.g. ``--history-retention 0``."""
 
     @property
     def mode(self) -> str:
@@ -306,7 +308,7 @@ async def run_case(
 ) -> FanoutResult:
     """Run one case on a fresh server and document."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{case.server.name}-") as tmp:
-        server = start_server(case.server, Path(tmp) / "data", profile=profile)
+        server = start_server(case.server, Path(tmp) / "data", profile=profile, extra=case.options)
         processes: list[BaseProcess] = []
         try:
             await wait_listening(server)
