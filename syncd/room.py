@@ -245,6 +245,7 @@ class Room:
             return
         history = History(self.store.history_path, self.settings.history_retention_ms)
         self.history = HistoryQueue(history, self._history_lane)
+        self.metrics.history_open.inc()
         self.history.start(
             _open_history,
             self.name,
@@ -408,6 +409,7 @@ class Room:
         self.store.close()
         if self.history is not None:
             await self.history.close()
+            self.metrics.history_open.dec()
 
     async def _commit_loop(self) -> None:
         while True:

@@ -50,6 +50,7 @@ from syncd.crdt import (
     Clock,
 )
 from syncd.errors import ProtocolError, StoreError
+from syncd.heap import trim_pending
 from syncd.history import history_bytes, read_conflicts, read_state, read_versions
 from syncd.history_wire import (
     ConflictsRequest,
@@ -134,6 +135,7 @@ class SyncServer:
         self.metrics = Metrics()
         self.data = DataDirectory(config.data, config.fold_min_bytes)
         self.metrics.history_bytes.set_function(partial(history_bytes, config.data / "history"))
+        self.metrics.heap_trim_pending.set_function(trim_pending)
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evicting: dict[str, asyncio.Task[None]] = {}
