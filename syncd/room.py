@@ -459,8 +459,9 @@ class Room:
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
         if self.history is not None:
             # The entries' wire form: one level of JSON less for SQLite than the lines.
-            entries = ",".join(result.ops_json for _, result in results if result.applied)
-            lost = [pair for _, result in results for pair in result.lost]
+            entries = ",".join([result.ops_json for _, result in results if result.applied])
+            # Only an ignored entry can have lost: most results need no list of their own.
+            lost = [pair for _, result in results if result.ignored for pair in result.lost]
             if entries or lost:
                 self.history.add(entries, self.document.seq, lost)
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
