@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Final
 
 from syncd.crdt import Document, wall_clock_ms
+from syncd.sqlite import sqlite3
 
 __all__ = [
     "ConflictRow",

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.presence import Roster
 from syncd.protocol import DocumentHead, Hello, handshake, message_id
+from syncd.sqlite import sqlite3
 from syncd.store import DocumentStore, Fold
 
 __all__ = [

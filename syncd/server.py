@@ -26,7 +26,6 @@ import logging
 import mimetypes
 import resource
 import signal
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,6 +70,7 @@ from syncd.protocol import (
 )
 from syncd.ratelimit import TokenBucket
 from syncd.room import Member, Room, RoomSettings, close_or_abort
+from syncd.sqlite import sqlite3
 from syncd.store import DataDirectory
 
 if TYPE_CHECKING:
