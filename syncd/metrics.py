@@ -38,6 +38,16 @@ class Metrics:
         self.history_bytes = Gauge(
             "syncd_history_bytes", "Disk space of the documents' history files.", registry=r
         )
+        self.history_open = Gauge(
+            "syncd_history_open",
+            "History files open (documents in memory, and those being evicted).",
+            registry=r,
+        )
+        self.heap_trim_pending = Gauge(
+            "syncd_heap_trim_pending",
+            "1 while memory freed by closed history files waits to be given back.",
+            registry=r,
+        )
         self.ops_applied = Counter(
             "syncd_ops_applied", "Entries that won their merge and took a seq.", registry=r
         )

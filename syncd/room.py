@@ -30,11 +30,12 @@ document of ten clients as in one of ten thousand.
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
 up with the log there, without making anyone wait: each commit's rows (its
-applied entries and the entries that lost their merge) are queued in the
+applied entries and the entries that lost their merge) are queued for the
 document's history lane right after its fsync'd append, before it is
-acknowledged, and written while the acks go out and the next commit appends; a
-history read first waits for the rows queued before it, so a client reads its
-own writes, and so does a fold before it deletes log segments.
+acknowledged, and written in batches while the acks go out and the next commits
+append (:mod:`syncd.history_queue`); a history read first waits for the rows
+queued before it, so a client reads its own writes, and so does a fold before
+it deletes log segments.
 
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
 is handed to it once fsync'd and before it is acknowledged (it publishes the
@@ -47,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,10 +69,12 @@ from syncd.crdt import (
 )
 from syncd.errors import ProtocolError, StoreError
 from syncd.history import History
+from syncd.history_queue import HistoryQueue
 from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.presence import Roster
 from syncd.protocol import DocumentHead, Hello, handshake, message_id
+from syncd.sqlite import sqlite3
 from syncd.store import DocumentStore, Fold
 
 __all__ = [
@@ -183,12 +185,10 @@ class Room:
         settings: RoomSettings,
         metrics: Metrics,
         replication: Replication | None = None,
-        history: History | None = None,
     ) -> None:
         self.name = name
-        self.history = history
-        self._history_written: asyncio.Future[None] | None = None
-        """The last call queued in the history lane (its opening, then each commit's rows)."""
+        self.history: HistoryQueue | None = None
+        """The document's history, once opened (:meth:`_open_history`)."""
         self.replication = replication
         self.document = document
         self.store = store
@@ -244,8 +244,9 @@ class Room:
         if self.settings.history_retention_ms <= 0 or self.history is not None:
             return
         history = History(self.store.history_path, self.settings.history_retention_ms)
-        self.history = history
-        self._history_written = self._history_lane.submit(
+        self.history = HistoryQueue(history, self._history_lane)
+        self.metrics.history_open.inc()
+        self.history.start(
             _open_history,
             self.name,
             history,
@@ -267,9 +268,8 @@ class Room:
         rows of every commit acknowledged so far are written."""
         self._open_history()
         assert self.history is not None, "no history: check history_path first"
-        if self._history_written is not None:
-            await asyncio.shield(self._history_written)
-        return await asyncio.to_thread(read, self.history.path, *args)
+        await self.history.written()
+        return await asyncio.to_thread(read, self.history.history.path, *args)
 
     @property
     def members(self) -> list[Member]:
@@ -408,7 +408,8 @@ class Room:
             await self._folding
         self.store.close()
         if self.history is not None:
-            await self._history_lane.run(self.history.close)
+            await self.history.close()
+            self.metrics.history_open.dec()
 
     async def _commit_loop(self) -> None:
         while True:
@@ -457,13 +458,12 @@ class Room:
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
         if self.history is not None:
-            lost = [pair for _, result in results for pair in result.lost]
-            if lines or lost:
-                # Written in the history's thread while the acks go out and the next
-                # commit appends; never awaited here.
-                self._history_written = self._history_lane.submit(
-                    self.history.record, lines, self.document.seq, lost
-                )
+            # The entries' wire form: one level of JSON less for SQLite than the lines.
+            entries = ",".join([result.ops_json for _, result in results if result.applied])
+            # Only an ignored entry can have lost: most results need no list of their own.
+            lost = [pair for _, result in results if result.ignored for pair in result.lost]
+            if entries or lost:
+                self.history.add(entries, self.document.seq, lost)
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         published = True
@@ -571,9 +571,9 @@ class Room:
         if self.replication is not None:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
         purge_before = f"{cutoff:013d}-00000-0"
-        if self._history_written is not None:
+        if self.history is not None:
             # The fold deletes log segments: the history must hold their entries first.
-            await asyncio.shield(self._history_written)
+            await self.history.written()
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:

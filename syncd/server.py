@@ -26,7 +26,6 @@ import logging
 import mimetypes
 import resource
 import signal
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,6 +49,7 @@ from syncd.crdt import (
     Clock,
 )
 from syncd.errors import ProtocolError, StoreError
+from syncd.heap import trim_pending
 from syncd.history import history_bytes, read_conflicts, read_state, read_versions
 from syncd.history_wire import (
     ConflictsRequest,
@@ -70,6 +70,7 @@ from syncd.protocol import (
 )
 from syncd.ratelimit import TokenBucket
 from syncd.room import Member, Room, RoomSettings, close_or_abort
+from syncd.sqlite import sqlite3
 from syncd.store import DataDirectory
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class SyncServer:
         self.metrics = Metrics()
         self.data = DataDirectory(config.data, config.fold_min_bytes)
         self.metrics.history_bytes.set_function(partial(history_bytes, config.data / "history"))
+        self.metrics.heap_trim_pending.set_function(trim_pending)
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evicting: dict[str, asyncio.Task[None]] = {}

@@ -286,7 +286,7 @@ def test_state_at_equals_a_replay_of_the_log_up_to_that_time(
             frame = json.dumps({"type": "ops", "id": id, "ops": entries})
             result = document.apply_frame(frame)
             line = result.log_line()
-            history.record(line or "", document.seq, result.lost)
+            history.record([result.ops_json] if result.applied else [], document.seq, result.lost)
             if line:
                 log.extend(json.loads(line)["ops"])
     finally:

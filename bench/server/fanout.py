@@ -79,6 +79,8 @@ class FanoutCase:
     writes: int
     rate: float | None
     """Sets per second, or ``None`` for as fast as acknowledgements allow."""
+    options: tuple[str, ...] = ()
+    """More ``syncd serve`` options (syncd only), e.g. ``--history-retention 0``."""
 
     @property
     def mode(self) -> str:
@@ -125,7 +127,8 @@ class FanoutResult:
     wall_s: float
     """From the first send until the last acknowledgement or arrival, whichever is later."""
     server_cpu_s: float
-    """CPU the server process used over ``wall_s`` (more than ``wall_s``: several threads)."""
+    """CPU the server's process tree used over ``wall_s`` (more than ``wall_s``: several
+    threads)."""
     clients_cpu_s: float
     """CPU the writer's process and the reader processes used meanwhile."""
     commits: int = 0
@@ -136,6 +139,11 @@ class FanoutResult:
     """syncd only: commits that took longer than 2, 5 and 10 ms (its histogram's buckets)."""
     load: float = 0.0
     """The 1-minute load average when the case ended: other work on the machine."""
+
+    @property
+    def server_cpu_per_1000_ms(self) -> float:
+        """The server's CPU time per 1,000 acknowledged writes, in ms."""
+        return self.server_cpu_s / self.write.writes * 1e6 if self.write.writes else 0.0
 
     @property
     def server_cpu_share(self) -> float:
@@ -300,7 +308,7 @@ async def run_case(
 ) -> FanoutResult:
     """Run one case on a fresh server and document."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{case.server.name}-") as tmp:
-        server = start_server(case.server, Path(tmp) / "data", profile=profile)
+        server = start_server(case.server, Path(tmp) / "data", profile=profile, extra=case.options)
         processes: list[BaseProcess] = []
         try:
             await wait_listening(server)

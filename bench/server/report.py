@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from bench.display import Check, checks_table, table
 from bench.machine import machine_rows
@@ -12,7 +12,7 @@ from bench.server.growth import BIG, SMALL, GrowthResult
 from bench.server.runner import ServerRunResults
 from bench.server.servers import PYCRDT, SERVERS, SYNCD, Y_WEBSOCKET
 
-__all__ = ["done_when", "render_json", "render_markdown"]
+__all__ = ["SubjectSummary", "done_when", "render_json", "render_markdown", "subject_rows"]
 
 VS_PYCRDT = 10.0
 PACED_P99_MS = 10.0
@@ -123,6 +123,7 @@ def _fanout_rows(results: ServerRunResults, paced: bool) -> list[list[str]]:
                     f"{found.all_delivered_s:.2f}" if found.all_delivered_s else "never",
                     f"{found.peak_rss / 2**20:,.0f}",
                     f"{found.server_cpu_share:.2f}",
+                    f"{found.server_cpu_per_1000_ms:.1f}",
                     f"{found.clients_cpu_share:.2f}",
                     f"{found.load:.1f}",
                 ]
@@ -141,9 +142,83 @@ _FANOUT_HEADER = [
     "all readers have all (s)",
     "server peak RSS (MiB)",
     "server CPU (cores)",
+    "server CPU per 1,000 acked (ms)",
     "clients CPU (cores)",
     "load avg",
 ]
+
+
+@dataclass(frozen=True)
+class SubjectSummary:
+    """One server's cost, from the cases with the most readers of the run."""
+
+    server: str
+    readers: int
+    cpu_ms_per_1000_acked_max: float | None
+    """Server CPU per 1,000 acknowledged writes, as fast as acks allow (ms)."""
+    cpu_ms_per_1000_acked_paced: float | None
+    """The same, paced."""
+    peak_rss: int
+    """The larger ``VmHWM`` of the two cases, in bytes."""
+
+
+def subject_rows(results: ServerRunResults) -> list[SubjectSummary]:
+    """Per server, from the cases with the most readers: CPU per 1,000 acknowledged
+    writes (as fast as acks allow, and paced) and the peak RSS (the larger of the two)."""
+    readers = max(results.config.readers)
+    rows = []
+    for server in SERVERS:
+        fast, paced = (_find(results, server.name, readers, p) for p in (False, True))
+        measured = [r for r in (fast, paced) if r is not None]
+        if measured:
+            rows.append(
+                SubjectSummary(
+                    server.name,
+                    readers,
+                    fast.server_cpu_per_1000_ms if fast else None,
+                    paced.server_cpu_per_1000_ms if paced else None,
+                    max(r.peak_rss for r in measured),
+                )
+            )
+    return rows
+
+
+def _cpu(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "—"
+
+
+def _subject_section(results: ServerRunResults) -> list[str]:
+    rows = subject_rows(results)
+    if not rows:
+        return []
+    readers = rows[0].readers
+    return [
+        f"### The servers side by side at {readers} readers",
+        "",
+        "The server's CPU time (user + system, its whole process tree, from `/proc`) over "
+        "a case divided by the writes it acknowledged, per 1,000; and its peak resident "
+        "memory (`VmHWM`, the process fresh for each case), the larger of the two cases. "
+        "The same figures as in the tables above, in one place.",
+        "",
+        *table(
+            [
+                "server",
+                "CPU per 1,000 acked writes, as fast as acks allow (ms)",
+                f"paced {results.config.paced_rate:g}/s (ms)",
+                f"peak RSS at {readers} readers (MiB)",
+            ],
+            [
+                [
+                    row.server,
+                    _cpu(row.cpu_ms_per_1000_acked_max),
+                    _cpu(row.cpu_ms_per_1000_acked_paced),
+                    f"{row.peak_rss / 2**20:,.0f}",
+                ]
+                for row in rows
+            ],
+        ),
+        "",
+    ]
 
 
 def _commit_section(results: ServerRunResults) -> list[str]:
@@ -299,6 +374,7 @@ def render_markdown(results: ServerRunResults) -> str:
         "",
         *table(_FANOUT_HEADER, _fanout_rows(results, paced=True), text_columns=2),
         "",
+        *_subject_section(results),
         *_commit_section(results),
         *_growth_section(results.growth),
         "### Checks made by the run",
@@ -319,5 +395,7 @@ def render_json(results: ServerRunResults) -> str:
     for result, raw in zip(results.fanout, data["fanout"], strict=True):
         raw["acked_per_second"] = result.write.acked_per_second
         raw["send_rate"] = result.write.send_rate
+        raw["server_cpu_ms_per_1000_acked"] = result.server_cpu_per_1000_ms
+    data["subjects"] = [asdict(row) for row in subject_rows(results)]
     data["done_when"] = [asdict(check) for check in done_when(results)]
     return json.dumps(data, indent=2, ensure_ascii=False)

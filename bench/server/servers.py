@@ -7,9 +7,12 @@
   the package's own server, with ``HOST`` and ``PORT`` set and persistence off (its
   default: ``YPERSISTENCE`` unset).
 
-A server's peak resident memory is its ``VmHWM`` in ``/proc/PID/status``, read just
-before it is stopped (``VmRSS``: what it holds at a given moment). Its output goes to
-a log file beside its data, shown if it fails.
+A server is measured as its process tree (the process and its descendants: Node may
+start helpers), from ``/proc``: its peak resident memory is the sum of their
+``VmHWM`` in ``/proc/PID/status``, read just before it is stopped (``VmRSS``: what it
+holds at a given moment), its CPU time the sum of their user and system time with
+that of the children they reaped. Its output goes to a log file beside its data,
+shown if it fails.
 """
 
 from __future__ import annotations
@@ -97,32 +100,16 @@ class RunningServer:
         return "/ws" if self.kind.dialect == SYNCD_DIALECT else f"/{doc}"
 
     def peak_rss(self) -> int:
-        """The process's peak resident set size (``VmHWM``) in bytes, 0 if unknown."""
-        return self._status_bytes("VmHWM:")
+        """The process tree's peak resident set size (``VmHWM``) in bytes, 0 if unknown."""
+        return sum(_status_bytes(pid, "VmHWM:") for pid in _tree(self.process.pid))
 
     def rss(self) -> int:
-        """The process's resident set size now (``VmRSS``) in bytes, 0 if unknown."""
-        return self._status_bytes("VmRSS:")
-
-    def _status_bytes(self, name: str) -> int:
-        try:
-            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith(name):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        """The process tree's resident set size now (``VmRSS``) in bytes, 0 if unknown."""
+        return sum(_status_bytes(pid, "VmRSS:") for pid in _tree(self.process.pid))
 
     def cpu_seconds(self) -> float:
-        """CPU time the process has used so far (user + system), 0 if unknown."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        # After the command's name: state is field 3, utime 14 and stime 15 (proc(5)).
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the process tree has used so far (user + system), 0 if unknown."""
+        return sum(_cpu_seconds(pid) for pid in _tree(self.process.pid))
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the server's output."""
@@ -153,6 +140,48 @@ class RunningServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (from ``/proc/PID/task/TID/children``)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    pending.extend(int(child) for child in children.read().split())
+            except OSError:
+                continue
+    return found
+
+
+def _status_bytes(pid: int, name: str) -> int:
+    """A size in bytes from ``/proc/PID/status`` (``VmHWM:``, ``VmRSS:``), 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(name):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and of the children it reaped, 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command's name: utime, stime, cutime, cstime are fields 14-17 (proc(5)).
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _command(
