@@ -12,35 +12,22 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::entry::{write_entry_json, Entry, Limits};
 use crate::error::{CrdtError, Result};
+use crate::texts::{Span, Texts};
 use crate::timestamp::{unpack, Timestamp};
 
 /// The greatest seq: seqs travel as JSON numbers, which every client holds exactly up to
 /// 2^53 − 1.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
-/// The winning entry for one key. Key and value share one allocation to keep a slot small.
+/// The winning entry for one key: 32 bytes, its key and value in [`Document::texts`].
 struct Slot {
-    /// The key followed by the value's canonical JSON text (nothing for a tombstone); its
-    /// allocation is reused when a later write fits in it.
-    text: String,
     /// Wall and counter of the timestamp, packed.
     clock: u64,
     /// The sequence number this entry took when it was applied.
     seq: u64,
+    text: Span,
     /// The timestamp's node, interned in [`Document::nodes`].
     node: u32,
-    key_len: u16,
-    deleted: bool,
-}
-
-impl Slot {
-    fn key(&self) -> &str {
-        &self.text[..usize::from(self.key_len)]
-    }
-
-    fn value(&self) -> Option<&str> {
-        (!self.deleted).then(|| &self.text[usize::from(self.key_len)..])
-    }
 }
 
 /// A read-only view of one entry of a document, with the sequence number it took.
@@ -93,6 +80,7 @@ pub struct MergeOutcome {
 /// A Last-Write-Wins element dictionary.
 pub struct Document {
     slots: Vec<Slot>,
+    texts: Texts,
     /// Slot indices, hashed by their slot's key.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
@@ -119,6 +107,7 @@ impl Document {
     pub fn new(limits: Limits) -> Self {
         Document {
             slots: Vec::new(),
+            texts: Texts::default(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             log: Vec::new(),
@@ -172,7 +161,8 @@ impl Document {
 
     /// The canonical JSON text of `key`'s value, if the key is live.
     pub fn lookup(&self, key: &str) -> Option<&str> {
-        self.find(key).and_then(|i| self.slots[i as usize].value())
+        self.find(key)
+            .and_then(|i| self.texts.value(self.slots[i as usize].text))
     }
 
     /// Every entry, live and tombstone, in no particular order.
@@ -182,7 +172,10 @@ impl Document {
 
     /// The live keys, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().filter(|s| !s.deleted).map(Slot::key)
+        self.slots
+            .iter()
+            .filter(|s| !s.text.is_tombstone())
+            .map(|s| self.texts.key(s.text))
     }
 
     /// The entries whose seq is greater than `since`, in seq order.
@@ -253,8 +246,7 @@ impl Document {
         let mut touched = 0u8;
         for &hash in hashes {
             if let Some(&i) = self.index.iter_hash(hash).next() {
-                let slot = &self.slots[i as usize];
-                touched ^= slot.text.as_bytes().first().copied().unwrap_or(0);
+                touched ^= self.texts.first_byte(self.slots[i as usize].text);
             }
         }
         std::hint::black_box(touched);
@@ -288,28 +280,34 @@ impl Document {
             )));
         }
         batch.sort_unstable_by_key(|(_, seq)| *seq);
+        let mut restoring = self.restoring();
         for (entry, seq) in &batch {
-            self.restore(entry, *seq);
+            restoring.restore(entry, *seq)?;
         }
         Ok(())
     }
 
-    fn restore(&mut self, entry: &Entry<'_>, seq: u64) {
+    /// Puts back entries one at a time, in any order, as they are read from disk: no
+    /// batch of them is ever held. The seq order of the log is mended once, when the
+    /// returned [`Restoring`] is dropped.
+    pub fn restoring(&mut self) -> Restoring<'_> {
+        Restoring {
+            document: self,
+            unordered: false,
+        }
+    }
+
+    /// Restores one entry with its seq; returns whether the log stayed in seq order.
+    fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> bool {
         let hash = self.hasher.hash_one(&*entry.key);
-        let slots = &self.slots;
-        let found = self
-            .index
-            .find(hash, |&i| slots[i as usize].key() == entry.key)
-            .copied();
+        let found = self.find_hashed(hash, &entry.key);
         if found.is_some_and(|i| self.slots[i as usize].seq >= seq) {
-            return;
+            return true;
         }
         let in_order = self.log.last().is_none_or(|&(last, _)| last < seq);
         self.put(found, hash, entry, seq);
-        if !in_order {
-            self.log.sort_unstable_by_key(|&(seq, _)| seq);
-        }
         self.head = self.head.max(seq);
+        in_order
     }
 
     /// Sets the head and horizon, as when loading a document from disk. The head never
@@ -331,13 +329,14 @@ impl Document {
     /// to the greatest seq dropped. Returns how many were dropped.
     pub fn purge_tombstones(&mut self, before: &Timestamp) -> usize {
         let cutoff = (before.packed(), before.node());
-        let nodes = &self.nodes;
+        let (nodes, texts) = (&self.nodes, &mut self.texts);
         let old_len = self.slots.len();
         let mut highest = self.horizon;
         self.slots.retain(|s| {
-            let purge = s.deleted && (s.clock, &*nodes[s.node as usize]) < cutoff;
+            let purge = s.text.is_tombstone() && (s.clock, &*nodes[s.node as usize]) < cutoff;
             if purge {
                 highest = highest.max(s.seq);
+                texts.release(s.text);
             }
             !purge
         });
@@ -345,6 +344,7 @@ impl Document {
         if purged > 0 {
             self.tombstones -= purged;
             self.horizon = highest;
+            self.compact_texts_if_due();
             self.rebuild_indexes();
         }
         purged
@@ -383,13 +383,56 @@ impl Document {
         frames
     }
 
+    /// One `entries` frame of the entries with a seq above `after` and at most `until`,
+    /// in seq order: as many as fit in `max_frame_bytes` (at least one). Returns the
+    /// frame and the seq of its last entry, where the next frame starts; `None` when
+    /// no entry is left.
+    ///
+    /// A snapshot sent a frame at a time, between which the document changes: an entry
+    /// replaced meanwhile took a seq above `until` and is left out, so the frames hold
+    /// each key's entry as of `until` unless a later change (which the receiver gets
+    /// after the snapshot) replaced it.
+    pub fn entries_frame(
+        &self,
+        after: u64,
+        until: u64,
+        max_frame_bytes: usize,
+    ) -> Option<(String, u64)> {
+        const HEAD: &[u8] = b"{\"type\":\"entries\",\"entries\":[";
+        const TAIL: &[u8] = b"]}";
+        let mut frame = Vec::from(HEAD);
+        let mut entry = Vec::new();
+        let mut last = None;
+        for view in self
+            .changes_since(after)
+            .take_while(|view| view.seq <= until)
+        {
+            entry.clear();
+            view.write_json(&mut entry);
+            if last.is_some() {
+                if frame.len() + 1 + entry.len() + TAIL.len() > max_frame_bytes {
+                    break;
+                }
+                frame.push(b',');
+            }
+            frame.extend_from_slice(&entry);
+            last = Some(view.seq);
+        }
+        let last = last?;
+        frame.extend_from_slice(TAIL);
+        Some((into_string(frame), last))
+    }
+
     fn find(&self, key: &str) -> Option<u32> {
         self.find_hashed(self.hasher.hash_one(key), key)
     }
 
     fn find_hashed(&self, hash: u64, key: &str) -> Option<u32> {
+        let (slots, texts) = (&self.slots, &self.texts);
         self.index
-            .find(hash, |&i| self.slots[i as usize].key() == key)
+            .find(hash, |&i| {
+                texts.key_bytes(slots[i as usize].text) == key.as_bytes()
+            })
             .copied()
     }
 
@@ -397,8 +440,8 @@ impl Document {
         let slot = &self.slots[i as usize];
         let (wall, counter) = unpack(slot.clock);
         EntryView {
-            key: slot.key(),
-            value: slot.value(),
+            key: self.texts.key(slot.text),
+            value: self.texts.value(slot.text),
             seq: slot.seq,
             wall,
             counter,
@@ -417,7 +460,7 @@ impl Document {
         match order {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal => match (entry.value.as_deref(), slot.value()) {
+            Ordering::Equal => match (entry.value.as_deref(), self.texts.value(slot.text)) {
                 (Some(new), Some(old)) => new.as_bytes() > old.as_bytes(),
                 (Some(_), None) => true,
                 (None, _) => false,
@@ -429,47 +472,38 @@ impl Document {
     fn put(&mut self, found: Option<u32>, hash: u64, entry: &Entry<'_>, seq: u64) {
         let node = self.intern(entry.ts.node());
         let value = entry.value.as_deref();
-        if let Some(old) = found.map(|i| &self.slots[i as usize]) {
-            if !old.deleted {
-                self.digest ^= entry_digest(old.key(), old.clock, &self.nodes[old.node as usize]);
+        let old = found.map(|i| &self.slots[i as usize]);
+        if let Some(old) = old {
+            if old.text.is_tombstone() {
+                self.tombstones -= 1;
+            } else {
+                let key = self.texts.key(old.text);
+                self.digest ^= entry_digest(key, old.clock, &self.nodes[old.node as usize]);
             }
         }
         if value.is_some() {
             self.digest ^= entry_digest(&entry.key, entry.ts.packed(), entry.ts.node());
-        }
-        let mut text = match found {
-            Some(i) => std::mem::take(&mut self.slots[i as usize].text),
-            None => String::with_capacity(entry.key.len() + value.map_or(0, str::len)),
-        };
-        text.clear();
-        text.push_str(&entry.key);
-        text.push_str(value.unwrap_or(""));
-        let slot = Slot {
-            text,
-            clock: entry.ts.packed(),
-            seq,
-            node,
-            // Keys are at most MAX_KEY_BYTES (1024), checked when the entry was made.
-            key_len: entry.key.len() as u16,
-            deleted: value.is_none(),
-        };
-        if slot.deleted {
+        } else {
             self.tombstones += 1;
         }
+        let slot = Slot {
+            clock: entry.ts.packed(),
+            seq,
+            text: self.texts.store(old.map(|s| s.text), &entry.key, value),
+            node,
+        };
         let i = match found {
             Some(i) => {
-                if self.slots[i as usize].deleted {
-                    self.tombstones -= 1;
-                }
                 self.slots[i as usize] = slot;
                 i
             }
             None => {
                 let i = self.slots.len() as u32;
                 self.slots.push(slot);
-                let (slots, hasher) = (&self.slots, &self.hasher);
-                self.index
-                    .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+                let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
+                self.index.insert_unique(hash, i, |&j| {
+                    hasher.hash_one(texts.key(slots[j as usize].text))
+                });
                 i
             }
         };
@@ -478,6 +512,14 @@ impl Document {
             let slots = &self.slots;
             self.log
                 .retain(|&(seq, slot)| slots[slot as usize].seq == seq);
+        }
+        self.compact_texts_if_due();
+    }
+
+    fn compact_texts_if_due(&mut self) {
+        if self.texts.compact_due() {
+            self.texts
+                .compact(self.slots.iter_mut().map(|slot| &mut slot.text));
         }
     }
 
@@ -492,12 +534,12 @@ impl Document {
     }
 
     fn rebuild_indexes(&mut self) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
         self.index.clear();
         for (i, slot) in slots.iter().enumerate() {
             self.index
-                .insert_unique(hasher.hash_one(slot.key()), i as u32, |&j| {
-                    hasher.hash_one(slots[j as usize].key())
+                .insert_unique(hasher.hash_one(texts.key(slot.text)), i as u32, |&j| {
+                    hasher.hash_one(texts.key(slots[j as usize].text))
                 });
         }
         self.log = slots
@@ -506,6 +548,37 @@ impl Document {
             .map(|(i, s)| (s.seq, i as u32))
             .collect();
         self.log.sort_unstable_by_key(|&(seq, _)| seq);
+    }
+}
+
+/// Entries being put back into a document (see [`Document::restoring`]).
+pub struct Restoring<'d> {
+    document: &'d mut Document,
+    unordered: bool,
+}
+
+impl Restoring<'_> {
+    /// Puts back one entry with the seq it took before: kept unless the document holds
+    /// its key with a greater seq. The seq must be from 1 to [`MAX_SEQ`]. An error
+    /// leaves the entries restored so far in the document.
+    pub fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> Result<()> {
+        if !(1..=MAX_SEQ).contains(&seq) {
+            return Err(CrdtError::bad_message(format!(
+                "seq {seq} is outside 1 to {MAX_SEQ}"
+            )));
+        }
+        if !self.document.restore(entry, seq) {
+            self.unordered = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        if self.unordered {
+            self.document.log.sort_unstable_by_key(|&(seq, _)| seq);
+        }
     }
 }
 
@@ -529,4 +602,15 @@ fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
 
 fn into_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("frames are built from UTF-8 strings")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_32_bytes() {
+        // The per-entry memory of a large document (issue #14): keep it from creeping up.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
 }

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod persist;
 #[cfg(feature = "python")]
 mod python;
+mod texts;
 pub mod timestamp;
 
 pub use clock::Clock;
