@@ -12,6 +12,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::entry::{write_entry_json, Entry, Limits};
 use crate::error::{CrdtError, Result};
+use crate::growth;
 use crate::texts::{Span, Texts};
 use crate::timestamp::{unpack, Timestamp};
 
@@ -28,6 +29,24 @@ struct Slot {
     text: Span,
     /// The timestamp's node, interned in [`Document::nodes`].
     node: u32,
+}
+
+/// One record of the seq log: a seq and the slot that took it. Packed to 12 bytes.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Logged {
+    seq: u64,
+    slot: u32,
+}
+
+impl Logged {
+    fn new(seq: u64, slot: u32) -> Self {
+        Logged { seq, slot }
+    }
+
+    fn seq(self) -> u64 {
+        self.seq
+    }
 }
 
 /// A read-only view of one entry of a document, with the sequence number it took.
@@ -84,8 +103,8 @@ pub struct Document {
     /// Slot indices, hashed by their slot's key.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    /// `(seq, slot)` in increasing seq order; stale once that slot took a newer seq.
-    log: Vec<(u64, u32)>,
+    /// Increasing seq order; a record is stale once its slot took a newer seq.
+    log: Vec<Logged>,
     nodes: Vec<Box<str>>,
     node_ids: HashMap<Box<str>, u32>,
     head: u64,
@@ -180,11 +199,11 @@ impl Document {
 
     /// The entries whose seq is greater than `since`, in seq order.
     pub fn changes_since(&self, since: u64) -> impl Iterator<Item = EntryView<'_>> {
-        let start = self.log.partition_point(|&(seq, _)| seq <= since);
+        let start = self.log.partition_point(|logged| logged.seq() <= since);
         self.log[start..]
             .iter()
-            .filter(|&&(seq, slot)| self.slots[slot as usize].seq == seq)
-            .map(|&(_, slot)| self.view(slot))
+            .filter(|logged| self.is_current(**logged))
+            .map(|logged| self.view(logged.slot))
     }
 
     /// Merges one entry; returns whether it won (and so took the next seq).
@@ -304,7 +323,7 @@ impl Document {
         if found.is_some_and(|i| self.slots[i as usize].seq >= seq) {
             return true;
         }
-        let in_order = self.log.last().is_none_or(|&(last, _)| last < seq);
+        let in_order = self.log.last().is_none_or(|last| last.seq() < seq);
         self.put(found, hash, entry, seq);
         self.head = self.head.max(seq);
         in_order
@@ -319,7 +338,7 @@ impl Document {
                 "head {head} is above {MAX_SEQ}"
             )));
         }
-        let greatest = self.log.last().map_or(0, |&(seq, _)| seq);
+        let greatest = self.log.last().map_or(0, |last| last.seq());
         self.head = head.max(greatest);
         self.horizon = horizon.min(self.head);
         Ok(())
@@ -436,6 +455,11 @@ impl Document {
             .copied()
     }
 
+    /// Whether a log record is its slot's current entry (not replaced since).
+    fn is_current(&self, logged: Logged) -> bool {
+        self.slots[logged.slot as usize].seq == logged.seq()
+    }
+
     fn view(&self, i: u32) -> EntryView<'_> {
         let slot = &self.slots[i as usize];
         let (wall, counter) = unpack(slot.clock);
@@ -499,6 +523,7 @@ impl Document {
             }
             None => {
                 let i = self.slots.len() as u32;
+                growth::reserve(&mut self.slots, 1);
                 self.slots.push(slot);
                 let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
                 self.index.insert_unique(hash, i, |&j| {
@@ -507,11 +532,12 @@ impl Document {
                 i
             }
         };
-        self.log.push((seq, i));
-        if self.log.len() > 2 * self.slots.len() + 1024 {
+        growth::reserve(&mut self.log, 1);
+        self.log.push(Logged::new(seq, i));
+        if self.log.len() > self.slots.len() + self.slots.len() / 4 + 1024 {
             let slots = &self.slots;
             self.log
-                .retain(|&(seq, slot)| slots[slot as usize].seq == seq);
+                .retain(|logged| slots[logged.slot as usize].seq == logged.seq());
         }
         self.compact_texts_if_due();
     }
@@ -545,9 +571,9 @@ impl Document {
         self.log = slots
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.seq, i as u32))
+            .map(|(i, s)| Logged::new(s.seq, i as u32))
             .collect();
-        self.log.sort_unstable_by_key(|&(seq, _)| seq);
+        self.log.sort_unstable_by_key(|logged| logged.seq());
     }
 }
 
@@ -577,7 +603,9 @@ impl Restoring<'_> {
 impl Drop for Restoring<'_> {
     fn drop(&mut self) {
         if self.unordered {
-            self.document.log.sort_unstable_by_key(|&(seq, _)| seq);
+            self.document
+                .log
+                .sort_unstable_by_key(|logged| logged.seq());
         }
     }
 }
@@ -609,8 +637,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slot_is_32_bytes() {
+    fn a_slot_is_32_bytes_and_a_log_record_12() {
         // The per-entry memory of a large document (issue #14): keep it from creeping up.
         assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<Logged>(), 12);
     }
 }

@@ -9,6 +9,7 @@ pub mod document;
 pub mod entry;
 pub mod error;
 pub mod frame;
+mod growth;
 pub mod persist;
 #[cfg(feature = "python")]
 mod python;

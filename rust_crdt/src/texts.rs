@@ -7,6 +7,8 @@
 //! are counted: when they pass half of the live bytes, [`Texts::compact`] closes the gaps
 //! in place.
 
+use crate::growth;
+
 /// Where one entry's text is: its key followed by its value's canonical JSON text
 /// (nothing for a tombstone). Packed to 12 bytes, so that a slot holding one is 32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,7 @@ impl Texts {
             self.garbage += old.len as usize;
         }
         let offset = self.bytes.len();
+        growth::reserve(&mut self.bytes, len);
         self.bytes.extend_from_slice(key.as_bytes());
         self.bytes.extend_from_slice(value);
         Span::new(offset, key.len(), len)
