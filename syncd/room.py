@@ -584,8 +584,9 @@ class Room:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
 
     async def _begin_fold(self) -> None:
-        """Take the committed document for a fold (in a thread: purging and copying it
-        takes a while at a million keys), then let the fold write it meanwhile."""
+        """Write the committed document to the fold's new file (in a thread, while no
+        commit runs: the core writes it in pieces, so a million keys are never copied
+        whole in memory), then let the fold put it in place meanwhile."""
         cutoff = max(wall_clock_ms() - self.settings.tombstone_retention_ms, 0)
         if self.replication is not None:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
@@ -598,9 +599,10 @@ class Room:
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:
-            logger.exception(
-                "document %s: cannot begin a fold; the log keeps everything", self.name
-            )
+            logger.exception("document %s: fold failed; the log keeps everything", self.name)
+            # Not again at the next commit: on a full disk the fold would take the room
+            # that the appends need.
+            self._fold_failed_at = time.monotonic()
             return
         self._folding = asyncio.create_task(self._fold(fold), name=f"fold {self.name}")
 
