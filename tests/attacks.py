@@ -43,6 +43,7 @@ __all__ = [
     "encode_frame",
     "http_exchange",
     "raise_open_files",
+    "peak_rss_mib",
     "rss_mib",
     "text_frame",
     "upgrade_request",
@@ -70,6 +71,15 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident set size of process ``pid`` in MiB (``VmHWM``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def raise_open_files(needed: int) -> int:
