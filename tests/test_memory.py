@@ -472,7 +472,8 @@ async def test_a_snapshot_sent_while_writes_go_on_converges(make_server: ServerF
         if frame["type"] == "ops" and frame["seq"] == seq:
             break
     for frame in frames:
-        for entry in frame.get("entries", frame.get("ops", [])):
+        entries: list[Frame] = frame.get("entries") or frame.get("ops") or []
+        for entry in entries:
             if entry["key"] not in held or held[entry["key"]]["ts"] < entry["ts"]:
                 held[entry["key"]] = entry
     await reader.close()
