@@ -208,7 +208,7 @@ impl Document {
 
     /// Merges one entry; returns whether it won (and so took the next seq).
     pub fn merge(&mut self, entry: &Entry<'_>) -> bool {
-        let hash = self.hasher.hash_one(&*entry.key);
+        let hash = self.hasher.hash_one(entry.key.as_bytes());
         let found = self.find_hashed(hash, &entry.key);
         self.merge_located(entry, hash, found)
     }
@@ -232,7 +232,7 @@ impl Document {
     ) -> MergeOutcome {
         let hashes: Vec<u64> = entries
             .iter()
-            .map(|entry| self.hasher.hash_one(&*entry.key))
+            .map(|entry| self.hasher.hash_one(entry.key.as_bytes()))
             .collect();
         self.warm(&hashes);
         let located: Vec<(u64, Option<u32>)> = entries
@@ -318,7 +318,7 @@ impl Document {
 
     /// Restores one entry with its seq; returns whether the log stayed in seq order.
     fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> bool {
-        let hash = self.hasher.hash_one(&*entry.key);
+        let hash = self.hasher.hash_one(entry.key.as_bytes());
         let found = self.find_hashed(hash, &entry.key);
         if found.is_some_and(|i| self.slots[i as usize].seq >= seq) {
             return true;
@@ -443,7 +443,7 @@ impl Document {
     }
 
     fn find(&self, key: &str) -> Option<u32> {
-        self.find_hashed(self.hasher.hash_one(key), key)
+        self.find_hashed(self.hasher.hash_one(key.as_bytes()), key)
     }
 
     fn find_hashed(&self, hash: u64, key: &str) -> Option<u32> {
@@ -501,12 +501,12 @@ impl Document {
             if old.text.is_tombstone() {
                 self.tombstones -= 1;
             } else {
-                let key = self.texts.key(old.text);
+                let key = self.texts.key_bytes(old.text);
                 self.digest ^= entry_digest(key, old.clock, &self.nodes[old.node as usize]);
             }
         }
         if value.is_some() {
-            self.digest ^= entry_digest(&entry.key, entry.ts.packed(), entry.ts.node());
+            self.digest ^= entry_digest(entry.key.as_bytes(), entry.ts.packed(), entry.ts.node());
         } else {
             self.tombstones += 1;
         }
@@ -527,7 +527,7 @@ impl Document {
                 self.slots.push(slot);
                 let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
                 self.index.insert_unique(hash, i, |&j| {
-                    hasher.hash_one(texts.key(slots[j as usize].text))
+                    hasher.hash_one(texts.key_bytes(slots[j as usize].text))
                 });
                 i
             }
@@ -563,10 +563,11 @@ impl Document {
         let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
         self.index.clear();
         for (i, slot) in slots.iter().enumerate() {
-            self.index
-                .insert_unique(hasher.hash_one(texts.key(slot.text)), i as u32, |&j| {
-                    hasher.hash_one(texts.key(slots[j as usize].text))
-                });
+            self.index.insert_unique(
+                hasher.hash_one(texts.key_bytes(slot.text)),
+                i as u32,
+                |&j| hasher.hash_one(texts.key_bytes(slots[j as usize].text)),
+            );
         }
         self.log = slots
             .iter()
@@ -613,10 +614,11 @@ impl Drop for Restoring<'_> {
 /// A 64-bit hash of an entry's key and timestamp: FNV-1a, then a SplitMix64 finish to
 /// spread its bits before they are XORed together. Fixed (unlike the index's seeded
 /// hasher) so that every process, of any build, computes the same digest.
-fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
+fn entry_digest(key: &[u8], clock: u64, node: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = key
-        .bytes()
+        .iter()
+        .copied()
         .chain([0xff])
         .chain(clock.to_le_bytes())
         .chain(node.bytes());
