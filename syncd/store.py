@@ -12,8 +12,10 @@ A document's files are created by its first write: naming a document only
 reads it. A commit appends its lines to the newest segment and fsyncs it; only
 then is it acknowledged. Its cost does not depend on the document's size. When
 the log has grown as large as the file, a *fold* writes the whole document to a
-new file (write, fsync, rename: :func:`syncd.files.atomic_write`) and deletes
-the segments it covers; tombstones past the retention period are purged then.
+new file and deletes the segments it covers (write, fsync, rename, fsync the
+folder, as :func:`syncd.files.atomic_write`); tombstones past the retention
+period are purged then. The core writes the file in pieces and restores one
+record by record (issue #14): a million keys are never held twice in memory.
 Each load appends to a new segment, so a line torn by a crash is always the
 last of its segment and is skipped when loading; any other unreadable line or
 file stops the server with an error that names the file, which is left as is.
