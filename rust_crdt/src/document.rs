@@ -316,6 +316,21 @@ impl Document {
         }
     }
 
+    /// Runs `restore` on the document; if it fails and the document was new (nothing
+    /// merged or restored yet), the document is new again: a rejected file or log
+    /// restores nothing, although its records are restored as they are read.
+    pub(crate) fn all_or_nothing<T>(
+        &mut self,
+        restore: impl FnOnce(&mut Document) -> Result<T>,
+    ) -> Result<T> {
+        let new = self.slots.is_empty() && self.head == 0 && self.horizon == 0;
+        let outcome = restore(self);
+        if outcome.is_err() && new {
+            *self = Document::new(self.limits);
+        }
+        outcome
+    }
+
     /// Restores one entry with its seq; returns whether the log stayed in seq order.
     fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> bool {
         let hash = self.hasher.hash_one(entry.key.as_bytes());

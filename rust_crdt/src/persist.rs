@@ -44,38 +44,48 @@ impl Document {
     /// Restores the entries of a TinyDB file `{"meta": …, "entries": <table>}` whose
     /// entries table was written by [`Document::table_json`]; returns the text of its
     /// `meta` table (`{}` if it has none). Each record is restored as it is read, so no
-    /// copy of the table is ever held; an error leaves the records read before it restored.
+    /// copy of the table is ever held; after an error a new document is left new, any
+    /// other holds the records read before it.
     pub fn restore_file_json(&mut self, text: &str) -> Result<String> {
         if !is_json_object(text) {
             return Err(CrdtError::bad_message(
                 "not a syncd TinyDB file: not a JSON object",
             ));
         }
-        let mut records = Records::new(self);
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let meta = FileSeed(&mut records)
-            .deserialize(&mut deserializer)
-            .and_then(|meta| deserializer.end().map(|()| meta));
-        records.finish(meta, "not a syncd TinyDB file")
+        self.all_or_nothing(|document| {
+            let mut records = Records::new(document);
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let meta = FileSeed(&mut records)
+                .deserialize(&mut deserializer)
+                .and_then(|meta| deserializer.end().map(|()| meta));
+            records.finish(meta, "not a syncd TinyDB file")
+        })
     }
 
     /// Restores the entries of a table written by [`Document::table_json`]; returns how
     /// many records it held.
     pub fn restore_table_json(&mut self, text: &str) -> Result<usize> {
-        let mut records = Records::new(self);
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let read = TableSeed(&mut records)
-            .deserialize(&mut deserializer)
-            .and_then(|()| deserializer.end());
-        let count = records.count;
-        records.finish(read, "table").map(|()| count)
+        self.all_or_nothing(|document| {
+            let mut records = Records::new(document);
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let read = TableSeed(&mut records)
+                .deserialize(&mut deserializer)
+                .and_then(|()| deserializer.end());
+            let count = records.count;
+            records.finish(read, "table").map(|()| count)
+        })
     }
 
     /// Replays log lines (each ending in a newline), skipping entries with a seq at or
     /// below `after` (already in the file the log follows) and what the document already
     /// holds; returns how many entries were replayed. A malformed line is an error that
-    /// names its number (counted from 1); the lines before it stay replayed.
+    /// names its number (counted from 1); it leaves a new document new, and any other
+    /// with the lines before it replayed.
     pub fn restore_log_json(&mut self, text: &str, after: u64) -> Result<usize> {
+        self.all_or_nothing(|document| document.replay_log(text, after))
+    }
+
+    fn replay_log(&mut self, text: &str, after: u64) -> Result<usize> {
         let mut count = 0;
         let mut restoring = self.restoring();
         for (number, line) in text.lines().enumerate() {
@@ -339,6 +349,26 @@ mod tests {
         assert_eq!(copy.lookup("a"), Some("[1,2]"));
         assert!(copy.restore_file_json("{\"entries\":[]}").is_err());
         assert!(copy.restore_file_json("[1]").is_err());
+    }
+
+    #[test]
+    fn a_rejected_file_or_log_leaves_a_new_document_new() {
+        let file = concat!(
+            r#"{"meta":{},"entries":{"1":{"key":"a","ts":"1764028800123-00000-x","value":1},"#,
+            r#""2":{"key":"b","ts":"nope","value":2}}}"#
+        );
+        let log = concat!(
+            "{\"seq\":1,\"ops\":[{\"key\":\"a\",\"ts\":\"1764028800123-00000-x\",\"value\":1}]}\n",
+            "{\"seq\":2,\"ops\":[{\"key\":\"b\"}]}\n"
+        );
+        let mut doc = Document::default();
+        assert!(doc.restore_file_json(file).is_err());
+        assert!(doc.restore_log_json(log, 0).is_err());
+        assert_eq!((doc.seq(), doc.entries().count()), (0, 0));
+        // A document that already held entries keeps those read before the error.
+        doc.merge(&entry("z", "1764028800100-00000-x", Some("0")));
+        assert!(doc.restore_log_json(log, 0).is_err());
+        assert_eq!(doc.lookup("a"), Some("1"));
     }
 
     #[test]
