@@ -110,7 +110,7 @@ def render(runs: list[BuildRun], keys: int, command: str) -> str:
         mine = [run for run in runs if run.build == build]
 
         def median(field: str, mine: list[BuildRun] = mine) -> float:
-            return statistics.median(getattr(run, field) for run in mine)
+            return statistics.median(float(getattr(run, field)) for run in mine)
 
         medians.append(
             _row(
