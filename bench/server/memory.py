@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     _, command = start_run(
         verbose=False,
         module="bench.server.memory",
-        target="bench-server",
+        target="bench-memory",
         arguments=arguments,
         from_shell=argv is None,
     )
