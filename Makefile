@@ -24,7 +24,7 @@ REDIS := /usr/bin/redis-server
 TMUX := /usr/bin/tmux
 
 .DEFAULT_GOAL := help
-.PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-history bench-connections bench-cluster soak soak-cluster fuzz lint
+.PHONY: help build-lib run-server run-client web-deps build-web dist test test-rust test-python test-web bench bench-server bench-history bench-memory bench-connections bench-cluster soak soak-cluster fuzz lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-server: $(INSTALLED) ## Benchmark syncd serve against pycrdt-websocket and
 
 bench-history: $(INSTALLED) ## The history: one key's versions among 1M keys x 10, acked writes/s with history on vs off, disk use
 	$(PY) -m bench.server.history
+
+bench-memory: $(INSTALLED) ## A million keys in one server: peak RSS, acked writes/s, restart after kill -9 (BASELINE=VENV compares a build)
+	$(PY) -m bench.server.memory $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-connections: $(INSTALLED) ## 10,000 connections on one document: time until all are synced, broadcast p99, server RSS
 	$(PY) -m bench.server.connections

@@ -3,6 +3,7 @@
 Every method raises :class:`syncd.errors.CrdtError` for input it rejects.
 """
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, final
 
@@ -183,16 +184,27 @@ class Document:
     def entries_frames(self, since: int | None = None, max_frame_bytes: int = ...) -> list[str]:
         """``entries`` frames (JSON text) for the changes after ``since``, or for every entry,
         each at most ``max_frame_bytes`` (by default :data:`DEFAULT_MAX_FRAME_BYTES`)."""
+    def entries_frame(
+        self, after: int, until: int, max_frame_bytes: int = ...
+    ) -> tuple[str, int] | None:
+        """One ``entries`` frame of the entries with a seq in (``after``, ``until``], in seq
+        order, and the seq of its last entry (the next frame's ``after``); ``None`` when
+        none is left. Sends a snapshot a frame at a time: an entry replaced between two
+        calls took a seq above ``until`` and is left out."""
+    def write_file(self, path: str | os.PathLike[str], fields: str) -> int:
+        """Write the document as a TinyDB file (as ``restore_file_json`` reads it) in pieces,
+        without fsync; record 1 of its ``meta`` table is the JSON object ``fields`` with
+        ``seq`` and ``horizon`` first. Returns the bytes written; ``OSError`` if it fails."""
     def purge_tombstones(self, before: str) -> int:
         """Drop tombstones older than the timestamp ``before``, raising the horizon."""
     def snapshot(self) -> tuple[int, int, str]:
         """(head, horizon, entries) at one instant; entries as a TinyDB table keyed by seq."""
-    def restore_file_json(self, text: str) -> str:
+    def restore_file_json(self, text: str | bytes) -> str:
         """Restore a TinyDB file ``{"meta", "entries"}`` (entries as ``snapshot`` writes them).
 
         Returns the text of its ``meta`` table.
         """
-    def restore_log_json(self, text: str, *, after: int = 0) -> int:
+    def restore_log_json(self, text: str | bytes, *, after: int = 0) -> int:
         """Replay complete log lines (``FrameResult.log_line``), skipping seqs <= ``after``.
 
         Returns how many entries were replayed; a malformed line names its number.

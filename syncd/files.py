@@ -16,12 +16,21 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-__all__ = ["AtomicJSONStorage", "atomic_write", "fsync_directory", "temporary_path"]
+__all__ = ["AtomicJSONStorage", "atomic_write", "fsync_directory", "fsync_path", "temporary_path"]
 
 
 def temporary_path(path: Path) -> Path:
     """Where :func:`atomic_write` stages the new content of ``path``."""
     return path.with_name(path.name + ".tmp")
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's content durable (a file written and closed by someone else)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -47,9 +47,10 @@ then answered ``internal``), and entries from other nodes come in through
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -291,12 +292,14 @@ class Room:
 
     # -- joining and leaving ------------------------------------------------
 
-    async def join(self, member: Member, hello: Hello) -> list[str]:
+    async def join(self, member: Member, hello: Hello) -> Iterator[str]:
         """Register ``member`` and return its handshake: welcome, entries…, synced.
 
         Runs between commits and without awaiting once begun, so the snapshot is
         of committed writes and no change slips between it and the broadcasts
         that follow; those wait in the client's backlog until :meth:`synced`.
+        The entries frames are made one at a time as they are sent (a million keys
+        are about 90 MB of frames): see :meth:`_snapshot`.
         """
         self._joining += 1
         try:
@@ -305,7 +308,7 @@ class Room:
         finally:
             self._joining -= 1
 
-    def _join(self, member: Member, hello: Hello) -> list[str]:
+    def _join(self, member: Member, hello: Hello) -> Iterator[str]:
         head = DocumentHead(
             doc=self.name,
             server_node=self.store.server_node,
@@ -318,13 +321,29 @@ class Room:
         answer = handshake(
             hello, head, readonly=member.readonly, peers=peers, time=self.clock.now()
         )
-        entries = self.document.entries_frames(answer.resume, self.settings.max_frame_bytes)
         member.floor = head.seq
         self._members[member] = None
         self._roster.connect(member.node)
         member.presence_version = self._roster.version  # its own arrival included
         self._presence_changed()
-        return [answer.welcome, *entries, answer.synced]
+        return itertools.chain(
+            (answer.welcome,), self._snapshot(answer.resume or 0, head.seq), (answer.synced,)
+        )
+
+    def _snapshot(self, after: int, until: int) -> Iterator[str]:
+        """The entries frames of a handshake: the entries with a seq in (``after``,
+        ``until``], made one frame at a time while commits go on.
+
+        An entry replaced meanwhile took a seq above ``until`` and is left out; the
+        change that replaced it reaches the member after ``synced`` (its floor is
+        ``until``). A fold purges no tombstone while a member is being sent its snapshot
+        (:meth:`_begin_fold`), so none of these goes missing either.
+        """
+        limit = self.settings.max_frame_bytes
+        # self.document, not a copy of the reference: a failed commit reloads it.
+        while (found := self.document.entries_frame(after, until, limit)) is not None:
+            frame, after = found
+            yield frame
 
     def synced(self, member: Member) -> None:
         """The handshake is sent: write what waited meanwhile, then write directly."""
@@ -565,21 +584,25 @@ class Room:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
 
     async def _begin_fold(self) -> None:
-        """Take the committed document for a fold (in a thread: purging and copying it
-        takes a while at a million keys), then let the fold write it meanwhile."""
+        """Write the committed document to the fold's new file (in a thread, while no
+        commit runs: the core writes it in pieces, so a million keys are never copied
+        whole in memory), then let the fold put it in place meanwhile."""
         cutoff = max(wall_clock_ms() - self.settings.tombstone_retention_ms, 0)
         if self.replication is not None:
             cutoff = min(cutoff, self.replication.purge_floor_ms())
-        purge_before = f"{cutoff:013d}-00000-0"
+        # A member being sent its snapshot must get every tombstone of it (see _snapshot).
+        joining = any(member.backlog is not None for member in self._members)
+        purge_before = None if joining else f"{cutoff:013d}-00000-0"
         if self.history is not None:
             # The fold deletes log segments: the history must hold their entries first.
             await self.history.written()
         try:
             fold = await self._log_lane.run(self.store.begin_fold, self.document, purge_before)
         except OSError:
-            logger.exception(
-                "document %s: cannot begin a fold; the log keeps everything", self.name
-            )
+            logger.exception("document %s: fold failed; the log keeps everything", self.name)
+            # Not again at the next commit: on a full disk the fold would take the room
+            # that the appends need.
+            self._fold_failed_at = time.monotonic()
             return
         self._folding = asyncio.create_task(self._fold(fold), name=f"fold {self.name}")
 

@@ -12,8 +12,10 @@ A document's files are created by its first write: naming a document only
 reads it. A commit appends its lines to the newest segment and fsyncs it; only
 then is it acknowledged. Its cost does not depend on the document's size. When
 the log has grown as large as the file, a *fold* writes the whole document to a
-new file (write, fsync, rename: :func:`syncd.files.atomic_write`) and deletes
-the segments it covers; tombstones past the retention period are purged then.
+new file and deletes the segments it covers (write, fsync, rename, fsync the
+folder, as :func:`syncd.files.atomic_write`); tombstones past the retention
+period are purged then. The core writes the file in pieces and restores one
+record by record (issue #14): a million keys are never held twice in memory.
 Each load appends to a new segment, so a line torn by a crash is always the
 last of its segment and is skipped when loading; any other unreadable line or
 file stops the server with an error that names the file, which is left as is.
@@ -35,7 +37,7 @@ from tinydb import TinyDB
 
 from syncd.crdt import CrdtError, Document, validate_node
 from syncd.errors import CorruptFileError, StoreError
-from syncd.files import AtomicJSONStorage, atomic_write, fsync_directory, temporary_path
+from syncd.files import AtomicJSONStorage, fsync_directory, fsync_path, temporary_path
 
 __all__ = ["DataDirectory", "DocumentStore", "Fold"]
 
@@ -126,9 +128,11 @@ class DataDirectory:
 
 @dataclass(frozen=True)
 class Fold:
-    """A fold in progress: the document's new file and the log segments it replaces."""
+    """A fold in progress: the document's new file, written but not yet fsync'd nor in
+    place, and the log segments it replaces."""
 
-    text: str
+    staged: Path
+    size: int
     covered: list[Path]
     purged: int
     """How many tombstones were purged from the document for it."""
@@ -216,7 +220,8 @@ class DocumentStore:
 
     def _load_file(self, document: Document) -> int:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            # Bytes: the core reads them as they are, without a decoded copy.
+            text = self.path.read_bytes()
             meta = json.loads(document.restore_file_json(text))
             record = meta.get("1") if isinstance(meta, dict) else None
             if not isinstance(record, dict):
@@ -244,15 +249,15 @@ class DocumentStore:
             data = path.read_bytes()
         except OSError as error:
             raise CorruptFileError(path, f"unreadable ({error})") from None
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) < len(data):
-            torn = len(data) - len(complete)
-            logger.warning("%s: skipping a torn last line (%d bytes)", path, torn)
+        size, end = len(data), data.rfind(b"\n") + 1
+        if end < size:
+            logger.warning("%s: skipping a torn last line (%d bytes)", path, size - end)
+            data = data[:end]  # a copy, only when a crash tore the last line
         try:
-            document.restore_log_json(complete.decode("utf-8"), after=after)
-        except (UnicodeDecodeError, CrdtError) as error:
+            document.restore_log_json(data, after=after)
+        except CrdtError as error:
             raise CorruptFileError(path, str(error)) from None
-        self._log_bytes += len(data)
+        self._log_bytes += size
 
     def _open_segment(self) -> int:
         with self._segments_lock:
@@ -291,22 +296,38 @@ class DocumentStore:
         return self._log_bytes > max(self.fold_min_bytes, self._file_bytes)
 
     def begin_fold(self, document: Document, purge_before: str | None = None) -> Fold:
-        """Take what the next fold writes: the document as committed, and the segments
-        it covers; appends go to a new segment from now on.
+        """Write what the next fold puts in place: the document as committed, to a new
+        file beside the old one (written by the core in pieces, never held whole in
+        memory); appends go to a new segment from now on.
 
         Tombstones older than ``purge_before`` are purged first. Call between appends,
-        then :meth:`fold` (in a thread) with what this returned.
+        while the document does not change, then :meth:`fold` (in a thread) with what
+        this returned.
         """
         purged = document.purge_tombstones(purge_before) if purge_before else 0
-        fold = Fold(self._file_text(document), [s.path for s in self._segments], purged)
+        staged = temporary_path(self.path)
+        try:
+            size = self._write_staged(document, staged)
+        except BaseException:
+            # A write that failed (a full disk) must not keep holding the space it took.
+            staged.unlink(missing_ok=True)
+            raise
+        fold = Fold(staged, size, [s.path for s in self._segments], purged)
         self.close()
         self._log_bytes = 0
         return fold
 
     def fold(self, fold: Fold) -> None:
-        """Write the document's new file, then delete the segments it covers."""
-        atomic_write(self.path, fold.text)
-        self._file_bytes = len(fold.text)
+        """Put the document's new file in place (fsync, rename), then delete the segments
+        it covers."""
+        try:
+            fsync_path(fold.staged)
+            os.replace(fold.staged, self.path)
+        except BaseException:
+            fold.staged.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.directory)
+        self._file_bytes = fold.size
         for path in fold.covered:
             path.unlink(missing_ok=True)
         with self._segments_lock:
@@ -315,16 +336,20 @@ class DocumentStore:
 
     def write_file(self, document: Document) -> None:
         """Write the document's TinyDB file atomically."""
-        text = self._file_text(document)
-        atomic_write(self.path, text)
-        self._file_bytes = len(text)
+        staged = temporary_path(self.path)
+        try:
+            size = self._write_staged(document, staged)
+            fsync_path(staged)
+            os.replace(staged, self.path)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.directory)
+        self._file_bytes = size
 
-    def _file_text(self, document: Document) -> str:
-        seq, horizon, table = document.snapshot()
-        meta = json.dumps(
-            {"1": {"epoch": self.epoch, "seq": seq, "horizon": horizon, "server": self.server_node}}
-        )
-        return f'{{"meta":{meta},"entries":{table}}}'
+    def _write_staged(self, document: Document, staged: Path) -> int:
+        fields = json.dumps({"epoch": self.epoch, "server": self.server_node})
+        return document.write_file(staged, fields)
 
     def close(self) -> None:
         """Close the open log segment."""

@@ -42,6 +42,7 @@ __all__ = [
     "bounded_gather",
     "encode_frame",
     "http_exchange",
+    "peak_rss_mib",
     "raise_open_files",
     "rss_mib",
     "text_frame",
@@ -70,6 +71,15 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident set size of process ``pid`` in MiB (``VmHWM``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def raise_open_files(needed: int) -> int:

@@ -35,7 +35,15 @@ from bench.server.readers import Reader
 from bench.server.servers import HOST, SYNCD, RunningServer, start_server, wait_listening
 from bench.server.wire import Connection, WireError
 
-__all__ = ["GrowthResult", "RestartResult", "run_growth"]
+__all__ = [
+    "BIG",
+    "GrowthResult",
+    "RestartResult",
+    "load_document",
+    "measure_writes",
+    "poll_handshake",
+    "run_growth",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +86,7 @@ class GrowthResult:
         return statistics.median(self.rates[doc])
 
 
-async def _load(server: RunningServer, doc: str, size: int, config: ServerConfig) -> float:
+async def load_document(server: RunningServer, doc: str, size: int, config: ServerConfig) -> float:
     """Fill ``doc`` with keys ``0 .. size - 1`` through the protocol; the seconds it took."""
     writer = SyncdWriter(doc, f"loader-{doc}")
     writer.expect(0)
@@ -111,7 +119,7 @@ async def _load(server: RunningServer, doc: str, size: int, config: ServerConfig
     return seconds
 
 
-async def _measure(
+async def measure_writes(
     server: RunningServer, doc: str, size: int, config: ServerConfig, rng: random.Random
 ) -> tuple[float, int, str]:
     """One repetition into ``doc``: sets per second, the head, the epoch."""
@@ -139,7 +147,7 @@ async def _measure(
     return run.acked_per_second, writer.last_seq, handshake.epoch
 
 
-async def _poll_handshake(
+async def poll_handshake(
     server: RunningServer, handshake: SyncdHandshake, timeout: float
 ) -> tuple[int, int]:
     """Connect as soon as the server accepts; (hello sent, synced) in ``monotonic_ns``."""
@@ -171,7 +179,7 @@ async def _restart(
     server = start_server(SYNCD, data, port=port)
     try:
         handshake = SyncdHandshake(BIG, f"restart-{client}", since=since)
-        hello, synced = await _poll_handshake(server, handshake, 60.0)
+        hello, synced = await poll_handshake(server, handshake, 60.0)
         return RestartResult(
             client,
             # The client's first successful connect: when it was known to listen.
@@ -200,14 +208,16 @@ async def run_growth(
             result = GrowthResult(sizes, {})
             for doc, size in sizes.items():
                 step(f"load {size:,} keys into {doc!r}")
-                result.load_seconds[doc] = await _load(server, doc, size, config)
+                result.load_seconds[doc] = await load_document(server, doc, size, config)
                 log.info("loaded %s keys in %.1f s", f"{size:,}", result.load_seconds[doc])
             epoch = ""
             for repetition in range(config.growth_repeats):
                 order = (SMALL, BIG) if repetition % 2 == 0 else (BIG, SMALL)
                 for doc in order:
                     step(f"sets into {doc!r} ({repetition + 1}/{config.growth_repeats})")
-                    rate, head, doc_epoch = await _measure(server, doc, sizes[doc], config, rng)
+                    rate, head, doc_epoch = await measure_writes(
+                        server, doc, sizes[doc], config, rng
+                    )
                     result.rates.setdefault(doc, []).append(rate)
                     if doc == BIG:
                         result.head, epoch = head, doc_epoch

@@ -185,7 +185,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _command(
-    kind: ServerKind, port: int, data: Path, profile: Path | None, extra: tuple[str, ...] = ()
+    kind: ServerKind,
+    port: int,
+    data: Path,
+    profile: Path | None,
+    extra: tuple[str, ...] = (),
+    venv: Path | None = None,
 ) -> list[str]:
     if kind is SYNCD:
         # No rate limit: a writer sends tens of thousands of one-entry messages a second
@@ -194,7 +199,8 @@ def _command(
         serve += ["--rate-limit", "0", *extra]
         if profile is not None:
             return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "syncd", *serve]
-        return [str(Path(sys.executable).with_name("syncd")), *serve]
+        bin_dir = venv / "bin" if venv is not None else Path(sys.executable).parent
+        return [str(bin_dir / "syncd"), *serve]
     if kind is PYCRDT:
         return [sys.executable, "-m", "bench.server.pycrdt_server", str(port)]
     if not _Y_SERVER.is_file():
@@ -209,10 +215,12 @@ def start_server(
     port: int | None = None,
     profile: Path | None = None,
     extra: tuple[str, ...] = (),
+    venv: Path | None = None,
 ) -> RunningServer:
     """Start ``kind`` with its data (and log) under ``data``; see :func:`wait_listening`.
 
-    ``extra``: more ``syncd serve`` options (e.g. ``--cluster``), syncd only.
+    ``extra``: more ``syncd serve`` options (e.g. ``--cluster``), syncd only; ``venv``:
+    the virtual environment whose ``syncd`` to run (another build), this one's if None.
     """
     data.mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
@@ -222,7 +230,7 @@ def start_server(
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop/kill)
     started = time.monotonic_ns()
     process = subprocess.Popen(
-        _command(kind, port, data / "store", profile, extra),
+        _command(kind, port, data / "store", profile, extra, venv),
         cwd=_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -12,34 +12,40 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::entry::{write_entry_json, Entry, Limits};
 use crate::error::{CrdtError, Result};
+use crate::growth;
+use crate::texts::{Span, Texts};
 use crate::timestamp::{unpack, Timestamp};
 
 /// The greatest seq: seqs travel as JSON numbers, which every client holds exactly up to
 /// 2^53 − 1.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
-/// The winning entry for one key. Key and value share one allocation to keep a slot small.
+/// The winning entry for one key: 32 bytes, its key and value in [`Document::texts`].
 struct Slot {
-    /// The key followed by the value's canonical JSON text (nothing for a tombstone); its
-    /// allocation is reused when a later write fits in it.
-    text: String,
     /// Wall and counter of the timestamp, packed.
     clock: u64,
     /// The sequence number this entry took when it was applied.
     seq: u64,
+    text: Span,
     /// The timestamp's node, interned in [`Document::nodes`].
     node: u32,
-    key_len: u16,
-    deleted: bool,
 }
 
-impl Slot {
-    fn key(&self) -> &str {
-        &self.text[..usize::from(self.key_len)]
+/// One record of the seq log: a seq and the slot that took it. Packed to 12 bytes.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Logged {
+    seq: u64,
+    slot: u32,
+}
+
+impl Logged {
+    fn new(seq: u64, slot: u32) -> Self {
+        Logged { seq, slot }
     }
 
-    fn value(&self) -> Option<&str> {
-        (!self.deleted).then(|| &self.text[usize::from(self.key_len)..])
+    fn seq(self) -> u64 {
+        self.seq
     }
 }
 
@@ -93,11 +99,12 @@ pub struct MergeOutcome {
 /// A Last-Write-Wins element dictionary.
 pub struct Document {
     slots: Vec<Slot>,
+    texts: Texts,
     /// Slot indices, hashed by their slot's key.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    /// `(seq, slot)` in increasing seq order; stale once that slot took a newer seq.
-    log: Vec<(u64, u32)>,
+    /// Increasing seq order; a record is stale once its slot took a newer seq.
+    log: Vec<Logged>,
     nodes: Vec<Box<str>>,
     node_ids: HashMap<Box<str>, u32>,
     head: u64,
@@ -119,6 +126,7 @@ impl Document {
     pub fn new(limits: Limits) -> Self {
         Document {
             slots: Vec::new(),
+            texts: Texts::default(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             log: Vec::new(),
@@ -172,7 +180,8 @@ impl Document {
 
     /// The canonical JSON text of `key`'s value, if the key is live.
     pub fn lookup(&self, key: &str) -> Option<&str> {
-        self.find(key).and_then(|i| self.slots[i as usize].value())
+        self.find(key)
+            .and_then(|i| self.texts.value(self.slots[i as usize].text))
     }
 
     /// Every entry, live and tombstone, in no particular order.
@@ -182,21 +191,24 @@ impl Document {
 
     /// The live keys, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().filter(|s| !s.deleted).map(Slot::key)
+        self.slots
+            .iter()
+            .filter(|s| !s.text.is_tombstone())
+            .map(|s| self.texts.key(s.text))
     }
 
     /// The entries whose seq is greater than `since`, in seq order.
     pub fn changes_since(&self, since: u64) -> impl Iterator<Item = EntryView<'_>> {
-        let start = self.log.partition_point(|&(seq, _)| seq <= since);
+        let start = self.log.partition_point(|logged| logged.seq() <= since);
         self.log[start..]
             .iter()
-            .filter(|&&(seq, slot)| self.slots[slot as usize].seq == seq)
-            .map(|&(_, slot)| self.view(slot))
+            .filter(|logged| self.is_current(**logged))
+            .map(|logged| self.view(logged.slot))
     }
 
     /// Merges one entry; returns whether it won (and so took the next seq).
     pub fn merge(&mut self, entry: &Entry<'_>) -> bool {
-        let hash = self.hasher.hash_one(&*entry.key);
+        let hash = self.hasher.hash_one(entry.key.as_bytes());
         let found = self.find_hashed(hash, &entry.key);
         self.merge_located(entry, hash, found)
     }
@@ -220,7 +232,7 @@ impl Document {
     ) -> MergeOutcome {
         let hashes: Vec<u64> = entries
             .iter()
-            .map(|entry| self.hasher.hash_one(&*entry.key))
+            .map(|entry| self.hasher.hash_one(entry.key.as_bytes()))
             .collect();
         self.warm(&hashes);
         let located: Vec<(u64, Option<u32>)> = entries
@@ -253,8 +265,7 @@ impl Document {
         let mut touched = 0u8;
         for &hash in hashes {
             if let Some(&i) = self.index.iter_hash(hash).next() {
-                let slot = &self.slots[i as usize];
-                touched ^= slot.text.as_bytes().first().copied().unwrap_or(0);
+                touched ^= self.texts.first_byte(self.slots[i as usize].text);
             }
         }
         std::hint::black_box(touched);
@@ -288,28 +299,49 @@ impl Document {
             )));
         }
         batch.sort_unstable_by_key(|(_, seq)| *seq);
+        let mut restoring = self.restoring();
         for (entry, seq) in &batch {
-            self.restore(entry, *seq);
+            restoring.restore(entry, *seq)?;
         }
         Ok(())
     }
 
-    fn restore(&mut self, entry: &Entry<'_>, seq: u64) {
-        let hash = self.hasher.hash_one(&*entry.key);
-        let slots = &self.slots;
-        let found = self
-            .index
-            .find(hash, |&i| slots[i as usize].key() == entry.key)
-            .copied();
+    /// Puts back entries one at a time, in any order, as they are read from disk: no
+    /// batch of them is ever held. The seq order of the log is mended once, when the
+    /// returned [`Restoring`] is dropped.
+    pub fn restoring(&mut self) -> Restoring<'_> {
+        Restoring {
+            document: self,
+            unordered: false,
+        }
+    }
+
+    /// Runs `restore` on the document; if it fails and the document was new (nothing
+    /// merged or restored yet), the document is new again: a rejected file or log
+    /// restores nothing, although its records are restored as they are read.
+    pub(crate) fn all_or_nothing<T>(
+        &mut self,
+        restore: impl FnOnce(&mut Document) -> Result<T>,
+    ) -> Result<T> {
+        let new = self.slots.is_empty() && self.head == 0 && self.horizon == 0;
+        let outcome = restore(self);
+        if outcome.is_err() && new {
+            *self = Document::new(self.limits);
+        }
+        outcome
+    }
+
+    /// Restores one entry with its seq; returns whether the log stayed in seq order.
+    fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> bool {
+        let hash = self.hasher.hash_one(entry.key.as_bytes());
+        let found = self.find_hashed(hash, &entry.key);
         if found.is_some_and(|i| self.slots[i as usize].seq >= seq) {
-            return;
+            return true;
         }
-        let in_order = self.log.last().is_none_or(|&(last, _)| last < seq);
+        let in_order = self.log.last().is_none_or(|last| last.seq() < seq);
         self.put(found, hash, entry, seq);
-        if !in_order {
-            self.log.sort_unstable_by_key(|&(seq, _)| seq);
-        }
         self.head = self.head.max(seq);
+        in_order
     }
 
     /// Sets the head and horizon, as when loading a document from disk. The head never
@@ -321,7 +353,7 @@ impl Document {
                 "head {head} is above {MAX_SEQ}"
             )));
         }
-        let greatest = self.log.last().map_or(0, |&(seq, _)| seq);
+        let greatest = self.log.last().map_or(0, |last| last.seq());
         self.head = head.max(greatest);
         self.horizon = horizon.min(self.head);
         Ok(())
@@ -331,13 +363,14 @@ impl Document {
     /// to the greatest seq dropped. Returns how many were dropped.
     pub fn purge_tombstones(&mut self, before: &Timestamp) -> usize {
         let cutoff = (before.packed(), before.node());
-        let nodes = &self.nodes;
+        let (nodes, texts) = (&self.nodes, &mut self.texts);
         let old_len = self.slots.len();
         let mut highest = self.horizon;
         self.slots.retain(|s| {
-            let purge = s.deleted && (s.clock, &*nodes[s.node as usize]) < cutoff;
+            let purge = s.text.is_tombstone() && (s.clock, &*nodes[s.node as usize]) < cutoff;
             if purge {
                 highest = highest.max(s.seq);
+                texts.release(s.text);
             }
             !purge
         });
@@ -345,6 +378,7 @@ impl Document {
         if purged > 0 {
             self.tombstones -= purged;
             self.horizon = highest;
+            self.compact_texts_if_due();
             self.rebuild_indexes();
         }
         purged
@@ -383,22 +417,70 @@ impl Document {
         frames
     }
 
+    /// One `entries` frame of the entries with a seq above `after` and at most `until`,
+    /// in seq order: as many as fit in `max_frame_bytes` (at least one). Returns the
+    /// frame and the seq of its last entry, where the next frame starts; `None` when
+    /// no entry is left.
+    ///
+    /// A snapshot sent a frame at a time, between which the document changes: an entry
+    /// replaced meanwhile took a seq above `until` and is left out, so the frames hold
+    /// each key's entry as of `until` unless a later change (which the receiver gets
+    /// after the snapshot) replaced it.
+    pub fn entries_frame(
+        &self,
+        after: u64,
+        until: u64,
+        max_frame_bytes: usize,
+    ) -> Option<(String, u64)> {
+        const HEAD: &[u8] = b"{\"type\":\"entries\",\"entries\":[";
+        const TAIL: &[u8] = b"]}";
+        let mut frame = Vec::from(HEAD);
+        let mut entry = Vec::new();
+        let mut last = None;
+        for view in self
+            .changes_since(after)
+            .take_while(|view| view.seq <= until)
+        {
+            entry.clear();
+            view.write_json(&mut entry);
+            if last.is_some() {
+                if frame.len() + 1 + entry.len() + TAIL.len() > max_frame_bytes {
+                    break;
+                }
+                frame.push(b',');
+            }
+            frame.extend_from_slice(&entry);
+            last = Some(view.seq);
+        }
+        let last = last?;
+        frame.extend_from_slice(TAIL);
+        Some((into_string(frame), last))
+    }
+
     fn find(&self, key: &str) -> Option<u32> {
-        self.find_hashed(self.hasher.hash_one(key), key)
+        self.find_hashed(self.hasher.hash_one(key.as_bytes()), key)
     }
 
     fn find_hashed(&self, hash: u64, key: &str) -> Option<u32> {
+        let (slots, texts) = (&self.slots, &self.texts);
         self.index
-            .find(hash, |&i| self.slots[i as usize].key() == key)
+            .find(hash, |&i| {
+                texts.key_bytes(slots[i as usize].text) == key.as_bytes()
+            })
             .copied()
+    }
+
+    /// Whether a log record is its slot's current entry (not replaced since).
+    fn is_current(&self, logged: Logged) -> bool {
+        self.slots[logged.slot as usize].seq == logged.seq()
     }
 
     fn view(&self, i: u32) -> EntryView<'_> {
         let slot = &self.slots[i as usize];
         let (wall, counter) = unpack(slot.clock);
         EntryView {
-            key: slot.key(),
-            value: slot.value(),
+            key: self.texts.key(slot.text),
+            value: self.texts.value(slot.text),
             seq: slot.seq,
             wall,
             counter,
@@ -417,7 +499,7 @@ impl Document {
         match order {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal => match (entry.value.as_deref(), slot.value()) {
+            Ordering::Equal => match (entry.value.as_deref(), self.texts.value(slot.text)) {
                 (Some(new), Some(old)) => new.as_bytes() > old.as_bytes(),
                 (Some(_), None) => true,
                 (None, _) => false,
@@ -429,55 +511,56 @@ impl Document {
     fn put(&mut self, found: Option<u32>, hash: u64, entry: &Entry<'_>, seq: u64) {
         let node = self.intern(entry.ts.node());
         let value = entry.value.as_deref();
-        if let Some(old) = found.map(|i| &self.slots[i as usize]) {
-            if !old.deleted {
-                self.digest ^= entry_digest(old.key(), old.clock, &self.nodes[old.node as usize]);
+        let old = found.map(|i| &self.slots[i as usize]);
+        if let Some(old) = old {
+            if old.text.is_tombstone() {
+                self.tombstones -= 1;
+            } else {
+                let key = self.texts.key_bytes(old.text);
+                self.digest ^= entry_digest(key, old.clock, &self.nodes[old.node as usize]);
             }
         }
         if value.is_some() {
-            self.digest ^= entry_digest(&entry.key, entry.ts.packed(), entry.ts.node());
-        }
-        let mut text = match found {
-            Some(i) => std::mem::take(&mut self.slots[i as usize].text),
-            None => String::with_capacity(entry.key.len() + value.map_or(0, str::len)),
-        };
-        text.clear();
-        text.push_str(&entry.key);
-        text.push_str(value.unwrap_or(""));
-        let slot = Slot {
-            text,
-            clock: entry.ts.packed(),
-            seq,
-            node,
-            // Keys are at most MAX_KEY_BYTES (1024), checked when the entry was made.
-            key_len: entry.key.len() as u16,
-            deleted: value.is_none(),
-        };
-        if slot.deleted {
+            self.digest ^= entry_digest(entry.key.as_bytes(), entry.ts.packed(), entry.ts.node());
+        } else {
             self.tombstones += 1;
         }
+        let slot = Slot {
+            clock: entry.ts.packed(),
+            seq,
+            text: self.texts.store(old.map(|s| s.text), &entry.key, value),
+            node,
+        };
         let i = match found {
             Some(i) => {
-                if self.slots[i as usize].deleted {
-                    self.tombstones -= 1;
-                }
                 self.slots[i as usize] = slot;
                 i
             }
             None => {
                 let i = self.slots.len() as u32;
+                growth::reserve(&mut self.slots, 1);
                 self.slots.push(slot);
-                let (slots, hasher) = (&self.slots, &self.hasher);
-                self.index
-                    .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key()));
+                let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
+                self.index.insert_unique(hash, i, |&j| {
+                    hasher.hash_one(texts.key_bytes(slots[j as usize].text))
+                });
                 i
             }
         };
-        self.log.push((seq, i));
-        if self.log.len() > 2 * self.slots.len() + 1024 {
+        growth::reserve(&mut self.log, 1);
+        self.log.push(Logged::new(seq, i));
+        if self.log.len() > self.slots.len() + self.slots.len() / 4 + 1024 {
             let slots = &self.slots;
             self.log
-                .retain(|&(seq, slot)| slots[slot as usize].seq == seq);
+                .retain(|logged| slots[logged.slot as usize].seq == logged.seq());
+        }
+        self.compact_texts_if_due();
+    }
+
+    fn compact_texts_if_due(&mut self) {
+        if self.texts.compact_due() {
+            self.texts
+                .compact(self.slots.iter_mut().map(|slot| &mut slot.text));
         }
     }
 
@@ -492,30 +575,65 @@ impl Document {
     }
 
     fn rebuild_indexes(&mut self) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let (slots, texts, hasher) = (&self.slots, &self.texts, &self.hasher);
         self.index.clear();
         for (i, slot) in slots.iter().enumerate() {
-            self.index
-                .insert_unique(hasher.hash_one(slot.key()), i as u32, |&j| {
-                    hasher.hash_one(slots[j as usize].key())
-                });
+            self.index.insert_unique(
+                hasher.hash_one(texts.key_bytes(slot.text)),
+                i as u32,
+                |&j| hasher.hash_one(texts.key_bytes(slots[j as usize].text)),
+            );
         }
         self.log = slots
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.seq, i as u32))
+            .map(|(i, s)| Logged::new(s.seq, i as u32))
             .collect();
-        self.log.sort_unstable_by_key(|&(seq, _)| seq);
+        self.log.sort_unstable_by_key(|logged| logged.seq());
+    }
+}
+
+/// Entries being put back into a document (see [`Document::restoring`]).
+pub struct Restoring<'d> {
+    document: &'d mut Document,
+    unordered: bool,
+}
+
+impl Restoring<'_> {
+    /// Puts back one entry with the seq it took before: kept unless the document holds
+    /// its key with a greater seq. The seq must be from 1 to [`MAX_SEQ`]. An error
+    /// leaves the entries restored so far in the document.
+    pub fn restore(&mut self, entry: &Entry<'_>, seq: u64) -> Result<()> {
+        if !(1..=MAX_SEQ).contains(&seq) {
+            return Err(CrdtError::bad_message(format!(
+                "seq {seq} is outside 1 to {MAX_SEQ}"
+            )));
+        }
+        if !self.document.restore(entry, seq) {
+            self.unordered = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        if self.unordered {
+            self.document
+                .log
+                .sort_unstable_by_key(|logged| logged.seq());
+        }
     }
 }
 
 /// A 64-bit hash of an entry's key and timestamp: FNV-1a, then a SplitMix64 finish to
 /// spread its bits before they are XORed together. Fixed (unlike the index's seeded
 /// hasher) so that every process, of any build, computes the same digest.
-fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
+fn entry_digest(key: &[u8], clock: u64, node: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = key
-        .bytes()
+        .iter()
+        .copied()
         .chain([0xff])
         .chain(clock.to_le_bytes())
         .chain(node.bytes());
@@ -529,4 +647,16 @@ fn entry_digest(key: &str, clock: u64, node: &str) -> u64 {
 
 fn into_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("frames are built from UTF-8 strings")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_32_bytes_and_a_log_record_12() {
+        // The per-entry memory of a large document (issue #14): keep it from creeping up.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<Logged>(), 12);
+    }
 }

@@ -9,9 +9,11 @@ pub mod document;
 pub mod entry;
 pub mod error;
 pub mod frame;
+mod growth;
 pub mod persist;
 #[cfg(feature = "python")]
 mod python;
+mod texts;
 pub mod timestamp;
 
 pub use clock::Clock;

@@ -9,13 +9,14 @@
 //!   the entries took the seqs up to and including `N`, in order.
 
 use std::fmt;
+use std::io::Write;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::document::{Document, MAX_SEQ};
-use crate::entry::{is_json_object, Entry, Limits};
+use crate::document::{Document, EntryView, Restoring, MAX_SEQ};
+use crate::entry::{is_json_object, Entry, Limits, Text};
 use crate::error::{CrdtError, Result};
 
 /// Stored entries were checked when they were written; a lowered value limit must not
@@ -34,10 +35,7 @@ impl Document {
             if i > 0 {
                 out.push(b',');
             }
-            out.push(b'"');
-            out.extend_from_slice(entry.seq.to_string().as_bytes());
-            out.extend_from_slice(b"\":");
-            entry.write_json(&mut out);
+            write_record(&mut out, &entry);
         }
         out.push(b'}');
         String::from_utf8(out).expect("entries are written from UTF-8 strings")
@@ -45,52 +43,51 @@ impl Document {
 
     /// Restores the entries of a TinyDB file `{"meta": …, "entries": <table>}` whose
     /// entries table was written by [`Document::table_json`]; returns the text of its
-    /// `meta` table (`{}` if it has none).
+    /// `meta` table (`{}` if it has none). Each record is restored as it is read, so no
+    /// copy of the table is ever held; after an error a new document is left new, any
+    /// other holds the records read before it.
     pub fn restore_file_json(&mut self, text: &str) -> Result<String> {
         if !is_json_object(text) {
             return Err(CrdtError::bad_message(
                 "not a syncd TinyDB file: not a JSON object",
             ));
         }
-        let file: File<'_> = serde_json::from_str(text)
-            .map_err(|e| CrdtError::bad_message(format!("not a syncd TinyDB file: {e}")))?;
-        if let Some(entries) = file.entries {
-            self.restore_table(entries)?;
-        }
-        Ok(file
-            .meta
-            .map_or_else(|| "{}".to_owned(), |m| m.get().to_owned()))
+        self.all_or_nothing(|document| {
+            let mut records = Records::new(document);
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let meta = FileSeed(&mut records)
+                .deserialize(&mut deserializer)
+                .and_then(|meta| deserializer.end().map(|()| meta));
+            records.finish(meta, "not a syncd TinyDB file")
+        })
     }
 
     /// Restores the entries of a table written by [`Document::table_json`]; returns how
     /// many records it held.
     pub fn restore_table_json(&mut self, text: &str) -> Result<usize> {
-        let table: Table<'_> = serde_json::from_str(text)
-            .map_err(|e| CrdtError::bad_message(format!("table: {e}")))?;
-        self.restore_table(table)
-    }
-
-    fn restore_table(&mut self, table: Table<'_>) -> Result<usize> {
-        let mut batch = Vec::with_capacity(table.0.len());
-        for (id, raw) in table.0 {
-            let seq = id.parse::<u64>().map_err(|_| {
-                CrdtError::bad_message(format!("table: record id {id:?} is not a seq"))
-            })?;
-            let entry = Entry::from_json(raw.get(), &LOAD_LIMITS)
-                .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
-            batch.push((entry, seq));
-        }
-        let count = batch.len();
-        self.restore_all(batch)?;
-        Ok(count)
+        self.all_or_nothing(|document| {
+            let mut records = Records::new(document);
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let read = TableSeed(&mut records)
+                .deserialize(&mut deserializer)
+                .and_then(|()| deserializer.end());
+            let count = records.count;
+            records.finish(read, "table").map(|()| count)
+        })
     }
 
     /// Replays log lines (each ending in a newline), skipping entries with a seq at or
     /// below `after` (already in the file the log follows) and what the document already
     /// holds; returns how many entries were replayed. A malformed line is an error that
-    /// names its number (counted from 1).
+    /// names its number (counted from 1); it leaves a new document new, and any other
+    /// with the lines before it replayed.
     pub fn restore_log_json(&mut self, text: &str, after: u64) -> Result<usize> {
-        let mut batch = Vec::new();
+        self.all_or_nothing(|document| document.replay_log(text, after))
+    }
+
+    fn replay_log(&mut self, text: &str, after: u64) -> Result<usize> {
+        let mut count = 0;
+        let mut restoring = self.restoring();
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -112,12 +109,45 @@ impl Document {
                 }
                 let entry =
                     Entry::from_json(raw.get(), &LOAD_LIMITS).map_err(|e| bad(e.message))?;
-                batch.push((entry, seq));
+                restoring.restore(&entry, seq).map_err(|e| bad(e.message))?;
+                count += 1;
             }
         }
-        let count = batch.len();
-        self.restore_all(batch)?;
         Ok(count)
+    }
+
+    /// Writes the document as a TinyDB file, `{"meta": {"1": …}, "entries": <table>}`,
+    /// in pieces: the whole text is never held. Record 1 of `meta` is `fields` with the
+    /// document's `seq` and `horizon` first. Returns the bytes written.
+    pub fn write_file_json(
+        &self,
+        out: &mut impl Write,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> std::io::Result<u64> {
+        let mut meta = serde_json::Map::new();
+        meta.insert("seq".into(), self.seq().into());
+        meta.insert("horizon".into(), self.horizon().into());
+        meta.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK + 4096);
+        chunk.extend_from_slice(b"{\"meta\":{\"1\":");
+        serde_json::to_writer(&mut chunk, &meta)?;
+        chunk.extend_from_slice(b"},\"entries\":{");
+        let mut bytes = 0;
+        for (i, entry) in self.changes_since(0).enumerate() {
+            if i > 0 {
+                chunk.push(b',');
+            }
+            write_record(&mut chunk, &entry);
+            if chunk.len() >= WRITE_CHUNK {
+                out.write_all(&chunk)?;
+                bytes += chunk.len() as u64;
+                chunk.clear();
+            }
+        }
+        chunk.extend_from_slice(b"}}");
+        out.write_all(&chunk)?;
+        out.flush()?;
+        Ok(bytes + chunk.len() as u64)
     }
 }
 
@@ -127,12 +157,15 @@ pub fn log_line(seq: u64, ops_json: &str) -> String {
     format!("{{\"seq\":{seq},\"ops\":[{ops_json}]}}\n")
 }
 
-#[derive(Deserialize)]
-struct File<'a> {
-    #[serde(borrow, default)]
-    meta: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    entries: Option<Table<'a>>,
+/// Bytes handed to the writer at a time by [`Document::write_file_json`].
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// One record of a table: `"SEQ":ENTRY`.
+fn write_record(out: &mut Vec<u8>, entry: &EntryView<'_>) {
+    out.push(b'"');
+    out.extend_from_slice(entry.seq.to_string().as_bytes());
+    out.extend_from_slice(b"\":");
+    entry.write_json(out);
 }
 
 #[derive(Deserialize)]
@@ -142,26 +175,108 @@ struct LogLine<'a> {
     ops: Vec<&'a RawValue>,
 }
 
-/// A table's records in file order, without building a map of them first.
-struct Table<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+/// Records of a table being restored into a document, one at a time.
+struct Records<'d> {
+    restoring: Restoring<'d>,
+    count: usize,
+    /// The first record that could not be restored: the error names it.
+    failed: Option<CrdtError>,
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Table<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Records<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Records<'a> {
-            type Value = Table<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object of records keyed by seq")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Table<'a>, A::Error> {
-                let mut records = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(record) = map.next_entry()? {
-                    records.push(record);
+impl<'d> Records<'d> {
+    fn new(document: &'d mut Document) -> Self {
+        Records {
+            restoring: document.restoring(),
+            count: 0,
+            failed: None,
+        }
+    }
+
+    fn restore(&mut self, id: &str, raw: &RawValue) -> Result<()> {
+        let seq = id
+            .parse::<u64>()
+            .map_err(|_| CrdtError::bad_message(format!("table: record id {id:?} is not a seq")))?;
+        let entry = Entry::from_json(raw.get(), &LOAD_LIMITS)
+            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
+        self.restoring
+            .restore(&entry, seq)
+            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The outcome of reading: a record's own error, else the parser's, named by `what`.
+    fn finish<T>(self, read: std::result::Result<T, serde_json::Error>, what: &str) -> Result<T> {
+        match (self.failed, read) {
+            (Some(error), _) => Err(error),
+            (None, Err(error)) => Err(CrdtError::bad_message(format!("{what}: {error}"))),
+            (None, Ok(value)) => Ok(value),
+        }
+    }
+}
+
+/// Reads a file `{"meta": …, "entries": …}`, restoring the entries as they come; its
+/// value is the text of `meta` (`{}` if absent).
+struct FileSeed<'r, 'd>(&'r mut Records<'d>);
+
+impl<'de> DeserializeSeed<'de> for FileSeed<'_, '_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FileSeed<'_, '_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with the tables \"meta\" and \"entries\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+        let mut meta = None;
+        while let Some(name) = map.next_key::<Text<'de>>()? {
+            match &*name.0 {
+                "meta" => meta = Some(map.next_value::<&'de RawValue>()?.get().to_owned()),
+                "entries" => map.next_value_seed(TableSeed(&mut *self.0))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Ok(Table(records))
             }
         }
-        deserializer.deserialize_map(Records(std::marker::PhantomData))
+        Ok(meta.unwrap_or_else(|| "{}".to_owned()))
+    }
+}
+
+/// Reads a table's records in file order, restoring each as it is read.
+struct TableSeed<'r, 'd>(&'r mut Records<'d>);
+
+impl<'de> DeserializeSeed<'de> for TableSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TableSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of records keyed by seq")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(id) = map.next_key::<Text<'de>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            if let Err(error) = self.0.restore(&id.0, raw) {
+                let message = error.message.clone();
+                self.0.failed = Some(error);
+                return Err(A::Error::custom(message));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -234,6 +349,26 @@ mod tests {
         assert_eq!(copy.lookup("a"), Some("[1,2]"));
         assert!(copy.restore_file_json("{\"entries\":[]}").is_err());
         assert!(copy.restore_file_json("[1]").is_err());
+    }
+
+    #[test]
+    fn a_rejected_file_or_log_leaves_a_new_document_new() {
+        let file = concat!(
+            r#"{"meta":{},"entries":{"1":{"key":"a","ts":"1764028800123-00000-x","value":1},"#,
+            r#""2":{"key":"b","ts":"nope","value":2}}}"#
+        );
+        let log = concat!(
+            "{\"seq\":1,\"ops\":[{\"key\":\"a\",\"ts\":\"1764028800123-00000-x\",\"value\":1}]}\n",
+            "{\"seq\":2,\"ops\":[{\"key\":\"b\"}]}\n"
+        );
+        let mut doc = Document::default();
+        assert!(doc.restore_file_json(file).is_err());
+        assert!(doc.restore_log_json(log, 0).is_err());
+        assert_eq!((doc.seq(), doc.entries().count()), (0, 0));
+        // A document that already held entries keeps those read before the error.
+        doc.merge(&entry("z", "1764028800100-00000-x", Some("0")));
+        assert!(doc.restore_log_json(log, 0).is_err());
+        assert_eq!(doc.lookup("a"), Some("1"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use pyo3::exceptions::{PyKeyError, PyUnicodeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 use super::errors::{bad, to_py_err, PyCrdtError};
@@ -112,6 +112,24 @@ impl<'a> FromPyObject<'a, '_> for Utf8<'a> {
                     e
                 }
             })
+    }
+}
+
+/// A `str` argument, or `bytes` of UTF-8 text (read from a file, so that the text is not
+/// decoded into a second copy first).
+pub(super) struct Utf8OrBytes<'a>(pub(super) &'a str);
+
+impl<'a> FromPyObject<'a, '_> for Utf8OrBytes<'a> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, '_, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBytes>() {
+            let bytes = <&'a [u8] as FromPyObject<'a, '_>>::extract(obj)?;
+            return std::str::from_utf8(bytes)
+                .map(Utf8OrBytes)
+                .map_err(|e| bad(format!("not UTF-8 text: {e}")));
+        }
+        Utf8::extract(obj).map(|text| Utf8OrBytes(text.0))
     }
 }
 

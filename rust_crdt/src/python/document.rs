@@ -1,6 +1,8 @@
 //! The `Document` class: a Last-Write-Wins element dictionary shared between threads,
 //! with the GIL released whenever its lock is held.
 
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyKeyError;
@@ -9,6 +11,7 @@ use pyo3::types::{PyBool, PyDict, PyString};
 
 use super::convert::{
     canonical_from_py, entries_from_py, entry_from_py, lookup_key, parse_ts, py_from_json, Utf8,
+    Utf8OrBytes,
 };
 use super::errors::{bad, to_py_err};
 use super::lock::lock;
@@ -212,6 +215,27 @@ impl PyDocument {
         self.with(py, |doc| doc.entries_frames(since, max_frame_bytes))
     }
 
+    #[pyo3(signature = (after, until, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES))]
+    fn entries_frame(
+        &self,
+        py: Python<'_>,
+        after: u64,
+        until: u64,
+        max_frame_bytes: usize,
+    ) -> Option<(String, u64)> {
+        self.with(py, |doc| doc.entries_frame(after, until, max_frame_bytes))
+    }
+
+    fn write_file(&self, py: Python<'_>, path: PathBuf, fields: Utf8<'_>) -> PyResult<u64> {
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(fields.0)
+            .map_err(|e| bad(format!("meta fields must be a JSON object: {e}")))?;
+        self.with(py, |doc| {
+            let mut file = File::create(&path)?;
+            doc.write_file_json(&mut file, &fields)
+        })
+        .map_err(PyErr::from)
+    }
+
     fn purge_tombstones(&self, py: Python<'_>, before: Utf8<'_>) -> PyResult<usize> {
         let before = parse_ts(before.0)?;
         Ok(self.with(py, |doc| doc.purge_tombstones(&before)))
@@ -221,13 +245,18 @@ impl PyDocument {
         self.with(py, |doc| (doc.seq(), doc.horizon(), doc.table_json()))
     }
 
-    fn restore_file_json(&self, py: Python<'_>, text: Utf8<'_>) -> PyResult<String> {
+    fn restore_file_json(&self, py: Python<'_>, text: Utf8OrBytes<'_>) -> PyResult<String> {
         self.with(py, |doc| doc.restore_file_json(text.0))
             .map_err(to_py_err)
     }
 
     #[pyo3(signature = (text, *, after = 0))]
-    fn restore_log_json(&self, py: Python<'_>, text: Utf8<'_>, after: u64) -> PyResult<usize> {
+    fn restore_log_json(
+        &self,
+        py: Python<'_>,
+        text: Utf8OrBytes<'_>,
+        after: u64,
+    ) -> PyResult<usize> {
         self.with(py, |doc| doc.restore_log_json(text.0, after))
             .map_err(to_py_err)
     }
