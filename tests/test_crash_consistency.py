@@ -211,13 +211,15 @@ async def test_kill_9_at_random_moments_while_folds_run_loses_no_acknowledged_wr
             context = f"seed {seed}, round {round_}"
             await process.start()
             clients = []
+            seen: dict[str, str] = {}  # this round's epochs: a new one after each kill
             for node, doc in writers:
                 client = await RawClient.connect(process.url, node)
                 client.stamps = stamps[node]
                 welcome = (await client.hello(doc=doc)).welcome
+                assert seen.setdefault(doc, welcome["epoch"]) == welcome["epoch"], context
                 assert welcome["epoch"] != epochs.get(doc), f"{context}: an epoch kept"
-                epochs[doc] = welcome["epoch"]
                 clients.append((client, doc))
+            epochs.update(seen)
 
             async def kill_later(delay: float) -> None:
                 await asyncio.sleep(delay)  # a random moment, not an event
