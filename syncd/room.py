@@ -20,9 +20,10 @@ clients send again later), the replica is reloaded from disk, the document takes
 a new epoch and every member is disconnected (1012) to be resynced by snapshot:
 the same as a crash, for this document alone.
 
-Each connection receives broadcasts in seq order, and acks in seq order; an ack
-may follow broadcasts of greater seq (merged while its fsync ran), so a client's
-resume point is the greatest seq it has seen.
+Each connection receives acks and broadcasts in seq order, so a client's resume
+point is the greatest seq it has seen: the broadcasts merged while one of its own
+writes waits for its fsync are held for it and sent right after that write's
+answer; a connection with nothing in flight gets each broadcast at its merge.
 
 The files are written in threads: a document's loads and appends always in its
 log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
@@ -61,6 +62,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +185,12 @@ class Member:
     (the error code)."""
     presence_version: int = 0
     """The presence its welcome saw (:attr:`syncd.presence.Roster.version`)."""
+    unanswered: deque[int] = field(default_factory=deque)
+    """The seq of each of its writes merged but not yet answered (ack or error), in order."""
+    held: deque[tuple[int, str]] = field(default_factory=deque)
+    """Broadcasts (seq, frame) above the seq of its oldest unanswered write, sent right
+    after that answer: a connection receives acks and broadcasts in seq order."""
+    held_bytes: int = 0
 
     @property
     def connection(self) -> ServerConnection:
@@ -484,6 +492,9 @@ class Room:
         results = self._apply(batch)
         if not results:
             return
+        for member, result in results:
+            if member.socket is not None:
+                member.unanswered.append(result.seq)
         self._broadcast(results)
         merged = _Merged(results, "".join(line for _, r in results if (line := r.log_line())))
         self._unflushed.append(merged)
@@ -611,8 +622,31 @@ class Room:
                     writer.outcome.set_result(None)
             elif published:
                 self.send(writer, result.ack())
+                self._answered(writer)
             else:
                 self._reject(writer, _not_published(result.id))
+                self._answered(writer)
+
+    def _answered(self, writer: Member) -> None:
+        """A merged write of ``writer`` got its answer: send the broadcasts held for it."""
+        if writer.unanswered:
+            writer.unanswered.popleft()
+        while writer.held and (not writer.unanswered or writer.held[0][0] <= writer.unanswered[0]):
+            _, frame = writer.held.popleft()
+            writer.held_bytes -= len(frame)
+            self.send(writer, frame)
+
+    def _send_broadcast(self, member: Member, seq: int, frame: str) -> None:
+        """Send a broadcast, or hold it while the member awaits an ack of a lower seq."""
+        if member.held or (member.unanswered and seq > member.unanswered[0]):
+            if member.dropped:
+                return
+            member.held.append((seq, frame))
+            member.held_bytes += len(frame)
+            if member.held_bytes > self.settings.queue_limit:
+                self._drop(member)
+            return
+        self.send(member, frame)
 
     def _broadcast(self, results: list[tuple[Member, FrameResult]]) -> None:
         """Send a merge's applied entries to the other members, run by run of one origin."""
@@ -631,7 +665,7 @@ class Room:
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
-        shared: list[str] | None = None
+        shared: list[tuple[int, str]] | None = None
         for member in self._members:
             if member is writer or member.floor >= last_seq:
                 continue
@@ -641,8 +675,8 @@ class Room:
                 frames = shared
             else:  # it joined while this run was being committed
                 frames = _coalesce(writer.node, [r for r in run if r.seq > member.floor], limit)
-            for frame in frames:
-                self.send(member, frame)
+            for seq, frame in frames:
+                self._send_broadcast(member, seq, frame)
 
     def _fold_may_retry(self) -> bool:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
@@ -709,6 +743,8 @@ class Room:
         if member.dropped or member.socket is None:
             return
         member.dropped = True
+        member.held.clear()
+        member.held_bytes = 0
         task = asyncio.create_task(
             close_or_abort(member.connection, code, reason, self.settings.close_timeout)
         )
@@ -753,24 +789,27 @@ def _not_published(id: int) -> ProtocolError:
     )
 
 
-def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[str]:
-    """The broadcasts of a run: as few frames as fit within the frame limit.
+def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, str]]:
+    """The broadcasts of a run, each with its seq: as few frames as fit within the limit.
 
     A message's own entries are never split, so a frame holding a single
     message may exceed the limit by the little its ``seq`` and ``origin`` add.
     """
     overhead = len(broadcast_frame(run[-1].seq, origin, "").encode())
-    frames: list[str] = []
+    frames: list[tuple[int, str]] = []
     chunk: list[FrameResult] = []
     size = overhead
     for result in run:
         grows = len(result.ops_json.encode()) + 1  # its entries and a comma
         if chunk and size + grows > max_frame_bytes:
-            frames.append(
-                broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk))
-            )
+            frames.append(_frame_of(origin, chunk))
             chunk, size = [], overhead
         chunk.append(result)
         size += grows
-    frames.append(broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk)))
+    frames.append(_frame_of(origin, chunk))
     return frames
+
+
+def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, str]:
+    seq = chunk[-1].seq
+    return seq, broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk))

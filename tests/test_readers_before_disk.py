@@ -32,6 +32,25 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
+    """A server whose fsyncs (``when``: strace's selection of them, e.g. ``2+3``) are
+    held up for ``delay_us`` microseconds each."""
+    process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
+    selected = f":when={when}" if when else ""
+    process.prefix = [
+        STRACE,
+        "-f",
+        "-o",
+        str(tmp_path / "strace.txt"),
+        "-e",
+        f"trace={','.join(FSYNCS)}",
+        "-e",
+        f"inject={','.join(FSYNCS)}:delay_enter={delay_us}{selected}",
+        "--",
+    ]
+    return process
+
+
 async def _arrival(client: RawClient, wanted: str) -> tuple[Frame, float]:
     """The first frame of type ``wanted`` and when (``time.monotonic()``) it came."""
     frames = await client.recv_until(lambda f: f["type"] == wanted)
@@ -41,19 +60,7 @@ async def _arrival(client: RawClient, wanted: str) -> tuple[Frame, float]:
 async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
     tmp_path: Path,
 ) -> None:
-    delay_us = int(HELD_FOR * 1_000_000)
-    process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
-    process.prefix = [
-        STRACE,
-        "-f",
-        "-o",
-        str(tmp_path / "strace.txt"),
-        "-e",
-        f"trace={','.join(FSYNCS)}",
-        "-e",
-        f"inject={','.join(FSYNCS)}:delay_enter={delay_us}",
-        "--",
-    ]
+    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
     try:
         await process.start()
         writer = await RawClient.connect(process.url, "writer")
@@ -73,6 +80,62 @@ async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
         for frame, received_at in broadcasts:
             assert frame["ops"] == [entry] and frame["seq"] == ack["seq"]
             assert received_at < acked_at, "a reader waited for the writer's fsync"
+    finally:
+        process.cleanup()
+
+
+async def _write_and_listen(
+    writer: RawClient, writes: int, last_seq: asyncio.Future[int]
+) -> list[Frame]:
+    """Send ``writes`` messages at once, then read until this writer has every ack and
+    every frame up to the last seq of all writers; return the acks and broadcasts."""
+    ids = [writer.next_id() for _ in range(writes)]
+    for id in ids:
+        await writer.send({"type": "ops", "id": id, "ops": [writer.stamps.set(writer.node, id)]})
+    frames = await writer.recv_until(lambda f: f["type"] == "ack" and f["id"] == ids[-1])
+    seen = [f for f in frames if f["type"] in ("ack", "ops")]
+    last = await last_seq
+    if max(f["seq"] for f in seen) < last:
+        frames = await writer.recv_until(lambda f: f["type"] == "ops" and f["seq"] >= last)
+        seen += [f for f in frames if f["type"] in ("ack", "ops")]
+    return seen
+
+
+def _broadcast_between_acks(frames: list[Frame]) -> bool:
+    acks = [i for i, f in enumerate(frames) if f["type"] == "ack"]
+    return any(f["type"] == "ops" for f in frames[acks[0] : acks[-1]])
+
+
+async def test_a_writer_receives_acks_and_broadcasts_in_seq_order_while_fsyncs_are_slow(
+    tmp_path: Path,
+) -> None:
+    # Contract §5: a connection's resume point is the greatest seq it has seen, so a
+    # broadcast merged after a writer's write must not overtake that write's ack.
+    process = _slow_fsyncs(tmp_path, 50_000)
+    writers_count, writes = 4, 15
+    try:
+        await process.start()
+        writers = [
+            await RawClient.connect(process.url, f"writer-{i}") for i in range(writers_count)
+        ]
+        for writer in writers:
+            await writer.hello()
+        last_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        total = writers_count * writes
+        tasks = [asyncio.create_task(_write_and_listen(w, writes, last_seq)) for w in writers]
+        # Every write applies one entry: the last seq is the number of writes.
+        last_seq.set_result(total)
+        async with asyncio.timeout(4 * TIMEOUT):
+            received = await asyncio.gather(*tasks)
+        for writer, seen in zip(writers, received, strict=True):
+            seqs = [f["seq"] for f in seen]
+            assert seqs == sorted(seqs), f"{writer.node} got seqs out of order: {seqs}"
+            acks = [f for f in seen if f["type"] == "ack"]
+            assert len(acks) == writes and all(a["applied"] == 1 for a in acks)
+            others = {e["key"] for f in seen if f["type"] == "ops" for e in f["ops"]}
+            assert others == {w.node for w in writers} - {writer.node}, others
+        # The case that matters happened: broadcasts came between a writer's own acks.
+        assert any(_broadcast_between_acks(seen) for seen in received), "no interleaving"
     finally:
         process.cleanup()
 
