@@ -15,10 +15,12 @@ the broadcasts that follow it leave no gap. A snapshot, like a broadcast, may
 hold writes not yet on disk. A crash can lose them; the server then starts with
 a new epoch (:mod:`syncd.store`), so no client resumes across them and every
 client gets a snapshot. If the disk refuses an append (full, failing), its
-writers and every writer merged after them are answered ``internal`` (their
-clients send again later), the replica is reloaded from disk, the document takes
-a new epoch and every member is disconnected (1012) to be resynced by snapshot:
-the same as a crash, for this document alone.
+writers are answered ``internal`` (their clients send again later: a duplicate,
+acknowledged once its original is stored), and its merges, which readers saw,
+stay in memory for the next append, tried at the next write or after
+``APPEND_RETRY_SECONDS``; nobody is disconnected, and merging waits while more
+than ``intake_limit`` bytes wait for the disk. Stopping meanwhile loses them, as
+a crash would: the next start gives the document a new epoch.
 
 Each connection receives acks and broadcasts in seq order, so a client's resume
 point is the greatest seq it has seen: the broadcasts merged while one of its own
@@ -59,12 +61,13 @@ durable on their node already, so they too are broadcast at their merge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -103,6 +106,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+APPEND_RETRY_SECONDS = 1.0
+"""After an append the disk refused, how long the flush waits for a new write before it
+tries the disk again with what it holds: writes readers saw belong on disk."""
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05
@@ -164,6 +170,11 @@ class _Merged:
 
     results: list[tuple[Member, FrameResult]]
     lines: str
+    seq: int
+    """The document's head after this merge."""
+    answered: bool = False
+    """Its writers were answered ``internal`` (an append of it failed): the next append
+    that succeeds stores it without answering them again."""
 
 
 @dataclass(eq=False)
@@ -242,6 +253,8 @@ class Room:
         self._flush_room = asyncio.Event()
         """Set while the unflushed lines are within the intake limit."""
         self._flush_room.set()
+        self._refusing = asyncio.Event()
+        """Set while the disk refuses this document's appends."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -432,19 +445,34 @@ class Room:
         return outcome
 
     async def drain(self) -> None:
-        """Wait until everything submitted so far is committed and answered."""
-        await self._idle.wait()
+        """Wait until everything submitted so far is committed and answered, or until
+        the disk refuses this document's appends (they may never succeed)."""
+        idle = asyncio.ensure_future(self._idle.wait())
+        refusing = asyncio.ensure_future(self._refusing.wait())
+        try:
+            await asyncio.wait([idle, refusing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            refusing.cancel()
 
     async def close(self) -> None:
-        """Commit what is pending, then stop the merge and flush tasks and close the log."""
+        """Commit what is pending, then stop the merge and flush tasks and close the log.
+
+        If the disk still refuses writes that clients saw, they are lost: the store
+        then records a broken lineage, so the next start gives the document a new epoch.
+        """
         await self.drain()
+        if self._unflushed or self._flushing:
+            logger.error("document %s: closed with merged writes the disk refused", self.name)
+            self.store.break_lineage()
         if self._presence_due is not None:
             self._presence_due.cancel()
         self._committer.cancel()
         self._flusher.cancel()
         if self._folding is not None:
             await self._folding
-        self.store.close()
+        # In the log lane: after an append still running there, never during it.
+        await self._log_lane.run(self.store.close)
         if self.history is not None:
             await self._history_lane.run(self.history.close)
 
@@ -496,16 +524,29 @@ class Room:
             if member.socket is not None:
                 member.unanswered.append(result.seq)
         self._broadcast(results)
-        merged = _Merged(results, "".join(line for _, r in results if (line := r.log_line())))
-        self._unflushed.append(merged)
-        self._unflushed_bytes += len(merged.lines)
+        lines = "".join(line for _, r in results if (line := r.log_line()))
+        self._hold_for_append([_Merged(results, lines, self.document.seq)])
+
+    def _hold_for_append(self, merges: list[_Merged], refused: bool = False) -> None:
+        """Queue merges for the next append; ``refused``: merges the disk just refused,
+        older than those waiting, which wait for a new write or the retry pause."""
+        if refused:
+            self._unflushed[:0] = merges
+        else:
+            self._unflushed += merges
+            self._flush_wake.set()
+        self._unflushed_bytes += sum(len(merged.lines) for merged in merges)
         if self._unflushed_bytes > self.settings.intake_limit:
             self._flush_room.clear()
-        self._flush_wake.set()
 
     async def _flush_loop(self) -> None:
         while True:
-            await self._flush_wake.wait()
+            if self._refusing.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(APPEND_RETRY_SECONDS):
+                        await self._flush_wake.wait()
+            else:
+                await self._flush_wake.wait()
             self._flush_wake.clear()
             if not self._unflushed:
                 continue
@@ -516,8 +557,7 @@ class Room:
                 await self._flush(taken)
             except Exception:
                 logger.exception("document %s: commit failed", self.name)
-                async with self._lock:
-                    await self._lose([(c, r.id) for m in taken for c, r in m.results])
+                self._refused(taken)
             finally:
                 self._flushing = False
             self._settle_idle()
@@ -532,11 +572,13 @@ class Room:
                 await self._log_lane.run(self.store.append, lines)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
-                async with self._lock:
-                    await self._lose([(c, r.id) for c, r in results])
+                self._refused(taken)
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        if self._refusing.is_set():
+            logger.warning("document %s: the disk takes appends again", self.name)
+            self._refusing.clear()
         if self.history is not None:
             lost = [pair for _, result in results for pair in result.lost]
             if lines or lost:
@@ -544,7 +586,7 @@ class Room:
                 # append runs; never awaited here. Its head is this append's, not the
                 # replica's: later merges are not on disk yet.
                 self._history_written = self._history_lane.submit(
-                    self.history.record, lines, results[-1][1].seq, lost
+                    self.history.record, lines, taken[-1].seq, lost
                 )
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
@@ -552,7 +594,7 @@ class Room:
         if self.replication is not None:
             local = [(c.node, r) for c, r in results if c.outcome is None and r.applied]
             published = await self.replication.committed(self, local)
-        self._acknowledge(results, published)
+        self._acknowledge([p for m in taken if not m.answered for p in m.results], published)
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             async with self._lock:
                 await self._begin_fold()
@@ -575,11 +617,26 @@ class Room:
                 results.append((member, result))
         return results
 
+    def _refused(self, taken: list[_Merged]) -> None:
+        """The disk refused an append: answer its writers ``internal`` (their clients
+        send again; a write sent again is a duplicate, acknowledged once its original
+        is stored) and keep its merges, which readers saw, for the next append.
+        Nobody is disconnected; merging waits while more than the intake limit waits."""
+        self.metrics.store_failures.inc()
+        self._refusing.set()
+        for merged in taken:
+            if merged.answered:
+                continue
+            for member, result in merged.results:
+                self._reject(member, _not_stored(result.id))
+                self._answered(member)
+        self._hold_for_append([replace(m, answered=True) for m in taken], refused=True)
+
     async def _lose(self, writers: list[tuple[Member, int | None]]) -> None:
-        """An append did not reach the disk (call with the lock held): refuse its writes
-        and those merged after it, reload the replica from disk, which holds exactly
-        what was acknowledged, and since readers may have seen the lost writes, start a
-        new epoch and disconnect every member so that each resyncs by snapshot."""
+        """A merge failed unexpectedly (call with the lock held): refuse its writes and
+        those merged after it, reload the replica from disk, which holds exactly what
+        was acknowledged, and since readers may have seen the lost writes, start a new
+        epoch and disconnect every member so that each resyncs by snapshot."""
         self.metrics.store_failures.inc()
         later = [(c, r.id) for merged in self._unflushed for c, r in merged.results]
         self._unflushed, self._unflushed_bytes = [], 0

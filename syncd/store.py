@@ -25,11 +25,12 @@ entries. The epoch clients see (:attr:`DocumentStore.served_epoch`) therefore
 changes at every start after an unclean stop: ``server.json`` says the server
 is running from just before it listens until its clean stop, and a start that finds it
 still running raises the *crash generation*, which every document's served
-epoch carries. One small write at start covers every document, open or not,
-and no document file is rewritten. A commit that fails after its broadcast does
-the same for its document alone (:meth:`DocumentStore.break_lineage`), and the
-run is then not marked clean, so the next start raises the generation too (a
-store whose lineage broke has files, so the directory never forgets it).
+epoch carries (a start that cannot write the mark, on a full disk, marks its
+epochs with a random run id instead). One small write at start covers every document, open or not,
+and no document file is rewritten. A room closed while the disk still refuses
+writes that were broadcast (:meth:`DocumentStore.break_lineage`) leaves the run
+not marked clean, so the next start raises the generation too (a store whose
+lineage broke has files, so the directory never forgets it).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class DataDirectory:
         self.generation = 0
         """Raised at every start after an unclean stop (crash, ``kill -9``)."""
         self.unclean_start = False
+        self.run_mark = ""
+        """Set when this run could not write its running mark (a full disk): a random id
+        that marks its served epochs, so that no later run serves the same ones."""
         self._stores: dict[str, DocumentStore] = {}
         """The store of every document with files; each keeps the list of its segments."""
 
@@ -113,7 +117,14 @@ class DataDirectory:
         a start that finds this mark (no clean stop since) raises the generation."""
         if self.unclean_start:
             logger.warning("the last run did not stop cleanly: every document takes a new epoch")
-        self._write_server({"generation": self.generation, "running": True})
+        try:
+            self._write_server({"generation": self.generation, "running": True})
+        except StoreError as error:
+            # Serve anyway (reads go on, writes wait for room), under epochs of this run alone.
+            self.run_mark = _new_id("r")
+            logger.error("%s; this run's epochs are marked %s", error, self.run_mark)
+            for store in self._stores.values():
+                store.run_mark = self.run_mark
 
     def _write_server(self, fields: dict[str, object]) -> None:
         path = self.root / "server.json"
@@ -130,7 +141,8 @@ class DataDirectory:
             logger.warning("%s: not marked clean: a document lost broadcast writes", self.root)
             return
         try:
-            self._write_server({"running": False})
+            # With the generation: it may not have been written at start.
+            self._write_server({"generation": self.generation, "running": False})
         except StoreError as error:
             logger.error("cannot mark a clean stop: %s", error)
 
@@ -175,6 +187,7 @@ class DataDirectory:
             self.node,
             self.fold_min_bytes,
             generation=self.generation,
+            run_mark=self.run_mark,
             _segments=segments,
         )
 
@@ -209,6 +222,8 @@ class DocumentStore:
     """The lineage written in the document's file (and its history's)."""
     generation: int = 0
     """The server's crash generation (:attr:`DataDirectory.generation`)."""
+    run_mark: str = ""
+    """:attr:`DataDirectory.run_mark`."""
     lineage_breaks: int = 0
     """How many commits of this run failed after their broadcast."""
     _segments: list[_Segment] = field(default_factory=list)
@@ -227,6 +242,8 @@ class DocumentStore:
         """The epoch clients resume from: the file's, marked by the crash generation and
         this run's lineage breaks, so that no client resumes across seqs a crash reused."""
         marks = [f"g{self.generation}"] if self.generation else []
+        if self.run_mark:
+            marks.append(self.run_mark)
         if self.lineage_breaks:
             marks.append(f"b{self.lineage_breaks}")
         return ".".join([self.epoch, *marks])
