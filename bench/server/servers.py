@@ -15,6 +15,7 @@ a log file beside its data, shown if it fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -91,6 +92,12 @@ class RunningServer:
     """``monotonic_ns`` just before the process was started."""
     log_path: Path
     _log: TextIO | None = field(default=None, repr=False)
+    pid: int = 0
+    """The server's own process: ``process`` itself, or the child of the tracer it runs
+    under (see ``prefix`` of :func:`start_server`)."""
+
+    def __post_init__(self) -> None:
+        self.pid = self.pid or self.process.pid
 
     def path(self, doc: str) -> str:
         """The request path of document ``doc``."""
@@ -106,7 +113,7 @@ class RunningServer:
 
     def _status_bytes(self, name: str) -> int:
         try:
-            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
                 for line in status:
                     if line.startswith(name):
                         return int(line.split()[1]) * 1024
@@ -117,7 +124,7 @@ class RunningServer:
     def cpu_seconds(self) -> float:
         """CPU time the process has used so far (user + system), 0 if unknown."""
         try:
-            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             return 0.0
@@ -134,14 +141,14 @@ class RunningServer:
     def kill(self) -> None:
         """``kill -9``, and reap it."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            _signal(self.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self._close_log()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (a graceful stop, which lets cProfile write its file), then SIGKILL."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            _signal(self.pid, signal.SIGTERM)  # a tracer exits with the server
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -153,6 +160,23 @@ class RunningServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _traced_child(tracer: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """The pid of the process a tracer started (its first child), once it exists."""
+    children = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tracer.poll() is None:
+        with contextlib.suppress(OSError):
+            if found := children.read_text().split():
+                return int(found[0])
+        time.sleep(0.01)
+    raise RuntimeError(f"{tracer.args!r} started no process within {timeout:.0f} s")
 
 
 def _command(
@@ -180,10 +204,12 @@ def start_server(
     port: int | None = None,
     profile: Path | None = None,
     extra: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
 ) -> RunningServer:
     """Start ``kind`` with its data (and log) under ``data``; see :func:`wait_listening`.
 
     ``extra``: more ``syncd serve`` options (e.g. ``--cluster``), syncd only.
+    ``prefix``: a tracer to run it under (e.g. ``strace … --``); the server is its child.
     """
     data.mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
@@ -193,14 +219,17 @@ def start_server(
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop/kill)
     started = time.monotonic_ns()
     process = subprocess.Popen(
-        _command(kind, port, data / "store", profile, extra),
+        [*prefix, *_command(kind, port, data / "store", profile, extra)],
         cwd=_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return RunningServer(kind, process, port, data, started, log_path, log)
+    server = RunningServer(kind, process, port, data, started, log_path, log)
+    if prefix:
+        server.pid = _traced_child(process)
+    return server
 
 
 async def syncd_metrics(server: RunningServer, timeout: float = 5.0) -> dict[str, float]:
