@@ -5,7 +5,10 @@ killed with SIGKILL on entry to a log write (a crash before a write that a reade
 saw reached the disk). After the crash the server starts with a new epoch; a
 reader (the real Python client) replaces its replica with the snapshot from the
 same node, so the lost write vanishes there too, unless its writer sends it
-again, and then it comes back everywhere. No acknowledged write is lost.
+again, and then it comes back everywhere. In a cluster (a real ``redis-server``)
+the reader moves to another node instead, whose snapshot lacks the lost write:
+it merges the snapshot and relays the write, which then comes back everywhere.
+No acknowledged write is lost.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 
 import pytest
 from faults import STRACE, TracedServer, injected_kill, snapshot
-from servers import TIMEOUT, Frame, RawClient
+from servers import TIMEOUT, Frame, RawClient, ServerProcess
 
+from bench.cluster_redis import RedisProcess
 from syncd.client import Backoff, Client
-from syncd.events import Synced
+from syncd.events import Moved, Synced
 
 FSYNCS = ("fsync", "fdatasync")
 WRITES = ("write", "pwrite64")
@@ -30,6 +34,35 @@ HELD_FOR = 1.0
 pytestmark = pytest.mark.skipif(
     not Path(STRACE).exists(), reason="needs strace (make test-python installs it)"
 )
+
+
+def _killed_at_second_log_write(data: Path, trace: Path) -> list[str]:
+    """strace's prefix: the first append to the log goes through; the second kills the
+    server as it writes (before its fsync: a write in the page cache survives kill -9)."""
+    return [
+        STRACE,
+        "-f",
+        "-o",
+        str(trace),
+        "-e",
+        f"trace={','.join(WRITES)}",
+        "-P",
+        str(data / "docs" / "default.1.log"),
+        "-e",
+        f"inject={','.join(WRITES)}:signal=KILL:when=2",
+        "--",
+    ]
+
+
+async def _state_of(url: str) -> dict[str, Frame]:
+    return (await snapshot(url))[1]
+
+
+async def _until_state(url: str, expected: dict[str, Frame]) -> None:
+    """Wait (bounded) until the node at ``url`` holds ``expected``."""
+    async with asyncio.timeout(6 * TIMEOUT):
+        while await _state_of(url) != expected:
+            await asyncio.sleep(0.1)  # replication has no event a test can await: poll
 
 
 def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
@@ -146,21 +179,7 @@ async def test_a_write_a_reader_saw_before_a_crash_vanishes_or_comes_back_everyw
 ) -> None:
     data, trace = tmp_path / "data", tmp_path / "strace.txt"
     process = TracedServer(data=data, logs=tmp_path / "logs")
-    # The first append goes through; the second kills the server as it writes to the
-    # log (before its fsync: a write that reached the page cache would survive kill -9).
-    process.prefix = [
-        STRACE,
-        "-f",
-        "-o",
-        str(trace),
-        "-e",
-        f"trace={','.join(WRITES)}",
-        "-P",
-        str(data / "docs" / "default.1.log"),
-        "-e",
-        f"inject={','.join(WRITES)}:signal=KILL:when=2",
-        "--",
-    ]
+    process.prefix = _killed_at_second_log_write(data, trace)
     reader: Client | None = None
     try:
         await process.start()
@@ -204,3 +223,52 @@ async def test_a_write_a_reader_saw_before_a_crash_vanishes_or_comes_back_everyw
         if reader is not None:
             await reader.close()
         process.cleanup()
+
+
+async def test_a_reader_moved_to_another_node_after_a_crash_relays_the_write_it_saw(
+    tmp_path: Path,
+) -> None:
+    redis = RedisProcess(tmp_path / "redis")
+    data, trace = tmp_path / "n1", tmp_path / "strace.txt"
+    one = TracedServer(data=data, logs=tmp_path / "logs1", args=("--cluster", redis.url))
+    two = ServerProcess(tmp_path / "n2", tmp_path / "logs2", args=("--cluster", redis.url))
+    one.prefix = _killed_at_second_log_write(data, trace)
+    reader: Client | None = None
+    try:
+        await redis.start()
+        await asyncio.gather(one.start(), two.start())
+        reader = Client(
+            [one.url, two.url], "default", node="reader", timeout=TIMEOUT, backoff=Backoff(0.1, 0.5)
+        )
+        await reader.connect()
+        assert reader.server_url == one.url and reader.cluster is not None
+        writer = await RawClient.connect(one.url, "writer")
+        await writer.hello()
+        kept = writer.stamps.set("kept", "acknowledged")
+        assert (await writer.write([kept]))["type"] == "ack"
+        await _until_state(two.url, {"kept": kept})
+        phantom = writer.stamps.set("phantom", "seen on node 1, never stored there")
+        with reader.subscribe(Moved) as moves, reader.changes() as changes:
+            await writer.send({"type": "ops", "id": 2, "ops": [phantom]})
+            async with asyncio.timeout(TIMEOUT):
+                while (await changes.get()).key != "phantom":
+                    pass
+            assert await one.wait() == -signal.SIGKILL
+            injected_kill(trace, WRITES)
+            moved = await moves.get(timeout=6 * TIMEOUT)
+        assert (moved.url, moved.cluster) == (two.url, reader.cluster)
+        # Node 2 never had the phantom: the reader merged its snapshot (the values it
+        # had do not flicker back) and relayed what the snapshot lacked.
+        assert reader.get("phantom") == phantom["value"]
+        everything = {"kept": kept, "phantom": phantom}
+        await _until_state(two.url, everything)
+        one.prefix = []
+        await one.start()  # node 1 catches up from the cluster
+        await _until_state(one.url, everything)
+        assert reader.to_dict() == {k: e["value"] for k, e in everything.items()}
+    finally:
+        if reader is not None:
+            await reader.close()
+        one.cleanup()
+        two.cleanup()
+        redis.cleanup()
