@@ -168,13 +168,18 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _traced_child(tracer: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    """The pid of the process a tracer started (its first child), once it exists."""
-    children = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
+    """The pid of the command a tracer started, once it runs the command: strace also
+    forks children of its own that exec nothing (its seccomp check), so a child counts
+    only once its command line differs from the tracer's."""
+    proc = Path("/proc")
+    children = proc / str(tracer.pid) / "task" / str(tracer.pid) / "children"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and tracer.poll() is None:
         with contextlib.suppress(OSError):
-            if found := children.read_text().split():
-                return int(found[0])
+            own = (proc / str(tracer.pid) / "cmdline").read_bytes()
+            for pid in children.read_text().split():
+                if (proc / pid / "cmdline").read_bytes() not in (own, b""):
+                    return int(pid)
         time.sleep(0.01)
     raise RuntimeError(f"{tracer.args!r} started no process within {timeout:.0f} s")
 
