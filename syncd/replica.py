@@ -13,9 +13,18 @@ What it implements, in the contract's words:
 
 - **Handshake (§4).** ``hello`` carries ``since`` once a resume point is known.
   A delta (``full: false``) is merged as it arrives. A snapshot
-  (``full: true``) is collected into a fresh document and swapped in at
-  ``synced``, with the client's own unacknowledged writes merged back: every
-  local key the snapshot does not contain is thereby dropped, except those.
+  (``full: true``) is collected into a fresh document and, at ``synced``, either
+  replaces the replica or is merged into it (docs/protocol.md, "Snapshots:
+  replace or merge"). From the server node of the last welcome (or the first
+  server, a server of no or another cluster, or on a read-only connection) it
+  *replaces*, with the client's own
+  unacknowledged writes merged back: every local key the snapshot does not
+  contain is thereby dropped, except those — which is how a write broadcast
+  before a crash lost it disappears. From another node of the cluster (a move)
+  it is *merged*, since that node may not have every write seen on the old one
+  yet, and every local entry the snapshot lacks or holds older is *relayed*:
+  queued like a pending write, with its original ``ts``, so the new node gets
+  it too (if it is refused for good, it rolls back to the snapshot's entry).
 - **Clock (§2).** ``welcome.time``, every ``pong.time`` and every received
   entry's ``ts`` are observed by the clock. The client also estimates how far
   its wall clock is from the server's (``welcome``; ``ping``/``pong`` halves the
@@ -163,6 +172,8 @@ class _Welcome:
     seq: int
     full: bool
     server: str
+    moved: bool
+    """A snapshot from another node than the last welcome's, to merge (not replace)."""
 
 
 def _node_of(ts: str) -> str:
@@ -504,10 +515,20 @@ class Replica:
             raise UnexpectedFrame("the server sent a delta for another epoch")
         self.clock.observe(time)
         self.offset_ms = parse_timestamp(time)[0] - self.wall()
-        self._welcome = _Welcome(epoch, seq, full, server if isinstance(server, str) else "")
-        self.server = self._welcome.server or None
+        server = server if isinstance(server, str) else ""
         cluster = frame.get("cluster")
-        self.cluster = cluster if isinstance(cluster, str) and cluster else None
+        cluster = cluster if isinstance(cluster, str) and cluster else None
+        # Within one cluster only: another server alone has a history of its own.
+        moved = (
+            self.server is not None
+            and server != self.server
+            and cluster is not None
+            and cluster == self.cluster
+            and not readonly
+        )
+        self._welcome = _Welcome(epoch, seq, full, server, moved)
+        self.server = server or None
+        self.cluster = cluster
         self._incoming = Document(max_value_bytes=self.max_value_bytes) if full else None
         self.readonly = readonly
         self.peers = frozenset(peers)
@@ -529,7 +550,10 @@ class Replica:
         assert welcome is not None
         events: list[Event] = []
         if self._incoming is not None:
-            events = self._swap(self._incoming, seq)
+            if welcome.moved:
+                events = self._merge_snapshot(self._incoming, seq)
+            else:
+                events = self._swap(self._incoming, seq)
             self._incoming = None
         self.epoch, self.seq = welcome.epoch, seq
         self.phase = "synced"
@@ -571,6 +595,20 @@ class Replica:
                         Change(entry.key, None, True, entry.ts, self.server or "", seq, False)
                     )
         return changes + events
+
+    def _merge_snapshot(self, fresh: Document, seq: int) -> list[Event]:
+        """Merge another node's snapshot, and relay to it what it lacks or holds older."""
+        relay = []
+        for entry in self.document.changes_since(0):
+            theirs = fresh.entry(entry.key)
+            if entry.key not in self._unacked and (theirs is None or theirs.ts < entry.ts):
+                relay.append((entry, theirs))
+        events = self._merge_remote([e.to_wire() for e in fresh.changes_since(0)], None, seq)
+        for entry, theirs in relay:
+            # Refused for good, it rolls back to what the new node holds.
+            self._confirmed[entry.key] = theirs.to_wire() if theirs is not None else None
+            self._queue(Pending.make(entry.key, entry.ts, entry.value_json))
+        return events
 
     def _on_ops(self, frame: dict[str, Any]) -> list[Event]:
         seq = _count(frame, "seq")

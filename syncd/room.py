@@ -1,17 +1,31 @@
 """A document being served: its replica, its clients, and its commit pipeline.
 
-Writes wait in a queue as they arrive. One commit task per room takes
-everything queued, applies it to the in-memory replica (the core validates and
-merges each ``ops`` frame whole), appends what won to the log with a single
-fsync (group commit), and only then acknowledges each writer and broadcasts to
-the others: the applied entries of consecutive messages of one origin go out as
-one frame. Each client receives acks and broadcasts in seq order.
+Writes wait in a queue as they arrive. The room's merge task takes everything
+queued, applies it to the in-memory replica (the core validates and merges
+each ``ops`` frame whole) and at once broadcasts what won to the other members:
+the applied entries of consecutive messages of one origin go out as one frame.
+Its flush task appends what every merge since its last append won to the log
+with a single fsync (group commit), and only then acknowledges the writers. So
+readers never wait for the disk, and an ack still means the write is durable.
+While one fsync is under way the next merges go on, and their lines wait for the
+next append; merges pause only when more than ``intake_limit`` bytes wait.
 
-The replica holds uncommitted entries only while a commit is under way, and a
-client joins only between commits (both hold the room's lock), so no snapshot
-ever shows a write that is not on disk. If the disk refuses a commit (full,
-failing), its writers are answered ``internal`` (their clients send again
-later), the replica is reloaded from disk, and the next commit tries again.
+A client joins only between merges (both hold the room's lock): its snapshot and
+the broadcasts that follow it leave no gap. A snapshot, like a broadcast, may
+hold writes not yet on disk. A crash can lose them; the server then starts with
+a new epoch (:mod:`syncd.store`), so no client resumes across them and every
+client gets a snapshot. If the disk refuses an append (full, failing), its
+writers are answered ``internal`` (their clients send again later: a duplicate,
+acknowledged once its original is stored), and its merges, which readers saw,
+stay in memory for the next append, tried at the next write or after
+``APPEND_RETRY_SECONDS``; nobody is disconnected, and merging waits while more
+than ``intake_limit`` bytes wait for the disk. Stopping meanwhile loses them, as
+a crash would: the next start gives the document a new epoch.
+
+Each connection receives acks and broadcasts in seq order, so a client's resume
+point is the greatest seq it has seen: the broadcasts merged while one of its own
+writes waits for its fsync are held for it and sent right after that write's
+answer; a connection with nothing in flight gets each broadcast at its merge.
 
 The files are written in threads: a document's loads and appends always in its
 log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
@@ -29,29 +43,32 @@ document of ten clients as in one of ten thousand.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
-up with the log there, without making anyone wait: each commit's rows (its
+up with the log there, without making anyone wait: each append's rows (its
 applied entries and the entries that lost their merge) are queued for the
-document's history lane right after its fsync'd append, before it is
-acknowledged, and written in batches while the acks go out and the next commits
+document's history lane right after its fsync'd append, before its writers
+are acknowledged, and written in batches while the acks go out and the next commits
 append (:mod:`syncd.history_queue`); a history read first waits for the rows
 queued before it, so a client reads its own writes, and so does a fold before
 it deletes log segments.
 
-In a cluster (``--cluster``) a room also has a :class:`Replication`: each commit
-is handed to it once fsync'd and before it is acknowledged (it publishes the
-local writes; in ``--cluster-ack redis`` mode it may refuse, and the writers are
-then answered ``internal``), and entries from other nodes come in through
-:meth:`Room.replicate`, down the same pipeline, without an ack.
+In a cluster (``--cluster``) a room also has a :class:`Replication`: each append
+is handed to it once fsync'd and before its writers are acknowledged (it
+publishes the local writes; in ``--cluster-ack redis`` mode it may refuse, and the
+writers are then answered ``internal``), and entries from other nodes come in
+through :meth:`Room.replicate`, down the same pipeline, without an ack: they are
+durable on their node already, so they too are broadcast at their merge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -92,6 +109,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+APPEND_RETRY_SECONDS = 1.0
+"""After an append the disk refused, how long the flush waits for a new write before it
+tries the disk again with what it holds: writes readers saw belong on disk."""
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05
@@ -147,6 +167,19 @@ class Replication(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _Merged:
+    """A merge already broadcast, waiting for its lines to be appended and fsync'd."""
+
+    results: list[tuple[Member, FrameResult]]
+    lines: str
+    seq: int
+    """The document's head after this merge."""
+    answered: bool = False
+    """Its writers were answered ``internal`` (an append of it failed): the next append
+    that succeeds stores it without answering them again."""
+
+
 @dataclass(eq=False)
 class Member:
     """A member of a room: one connection to the document, or (``socket`` None) a write
@@ -166,6 +199,12 @@ class Member:
     (the error code)."""
     presence_version: int = 0
     """The presence its welcome saw (:attr:`syncd.presence.Roster.version`)."""
+    unanswered: deque[int] = field(default_factory=deque)
+    """The seq of each of its writes merged but not yet answered (ack or error), in order."""
+    held: deque[tuple[int, str]] = field(default_factory=deque)
+    """Broadcasts (seq, frame) above the seq of its oldest unanswered write, sent right
+    after that answer: a connection receives acks and broadcasts in seq order."""
+    held_bytes: int = 0
 
     @property
     def connection(self) -> ServerConnection:
@@ -206,7 +245,17 @@ class Room:
         self._intake_open = asyncio.Event()
         self._intake_open.set()
         self._lock = asyncio.Lock()
-        """Held by a commit and by a join: the replica is then as committed, or being so."""
+        """Held by a merge, by a join and by a fold's start: the replica is theirs alone."""
+        self._unflushed: list[_Merged] = []
+        """Merged and broadcast, in seq order, waiting for their append."""
+        self._unflushed_bytes = 0
+        self._flushing = False
+        self._flush_wake = asyncio.Event()
+        self._flush_room = asyncio.Event()
+        """Set while the unflushed lines are within the intake limit."""
+        self._flush_room.set()
+        self._refusing = asyncio.Event()
+        """Set while the disk refuses this document's appends."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -219,7 +268,8 @@ class Room:
         self._log_lane = log_lane(name)
         self._fold_lane = fold_lane(name)
         self._history_lane = history_lane(name)
-        self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {name}")
+        self._committer = asyncio.create_task(self._merge_loop(), name=f"merge {name}")
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"flush {name}")
 
     @classmethod
     async def open(
@@ -312,7 +362,7 @@ class Room:
         head = DocumentHead(
             doc=self.name,
             server_node=self.store.server_node,
-            epoch=self.store.epoch,
+            epoch=self.store.served_epoch,
             seq=self.document.seq,
             horizon=self.document.horizon,
             cluster=self.replication.cluster_id if self.replication is not None else None,
@@ -414,41 +464,64 @@ class Room:
         return outcome
 
     async def drain(self) -> None:
-        """Wait until everything submitted so far is committed and answered."""
-        await self._idle.wait()
+        """Wait until everything submitted so far is committed and answered, or until
+        the disk refuses this document's appends (they may never succeed)."""
+        idle = asyncio.ensure_future(self._idle.wait())
+        refusing = asyncio.ensure_future(self._refusing.wait())
+        try:
+            await asyncio.wait([idle, refusing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            refusing.cancel()
 
     async def close(self) -> None:
-        """Commit what is pending, then stop the commit task and close the log."""
+        """Commit what is pending, then stop the merge and flush tasks and close the log.
+
+        If the disk still refuses writes that clients saw, they are lost: the store
+        then records a broken lineage, so the next start gives the document a new epoch.
+        """
         await self.drain()
+        if self._unflushed or self._flushing:
+            logger.error("document %s: closed with merged writes the disk refused", self.name)
+            self.store.break_lineage()
         if self._presence_due is not None:
             self._presence_due.cancel()
         self._committer.cancel()
+        self._flusher.cancel()
         if self._folding is not None:
             await self._folding
-        self.store.close()
+        # In the log lane: after an append still running there, never during it.
+        await self._log_lane.run(self.store.close)
         if self.history is not None:
             await self.history.close()
             self.metrics.history_open.dec()
 
-    async def _commit_loop(self) -> None:
+    def _settle_idle(self) -> None:
+        """Idle once nothing waits to be merged, appended or answered."""
+        if not self._queue and not self._unflushed and not self._flushing:
+            self._unused_since = time.monotonic()
+            self._idle.set()
+
+    async def _merge_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # The disk is far behind: merge no more until the flush takes what waits.
+            await self._flush_room.wait()
             async with self._lock:
                 batch, self._queue, self._queued_bytes = self._queue, [], 0
                 self._intake_open.set()
                 if batch:
                     try:
-                        await self._commit(batch)
+                        await self._merge(batch)
                     except Exception:
                         # Never leave writers waiting on a commit that cannot finish.
-                        logger.exception("document %s: commit failed", self.name)
-                        await self._recover([(c, None) for c, _ in batch])
-            if not self._queue:
-                self._unused_since = time.monotonic()
-                self._idle.set()
+                        logger.exception("document %s: merge failed", self.name)
+                        await self._lose([(c, None) for c, _ in batch])
+            self._settle_idle()
 
-    async def _commit(self, batch: list[tuple[Member, str]]) -> None:
+    async def _merge(self, batch: list[tuple[Member, str]]) -> None:
+        """Apply a batch, broadcast what won, and queue its lines for the next append."""
         if self._failed is not None:
             message = f"the server cannot write this document now: {self._failed}"
             for member, text in batch:
@@ -465,33 +538,86 @@ class Room:
                 return
         self._open_history()
         results = self._apply(batch)
-        lines = "".join(line for _, result in results if (line := result.log_line()))
+        if not results:
+            return
+        for member, result in results:
+            if member.socket is not None:
+                member.unanswered.append(result.seq)
+        self._broadcast(results)
+        lines = "".join(line for _, r in results if (line := r.log_line()))
+        self._hold_for_append([_Merged(results, lines, self.document.seq)])
+
+    def _hold_for_append(self, merges: list[_Merged], refused: bool = False) -> None:
+        """Queue merges for the next append; ``refused``: merges the disk just refused,
+        older than those waiting, which wait for a new write or the retry pause."""
+        if refused:
+            self._unflushed[:0] = merges
+        else:
+            self._unflushed += merges
+            self._flush_wake.set()
+        self._unflushed_bytes += sum(len(merged.lines) for merged in merges)
+        if self._unflushed_bytes > self.settings.intake_limit:
+            self._flush_room.clear()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            if self._refusing.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(APPEND_RETRY_SECONDS):
+                        await self._flush_wake.wait()
+            else:
+                await self._flush_wake.wait()
+            self._flush_wake.clear()
+            if not self._unflushed:
+                continue
+            taken, self._unflushed, self._unflushed_bytes = self._unflushed, [], 0
+            self._flush_room.set()
+            self._flushing = True
+            try:
+                await self._flush(taken)
+            except Exception:
+                logger.exception("document %s: commit failed", self.name)
+                self._refused(taken)
+            finally:
+                self._flushing = False
+            self._settle_idle()
+
+    async def _flush(self, taken: list[_Merged]) -> None:
+        """Append the lines of merges already broadcast with one fsync, then answer them."""
+        results = [pair for merged in taken for pair in merged.results]
+        lines = "".join(merged.lines for merged in taken)
         if lines:
             started = time.perf_counter()
             try:
                 await self._log_lane.run(self.store.append, lines)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
-                await self._recover([(c, r.id) for c, r in results])
+                self._refused(taken)
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        if self._refusing.is_set():
+            logger.warning("document %s: the disk takes appends again", self.name)
+            self._refusing.clear()
         if self.history is not None:
             # The entries' wire form: one level of JSON less for SQLite than the lines.
             entries = ",".join([result.ops_json for _, result in results if result.applied])
             # Only an ignored entry can have lost: most results need no list of their own.
             lost = [pair for _, result in results if result.ignored for pair in result.lost]
             if entries or lost:
-                self.history.add(entries, self.document.seq, lost)
+                # Its head is this append's, not the replica's: later merges are not on
+                # disk yet.
+                self.history.add(entries, taken[-1].seq, lost)
         self.metrics.ops_applied.inc(sum(result.applied for _, result in results))
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         published = True
         if self.replication is not None:
             local = [(c.node, r) for c, r in results if c.outcome is None and r.applied]
             published = await self.replication.committed(self, local)
-        self._dispatch(results, published)
+        self._acknowledge([p for m in taken if not m.answered for p in m.results], published)
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
-            await self._begin_fold()
+            async with self._lock:
+                await self._begin_fold()
 
     def _apply(self, batch: list[tuple[Member, str]]) -> list[tuple[Member, FrameResult]]:
         """Merge each queued frame into the replica; answer those the core rejects."""
@@ -511,11 +637,31 @@ class Room:
                 results.append((member, result))
         return results
 
-    async def _recover(self, writers: list[tuple[Member, int | None]]) -> None:
-        """A commit did not reach the disk: refuse its writes and reload the replica
-        from disk, which holds exactly what was acknowledged."""
+    def _refused(self, taken: list[_Merged]) -> None:
+        """The disk refused an append: answer its writers ``internal`` (their clients
+        send again; a write sent again is a duplicate, acknowledged once its original
+        is stored) and keep its merges, which readers saw, for the next append.
+        Nobody is disconnected; merging waits while more than the intake limit waits."""
         self.metrics.store_failures.inc()
-        for member, id in writers:
+        self._refusing.set()
+        for merged in taken:
+            if merged.answered:
+                continue
+            for member, result in merged.results:
+                self._reject(member, _not_stored(result.id))
+                self._answered(member)
+        self._hold_for_append([replace(m, answered=True) for m in taken], refused=True)
+
+    async def _lose(self, writers: list[tuple[Member, int | None]]) -> None:
+        """A merge failed unexpectedly (call with the lock held): refuse its writes and
+        those merged after it, reload the replica from disk, which holds exactly what
+        was acknowledged, and since readers may have seen the lost writes, start a new
+        epoch and disconnect every member so that each resyncs by snapshot."""
+        self.metrics.store_failures.inc()
+        later = [(c, r.id) for merged in self._unflushed for c, r in merged.results]
+        self._unflushed, self._unflushed_bytes = [], 0
+        self._flush_room.set()
+        for member, id in writers + later:
             self._reject(member, _not_stored(id))
         if self._folding is not None:
             await self._folding
@@ -525,9 +671,12 @@ class Room:
         except StoreError as error:
             logger.error("document %s: %s; refusing writes until restarted", self.name, error)
             self._failed = error
-            return
-        self.document = document
-        logger.warning("document %s: reloaded from disk after a failed commit", self.name)
+        else:
+            self.document = document
+            logger.warning("document %s: reloaded from disk after a failed commit", self.name)
+        self.store.break_lineage()
+        for member in list(self._members):
+            self._disconnect(member, CloseCode.SERVICE_RESTART, "resync: writes were lost")
 
     def _reject(self, member: Member, error: ProtocolError) -> None:
         if member.outcome is not None:
@@ -537,28 +686,54 @@ class Room:
         self.metrics.errors.labels(error.code).inc()
         self.send(member, error.frame())
 
-    def _dispatch(self, results: list[tuple[Member, FrameResult]], published: bool) -> None:
-        """Ack each writer and broadcast to the others, run by run of one origin.
+    def _acknowledge(self, results: list[tuple[Member, FrameResult]], published: bool) -> None:
+        """Ack each writer of an fsync'd append (resolve another node's writes).
 
         Unless ``published`` (the cluster could not take the commit), local writers
         are answered ``internal`` instead: the writes are stored here, and the cluster
         publishes them once it can; the writers send them again meanwhile.
         """
+        for writer, result in results:
+            if writer.outcome is not None:
+                if not writer.outcome.done():
+                    writer.outcome.set_result(None)
+            elif published:
+                self.send(writer, result.ack())
+                self._answered(writer)
+            else:
+                self._reject(writer, _not_published(result.id))
+                self._answered(writer)
+
+    def _answered(self, writer: Member) -> None:
+        """A merged write of ``writer`` got its answer: send the broadcasts held for it."""
+        if writer.unanswered:
+            writer.unanswered.popleft()
+        while writer.held and (not writer.unanswered or writer.held[0][0] <= writer.unanswered[0]):
+            _, frame = writer.held.popleft()
+            writer.held_bytes -= len(frame)
+            self.send(writer, frame)
+
+    def _send_broadcast(self, member: Member, seq: int, frame: str) -> None:
+        """Send a broadcast, or hold it while the member awaits an ack of a lower seq."""
+        if member.held or (member.unanswered and seq > member.unanswered[0]):
+            if member.dropped:
+                return
+            member.held.append((seq, frame))
+            member.held_bytes += len(frame)
+            if member.held_bytes > self.settings.queue_limit:
+                self._drop(member)
+            return
+        self.send(member, frame)
+
+    def _broadcast(self, results: list[tuple[Member, FrameResult]]) -> None:
+        """Send a merge's applied entries to the other members, run by run of one origin."""
         start = 0
         while start < len(results):
             writer = results[start][0]
             end = start
             while end < len(results) and results[end][0] is writer:
                 end += 1
-            run = [result for _, result in results[start:end]]
-            if writer.outcome is not None and not writer.outcome.done():
-                writer.outcome.set_result(None)
-            for result in run:
-                if published or writer.outcome is not None:
-                    self.send(writer, result.ack())
-                else:
-                    self._reject(writer, _not_published(result.id))
-            self._broadcast_run(writer, [r for r in run if r.applied])
+            self._broadcast_run(writer, [r for _, r in results[start:end] if r.applied])
             start = end
 
     def _broadcast_run(self, writer: Member, run: list[FrameResult]) -> None:
@@ -567,7 +742,7 @@ class Room:
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
-        shared: list[str] | None = None
+        shared: list[tuple[int, str]] | None = None
         for member in self._members:
             if member is writer or member.floor >= last_seq:
                 continue
@@ -577,8 +752,8 @@ class Room:
                 frames = shared
             else:  # it joined while this run was being committed
                 frames = _coalesce(writer.node, [r for r in run if r.seq > member.floor], limit)
-            for frame in frames:
-                self.send(member, frame)
+            for seq, frame in frames:
+                self._send_broadcast(member, seq, frame)
 
     def _fold_may_retry(self) -> bool:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
@@ -640,16 +815,19 @@ class Room:
         broadcast([member.connection], frame)
 
     def _drop(self, member: Member) -> None:
-        member.dropped = True
         self.metrics.queue_drops.inc()
         logger.info("document %s: dropping %s, too far behind", self.name, member.node)
+        self._disconnect(member, CloseCode.TRY_AGAIN_LATER, "too far behind")
+
+    def _disconnect(self, member: Member, code: CloseCode, reason: str) -> None:
+        """Close a member's connection without waiting; it is sent nothing more."""
+        if member.dropped or member.socket is None:
+            return
+        member.dropped = True
+        member.held.clear()
+        member.held_bytes = 0
         task = asyncio.create_task(
-            close_or_abort(
-                member.connection,
-                CloseCode.TRY_AGAIN_LATER,
-                "too far behind",
-                self.settings.close_timeout,
-            )
+            close_or_abort(member.connection, code, reason, self.settings.close_timeout)
         )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -692,24 +870,27 @@ def _not_published(id: int) -> ProtocolError:
     )
 
 
-def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[str]:
-    """The broadcasts of a run: as few frames as fit within the frame limit.
+def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, str]]:
+    """The broadcasts of a run, each with its seq: as few frames as fit within the limit.
 
     A message's own entries are never split, so a frame holding a single
     message may exceed the limit by the little its ``seq`` and ``origin`` add.
     """
     overhead = len(broadcast_frame(run[-1].seq, origin, "").encode())
-    frames: list[str] = []
+    frames: list[tuple[int, str]] = []
     chunk: list[FrameResult] = []
     size = overhead
     for result in run:
         grows = len(result.ops_json.encode()) + 1  # its entries and a comma
         if chunk and size + grows > max_frame_bytes:
-            frames.append(
-                broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk))
-            )
+            frames.append(_frame_of(origin, chunk))
             chunk, size = [], overhead
         chunk.append(result)
         size += grows
-    frames.append(broadcast_frame(chunk[-1].seq, origin, ",".join(r.ops_json for r in chunk)))
+    frames.append(_frame_of(origin, chunk))
     return frames
+
+
+def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, str]:
+    seq = chunk[-1].seq
+    return seq, broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk))

@@ -185,6 +185,7 @@ class SyncServer:
             await self.cluster.join()
         for name in self.data.document_names():
             await self.room(name)
+        self.data.mark_running()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -223,6 +224,7 @@ class SyncServer:
         await self._server.wait_closed()
         for room in self.rooms.values():
             await room.close()
+        self.data.close()  # everything is on disk: the next start keeps the epochs
         self._server = None
         logger.info("syncd stopped")
 

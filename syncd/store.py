@@ -2,7 +2,8 @@
 
 Under the data directory (``--data``, default ``./syncd-data``)::
 
-    server.json        TinyDB: the server's node id
+    server.json        TinyDB: the server's node id, its crash generation, and
+                       whether it is running (unset by a clean stop)
     docs/NAME.json     TinyDB: table "meta" (epoch, seq, horizon, server node) and
                        table "entries", one record per key, its doc_id the entry's seq
     docs/NAME.N.log    log segment N: one line per applied message, {"seq", "ops"}
@@ -19,6 +20,19 @@ record by record (issue #14): a million keys are never held twice in memory.
 Each load appends to a new segment, so a line torn by a crash is always the
 last of its segment and is skipped when loading; any other unreadable line or
 file stops the server with an error that names the file, which is left as is.
+
+Readers are sent a write as soon as it is merged, before its fsync, so a crash
+can lose entries some clients saw, and their seqs are then given to other
+entries. The epoch clients see (:attr:`DocumentStore.served_epoch`) therefore
+changes at every start after an unclean stop: ``server.json`` says the server
+is running from just before it listens until its clean stop, and a start that finds it
+still running raises the *crash generation*, which every document's served
+epoch carries (a start that cannot write the mark, on a full disk, marks its
+epochs with a random run id instead). One small write at start covers every document, open or not,
+and no document file is rewritten. A room closed while the disk still refuses
+writes that were broadcast (:meth:`DocumentStore.break_lineage`) leaves the run
+not marked clean, so the next start raises the generation too (a store whose
+lineage broke has files, so the directory never forgets it).
 """
 
 from __future__ import annotations
@@ -62,11 +76,18 @@ class DataDirectory:
         self.fold_min_bytes = fold_min_bytes
         self.docs = root / "docs"
         self.node = ""
+        self.generation = 0
+        """Raised at every start after an unclean stop (crash, ``kill -9``)."""
+        self.unclean_start = False
+        self.run_mark = ""
+        """Set when this run could not write its running mark (a full disk): a random id
+        that marks its served epochs, so that no later run serves the same ones."""
         self._stores: dict[str, DocumentStore] = {}
         """The store of every document with files; each keeps the list of its segments."""
 
     def open(self) -> None:
-        """Create the folders if needed and read (or make) the server's node id."""
+        """Create the folders if needed, read (or make) the server's node id, and after
+        an unclean stop raise the crash generation (written by :meth:`mark_running`)."""
         try:
             self.docs.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -79,14 +100,53 @@ class DataDirectory:
                 if record is None:
                     table.insert({"node": _new_id("srv")})
                     record = table.get(doc_id=1)
-            assert record is not None and not isinstance(record, list)
-            node = record["node"]
-            validate_node(node)
+                assert record is not None and not isinstance(record, list)
+                node, generation = record["node"], record.get("generation", 0)
+                validate_node(node)
+                if not _is_count(generation):
+                    raise ValueError(f"invalid generation {generation!r}")
+                unclean = record.get("running") is True
+                if unclean:
+                    generation += 1
         # TinyDB reports a file of the wrong shape with TypeError, AttributeError or KeyError.
         except (ValueError, OSError, TypeError, AttributeError, KeyError, RecursionError) as error:
             raise CorruptFileError(path, f"unreadable ({error!r})") from None
-        self.node = node
+        self.node, self.generation, self.unclean_start = node, generation, unclean
         self._scan()
+
+    def mark_running(self) -> None:
+        """Write that the server runs, with its crash generation, before it serves anyone:
+        a start that finds this mark (no clean stop since) raises the generation."""
+        if self.unclean_start:
+            logger.warning("the last run did not stop cleanly: every document takes a new epoch")
+        try:
+            self._write_server({"generation": self.generation, "running": True})
+        except StoreError as error:
+            # Serve anyway (reads go on, writes wait for room), under epochs of this run alone.
+            self.run_mark = _new_id("r")
+            logger.error("%s; this run's epochs are marked %s", error, self.run_mark)
+            for store in self._stores.values():
+                store.run_mark = self.run_mark
+
+    def _write_server(self, fields: dict[str, object]) -> None:
+        path = self.root / "server.json"
+        try:
+            with TinyDB(path, storage=AtomicJSONStorage) as db:
+                db.table("server").update(fields, doc_ids=[1])
+        except OSError as error:
+            raise StoreError(f"cannot write {path}: {error}") from None
+
+    def close(self) -> None:
+        """Mark a clean stop (every acknowledged and broadcast write is on disk), unless
+        a document lost broadcast writes this run."""
+        if any(store.lineage_breaks for store in self._stores.values()):
+            logger.warning("%s: not marked clean: a document lost broadcast writes", self.root)
+            return
+        try:
+            # With the generation: it may not have been written at start.
+            self._write_server({"generation": self.generation, "running": False})
+        except StoreError as error:
+            logger.error("cannot mark a clean stop: %s", error)
 
     def _scan(self) -> None:
         """List the folder once: which documents have files, and their log segments.
@@ -123,7 +183,15 @@ class DataDirectory:
             del self._stores[name]
 
     def _new_store(self, name: str, segments: list[_Segment]) -> DocumentStore:
-        return DocumentStore(self.docs, name, self.node, self.fold_min_bytes, _segments=segments)
+        return DocumentStore(
+            self.docs,
+            name,
+            self.node,
+            self.fold_min_bytes,
+            generation=self.generation,
+            run_mark=self.run_mark,
+            _segments=segments,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +223,13 @@ class DocumentStore:
     fold_min_bytes: int = 4 << 20
     """A fold is due when the log outgrows the file, but never for less than this."""
     epoch: str = ""
+    """The lineage written in the document's file (and its history's)."""
+    generation: int = 0
+    """The server's crash generation (:attr:`DataDirectory.generation`)."""
+    run_mark: str = ""
+    """:attr:`DataDirectory.run_mark`."""
+    lineage_breaks: int = 0
+    """How many commits of this run failed after their broadcast."""
     _segments: list[_Segment] = field(default_factory=list)
     _segments_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """A fold (in its thread) drops the segments it covered while an append (in another)
@@ -165,6 +240,21 @@ class DocumentStore:
     _fd: int | None = None
     _log_bytes: int = 0
     _file_bytes: int = 0
+
+    @property
+    def served_epoch(self) -> str:
+        """The epoch clients resume from: the file's, marked by the crash generation and
+        this run's lineage breaks, so that no client resumes across seqs a crash reused."""
+        marks = [f"g{self.generation}"] if self.generation else []
+        if self.run_mark:
+            marks.append(self.run_mark)
+        if self.lineage_breaks:
+            marks.append(f"b{self.lineage_breaks}")
+        return ".".join([self.epoch, *marks])
+
+    def break_lineage(self) -> None:
+        """Writes that clients saw were lost (a failed append): a new served epoch."""
+        self.lineage_breaks += 1
 
     @property
     def path(self) -> Path:

@@ -14,7 +14,8 @@ Two complementary methods, both with ``--fold-min-bytes 2000`` so that folds
 After each crash the server is started again, without strace, on the same data:
 it must start, every data file must parse, a fresh client's snapshot must hold
 every acknowledged write (and nothing that was never sent), the epoch must be
-kept, and writes must be acknowledged again.
+new (a crash may lose writes that readers saw: no client may resume across
+them), and writes must be acknowledged again.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from faults import (
     snapshot,
     write_until_closed,
 )
-from servers import TIMEOUT, RawClient, ServerProcess, Stamps, http_get
+from servers import START_TIMEOUT, TIMEOUT, RawClient, ServerProcess, Stamps, http_get
 
 FOLD_ARGS = ("--fold-min-bytes", "2000")
 KEYS = [f"key-{i}" for i in range(12)]
@@ -135,8 +136,8 @@ async def _restart_and_check(
     assert (await http_get(process.port, "/healthz")).status == 200, context
     welcome, state = await snapshot(process.url)
     ledger.check(state, context)
-    if epoch is not None and ledger.acks:
-        assert welcome["epoch"] == epoch, f"{context}: the lineage changed"
+    if epoch is not None:
+        assert welcome["epoch"] != epoch, f"{context}: the same epoch after a crash"
     assert welcome["seq"] >= ledger.last_seq, f"{context}: the head went back"
     writer = await RawClient.connect(process.url, stamps.node)
     writer.stamps = stamps  # the same replica: its clock goes on
@@ -191,7 +192,14 @@ async def test_a_crash_at_a_store_syscall_loses_no_acknowledged_write(
         process.cleanup()
 
 
+KILL_ROUNDS = 8
+ROUND_SECONDS = 2 * START_TIMEOUT + 2 * TIMEOUT
+"""The most one kill -9 round may take: two starts, the writes until the kill, the checks.
+A bound per round, not for all of them: on a loaded machine each start takes seconds."""
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(KILL_ROUNDS * ROUND_SECONDS)
 async def test_kill_9_at_random_moments_while_folds_run_loses_no_acknowledged_write(
     tmp_path: Path,
 ) -> None:
@@ -203,19 +211,22 @@ async def test_kill_9_at_random_moments_while_folds_run_loses_no_acknowledged_wr
     writers = [("w1", "default"), ("w2", "default"), ("w3", "notes")]
     stamps = {node: Stamps(node) for node, _ in writers}
     epochs: dict[str, str] = {}
-    rounds, deadline, in_fold = 8, time.monotonic() + 30 * (TIMEOUT / 5), 0
+    in_fold, slowest = 0, 0.0
     try:
-        for round_ in range(rounds):
-            assert time.monotonic() < deadline, f"seed {seed}: the rounds took too long"
+        for round_ in range(KILL_ROUNDS):
             context = f"seed {seed}, round {round_}"
+            round_started = time.monotonic()
             await process.start()
             clients = []
+            seen: dict[str, str] = {}  # this round's epochs: a new one after each kill
             for node, doc in writers:
                 client = await RawClient.connect(process.url, node)
                 client.stamps = stamps[node]
                 welcome = (await client.hello(doc=doc)).welcome
-                assert epochs.setdefault(doc, welcome["epoch"]) == welcome["epoch"], context
+                assert seen.setdefault(doc, welcome["epoch"]) == welcome["epoch"], context
+                assert welcome["epoch"] != epochs.get(doc), f"{context}: an epoch kept"
                 clients.append((client, doc))
+            epochs.update(seen)
 
             async def kill_later(delay: float) -> None:
                 await asyncio.sleep(delay)  # a random moment, not an event
@@ -247,18 +258,22 @@ async def test_kill_9_at_random_moments_while_folds_run_loses_no_acknowledged_wr
             for doc, ledger in docs.items():
                 welcome, state = await snapshot(process.url, doc)
                 ledger.check(state, f"{context}, {doc}")
-                assert welcome["epoch"] == epochs[doc], f"{context}, {doc}: the lineage changed"
+                assert welcome["epoch"] != epochs[doc], f"{context}, {doc}: the epoch was kept"
+                epochs[doc] = welcome["epoch"]
                 assert welcome["seq"] >= ledger.last_seq, f"{context}, {doc}"
             check_data_files(process.data / "docs", f"{context}, after the restart", staged=False)
             await process.kill()
+            took = time.monotonic() - round_started
+            assert took < ROUND_SECONDS, f"{context}: the round took {took:.1f} s"
+            slowest = max(slowest, took)
         acks = sum(ledger.acks for ledger in docs.values())
         assert all(ledger.acks for ledger in docs.values()), f"seed {seed}: nothing acknowledged"
         for doc in docs:
             folded = json.loads((process.data / "docs" / f"{doc}.json").read_text())
             assert folded["meta"]["1"]["seq"] > 0, f"seed {seed}: {doc} was never folded"
         print(
-            f"seed {seed}: {rounds} kill -9 rounds ({in_fold} during a fold), "
-            f"{acks} acked messages checked, 0 lost"
+            f"seed {seed}: {KILL_ROUNDS} kill -9 rounds ({in_fold} during a fold, the "
+            f"slowest {slowest:.1f} s), {acks} acked messages checked, 0 lost"
         )
     finally:
         process.cleanup()

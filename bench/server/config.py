@@ -36,6 +36,10 @@ class ServerConfig:
     """Entries per ``ops`` frame when preloading a document (syncd's ``max_ops``)."""
     resume_gap: int = 1_000
     """Entries the reconnecting client has missed: its delta after the restart."""
+    slow_disk_delay_ms: int = 40
+    """The slow-disk case: how long each held-up ``fsync`` of syncd's process waits."""
+    slow_disk_every: int = 4
+    """The slow-disk case: one ``fsync`` in this many (per thread) is held up."""
     case_timeout: float = 180.0
     """Seconds one case's writer may take before the case fails."""
     ack_timeout: float = 60.0

@@ -81,11 +81,34 @@ class FanoutCase:
     """Sets per second, or ``None`` for as fast as acknowledgements allow."""
     options: tuple[str, ...] = ()
     """More ``syncd serve`` options (syncd only), e.g. ``--history-retention 0``."""
+    slow_disk: tuple[int, int] | None = None
+    """syncd only: (ms, n): run it under strace holding one fsync in ``n`` up ``ms`` ms."""
 
     @property
     def mode(self) -> str:
-        """``max`` or the pace, for the report."""
-        return "max" if self.rate is None else f"{self.rate:g}/s"
+        """``max`` or the pace, for the report (and the slow disk, if any)."""
+        pace = "max" if self.rate is None else f"{self.rate:g}/s"
+        if self.slow_disk is None:
+            return pace
+        delay_ms, every = self.slow_disk
+        return f"{pace}, slow disk (1 fsync in {every} +{delay_ms} ms)"
+
+    def command_prefix(self) -> tuple[str, ...]:
+        """What the server's command runs under: strace injecting the slow disk, or nothing.
+
+        ``--seccomp-bpf`` stops the process only at the traced calls, so the tracing
+        itself costs the other calls (the broadcasts' ``sendto``) nothing.
+        """
+        if self.slow_disk is None:
+            return ()
+        delay_ms, every = self.slow_disk
+        fsyncs = "fsync,fdatasync"
+        return (
+            *("strace", "-f", "--seccomp-bpf", "-qq", "-o", os.devnull),
+            *("-e", f"trace={fsyncs}"),
+            *("-e", f"inject={fsyncs}:delay_enter={delay_ms * 1000}:when=2+{every}"),
+            "--",
+        )
 
 
 @dataclass(frozen=True)
@@ -308,7 +331,13 @@ async def run_case(
 ) -> FanoutResult:
     """Run one case on a fresh server and document."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{case.server.name}-") as tmp:
-        server = start_server(case.server, Path(tmp) / "data", profile=profile, extra=case.options)
+        server = start_server(
+            case.server,
+            Path(tmp) / "data",
+            profile=profile,
+            extra=case.options,
+            prefix=case.command_prefix(),
+        )
         processes: list[BaseProcess] = []
         try:
             await wait_listening(server)

@@ -122,7 +122,7 @@ async def compare_writes(config: ServerConfig, writes: int, rounds: int) -> list
     for round_number in range(rounds):
         for readers, count, rate in cases:
             for label, options in HISTORY.items():
-                case = FanoutCase(SYNCD, readers, count, rate, options)
+                case = FanoutCase(SYNCD, readers, count, rate, options=options)
                 result = await run_case(case, config)
                 found.setdefault((readers, label), []).append(result)
                 log.info(

@@ -81,6 +81,13 @@ def cases(config: ServerConfig) -> list[FanoutCase]:
         for readers in config.readers:
             for server in SERVERS:
                 found.append(FanoutCase(server, readers, writes, rate))
+    # Readers must not wait for the disk's tail (issue #14): syncd alone, its fsyncs slowed.
+    slow_disk = (config.slow_disk_delay_ms, config.slow_disk_every)
+    found.append(
+        FanoutCase(
+            SYNCD, max(config.readers), config.paced_writes, config.paced_rate, slow_disk=slow_disk
+        )
+    )
     return found
 
 

@@ -18,6 +18,7 @@ shown if it fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -94,6 +95,12 @@ class RunningServer:
     """``monotonic_ns`` just before the process was started."""
     log_path: Path
     _log: TextIO | None = field(default=None, repr=False)
+    pid: int = 0
+    """The server's own process: ``process`` itself, or the child of the tracer it runs
+    under (see ``prefix`` of :func:`start_server`)."""
+
+    def __post_init__(self) -> None:
+        self.pid = self.pid or self.process.pid
 
     def path(self, doc: str) -> str:
         """The request path of document ``doc``."""
@@ -101,15 +108,15 @@ class RunningServer:
 
     def peak_rss(self) -> int:
         """The process tree's peak resident set size (``VmHWM``) in bytes, 0 if unknown."""
-        return sum(_status_bytes(pid, "VmHWM:") for pid in _tree(self.process.pid))
+        return sum(_status_bytes(pid, "VmHWM:") for pid in _tree(self.pid))
 
     def rss(self) -> int:
         """The process tree's resident set size now (``VmRSS``) in bytes, 0 if unknown."""
-        return sum(_status_bytes(pid, "VmRSS:") for pid in _tree(self.process.pid))
+        return sum(_status_bytes(pid, "VmRSS:") for pid in _tree(self.pid))
 
     def cpu_seconds(self) -> float:
         """CPU time the process tree has used so far (user + system), 0 if unknown."""
-        return sum(_cpu_seconds(pid) for pid in _tree(self.process.pid))
+        return sum(_cpu_seconds(pid) for pid in _tree(self.pid))
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the server's output."""
@@ -121,14 +128,14 @@ class RunningServer:
     def kill(self) -> None:
         """``kill -9``, and reap it."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            _signal(self.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self._close_log()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (a graceful stop, which lets cProfile write its file), then SIGKILL."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            _signal(self.pid, signal.SIGTERM)  # a tracer exits with the server
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -184,6 +191,28 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _traced_child(tracer: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """The pid of the command a tracer started, once it runs the command: strace also
+    forks children of its own that exec nothing (its seccomp check), so a child counts
+    only once its command line differs from the tracer's."""
+    proc = Path("/proc")
+    children = proc / str(tracer.pid) / "task" / str(tracer.pid) / "children"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tracer.poll() is None:
+        with contextlib.suppress(OSError):
+            own = (proc / str(tracer.pid) / "cmdline").read_bytes()
+            for pid in children.read_text().split():
+                if (proc / pid / "cmdline").read_bytes() not in (own, b""):
+                    return int(pid)
+        time.sleep(0.01)
+    raise RuntimeError(f"{tracer.args!r} started no process within {timeout:.0f} s")
+
+
 def _command(
     kind: ServerKind,
     port: int,
@@ -216,11 +245,13 @@ def start_server(
     profile: Path | None = None,
     extra: tuple[str, ...] = (),
     venv: Path | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> RunningServer:
     """Start ``kind`` with its data (and log) under ``data``; see :func:`wait_listening`.
 
     ``extra``: more ``syncd serve`` options (e.g. ``--cluster``), syncd only; ``venv``:
     the virtual environment whose ``syncd`` to run (another build), this one's if None.
+    ``prefix``: a tracer to run it under (e.g. ``strace … --``); the server is its child.
     """
     data.mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
@@ -230,14 +261,17 @@ def start_server(
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop/kill)
     started = time.monotonic_ns()
     process = subprocess.Popen(
-        _command(kind, port, data / "store", profile, extra, venv),
+        [*prefix, *_command(kind, port, data / "store", profile, extra, venv)],
         cwd=_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return RunningServer(kind, process, port, data, started, log_path, log)
+    server = RunningServer(kind, process, port, data, started, log_path, log)
+    if prefix:
+        server.pid = _traced_child(process)
+    return server
 
 
 async def syncd_metrics(server: RunningServer, timeout: float = 5.0) -> dict[str, float]:

@@ -338,7 +338,7 @@ describe("SyncClient with several servers", () => {
     const { client, last } = setup({ url: [A, B], persistence });
     await client.start();
     last().open();
-    last().welcome({ node: "srv-a", epoch: "ea", seq: 2 }, [
+    last().welcome({ node: "srv-a", cluster: "c-1", epoch: "ea", seq: 2 }, [
       { key: "kept", ts: "1764028700000-00000-x", value: 1 },
       { key: "gone", ts: "1764028700001-00000-x", value: 2 },
     ]);
@@ -351,18 +351,27 @@ describe("SyncClient with several servers", () => {
     expect(last().url).toBe(B);
     last().open();
     expect(last().sent[0]).toMatchObject({ type: "hello", since: { epoch: "ea", seq: 2 } });
-    last().welcome({ node: "srv-b", epoch: "eb", seq: 7, full: true }, [{ key: "kept", ts: "1764028700000-00000-x", value: 1 }]);
+    last().welcome({ node: "srv-b", cluster: "c-1", epoch: "eb", seq: 7, full: true }, [{ key: "kept", ts: "1764028700000-00000-x", value: 1 }]);
+    // Merged, not replaced: B may not have "gone" yet, so it stays and is relayed to B.
     expect(client.get("kept")?.value).toBe(1);
-    expect(client.get("gone")).toBeUndefined();
+    expect(client.get("gone")?.value).toBe(2);
     expect(client.get("mine")?.value).toBe("written before the move");
-    expect(client.view()).toMatchObject({ status: "live", serverNode: "srv-b", pending: 1, since: { epoch: "eb", seq: 7 } });
-    expect(persistence.loadPending("web-a", "d")).toEqual([{ key: "mine", ts: written.ts, value: "written before the move" }]);
+    expect(client.view()).toMatchObject({ status: "live", serverNode: "srv-b", pending: 2, since: { epoch: "eb", seq: 7 } });
+    expect(persistence.loadPending("web-a", "d")).toEqual([
+      { key: "mine", ts: written.ts, value: "written before the move" },
+      { key: "gone", ts: "1764028700001-00000-x", value: 2 },
+    ]);
     expect(persistence.loadClock("web-a", "d")! >= mark!).toBe(true);
 
     const [ops] = last().ops();
-    expect(ops).toMatchObject({ ops: [{ key: "mine", ts: written.ts, value: "written before the move" }] });
-    last().receive({ type: "ack", id: ops!.id, seq: 8, applied: 1, ignored: 0 });
-    expect(client.view()).toMatchObject({ pending: 0, since: { epoch: "eb", seq: 8 } });
+    expect(ops).toMatchObject({
+      ops: [
+        { key: "mine", ts: written.ts, value: "written before the move" },
+        { key: "gone", ts: "1764028700001-00000-x", value: 2 },
+      ],
+    });
+    last().receive({ type: "ack", id: ops!.id, seq: 9, applied: 2, ignored: 0 });
+    expect(client.view()).toMatchObject({ pending: 0, since: { epoch: "eb", seq: 9 } });
     expect(persistence.loadPending("web-a", "d")).toEqual([]);
     client.stop();
   });

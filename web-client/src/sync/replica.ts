@@ -13,7 +13,11 @@
  *   A delta (`full: false`) is merged as it arrives; a snapshot (`full: true`)
  *   is collected and, at `synced`, *replaces* the local state — every key the
  *   snapshot lacks is dropped, except keys with this replica's unacknowledged
- *   writes, which are merged back on top.
+ *   writes, which are merged back on top — when it comes from the same server
+ *   node as the last welcome (so a broadcast that node's crash lost is dropped).
+ *   From another node of a cluster (a move) it is *merged* instead, and what it
+ *   lacks or holds older is relayed to it (docs/protocol.md, "Snapshots:
+ *   replace or merge").
  * - **Pending writes.** Each local write takes a timestamp from the HLC, is
  *   applied locally at once and kept, with its original timestamp, until the
  *   server acknowledges it: only the latest unacknowledged write of a key is
@@ -183,6 +187,8 @@ interface Handshake {
   readonly seq: number;
   /** The snapshot being received (full handshakes only). */
   readonly snapshot: LwwMap | null;
+  /** The snapshot comes from another node than the last welcome's: merge it, do not replace. */
+  readonly moved: boolean;
 }
 
 export class Replica {
@@ -568,7 +574,15 @@ export class Replica {
     }
     this.clock.observeServerTime(frame.time);
     this.phaseValue = "handshake";
-    this.handshake = { full: frame.full, epoch: frame.epoch, seq: frame.seq, snapshot: frame.full ? new LwwMap() : null };
+    // Within one cluster only: another server alone has a history of its own.
+    const moved =
+      this.serverNodeValue !== null &&
+      frame.node !== this.serverNodeValue &&
+      frame.cluster !== null &&
+      frame.cluster === this.serverClusterValue &&
+      !frame.readonly;
+    const snapshot = frame.full ? new LwwMap() : null;
+    this.handshake = { full: frame.full, epoch: frame.epoch, seq: frame.seq, snapshot, moved };
     this.readonlyValue = frame.readonly;
     this.serverNodeValue = frame.node;
     this.serverClusterValue = frame.cluster;
@@ -596,7 +610,10 @@ export class Replica {
       this.protocolSlip("synced outside the handshake");
       return;
     }
-    if (handshake.snapshot !== null) this.replaceWith(handshake.snapshot, seq);
+    if (handshake.snapshot !== null) {
+      if (handshake.moved) this.mergeSnapshot(handshake.snapshot, seq);
+      else this.replaceWith(handshake.snapshot, seq);
+    }
     this.handshake = null;
     this.sinceValue = { epoch: handshake.epoch, seq };
     this.phaseValue = "live";
@@ -636,6 +653,27 @@ export class Replica {
     }
     this.map = snapshot;
     this.report(changes, lost, settled, seq);
+  }
+
+  /**
+   * Merge another cluster node's snapshot (a move: it may lack writes seen on the
+   * old node), and relay to it every entry it lacks or holds older, queued like a
+   * pending write with its original ts (refused for good, it rolls back to the
+   * snapshot's entry). A write broadcast before the old node crashed and lost it
+   * thus reaches every node again instead of living on here alone.
+   */
+  private mergeSnapshot(snapshot: LwwMap, seq: number): void {
+    const relay: { entry: Entry; theirs: Entry | undefined }[] = [];
+    for (const entry of this.map.entries()) {
+      const theirs = snapshot.get(entry.key);
+      if (!this.pending.has(entry.key) && (theirs === undefined || theirs.ts < entry.ts)) relay.push({ entry, theirs });
+    }
+    this.mergeRemote([...snapshot.entries()], "sync", null, seq);
+    for (const { entry, theirs } of relay) {
+      this.confirmed.set(entry.key, theirs ?? null);
+      this.queue(entry);
+    }
+    if (relay.length > 0) this.emit({ type: "pending" });
   }
 
   private onAck(frame: AckFrame): void {

@@ -1,0 +1,274 @@
+"""Readers see a write at its merge, its writer's ack waits for the fsync (issue #14, part 1).
+
+Real servers under ``strace``: one whose fsyncs are held up (a slow disk), one
+killed with SIGKILL on entry to a log write (a crash before a write that a reader
+saw reached the disk). After the crash the server starts with a new epoch; a
+reader (the real Python client) replaces its replica with the snapshot from the
+same node, so the lost write vanishes there too, unless its writer sends it
+again, and then it comes back everywhere. In a cluster (a real ``redis-server``)
+the reader moves to another node instead, whose snapshot lacks the lost write:
+it merges the snapshot and relays the write, which then comes back everywhere.
+No acknowledged write is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faults import STRACE, TracedServer, injected_kill, snapshot
+from servers import TIMEOUT, Frame, RawClient, ServerProcess
+
+from bench.cluster_redis import RedisProcess
+from syncd.client import Backoff, Client
+from syncd.events import Moved, Synced
+
+FSYNCS = ("fsync", "fdatasync")
+WRITES = ("write", "pwrite64")
+HELD_FOR = 1.0
+"""Seconds each fsync of the slow disk is held up."""
+
+pytestmark = pytest.mark.skipif(
+    not Path(STRACE).exists(), reason="needs strace (make test-python installs it)"
+)
+
+
+def _killed_at_second_log_write(data: Path, trace: Path) -> list[str]:
+    """strace's prefix: the first append to the log goes through; the second kills the
+    server as it writes (before its fsync: a write in the page cache survives kill -9)."""
+    return [
+        STRACE,
+        "-f",
+        "-o",
+        str(trace),
+        "-e",
+        f"trace={','.join(WRITES)}",
+        "-P",
+        str(data / "docs" / "default.1.log"),
+        "-e",
+        f"inject={','.join(WRITES)}:signal=KILL:when=2",
+        "--",
+    ]
+
+
+async def _state_of(url: str) -> dict[str, Frame]:
+    return (await snapshot(url))[1]
+
+
+async def _until_state(url: str, expected: dict[str, Frame]) -> None:
+    """Wait (bounded) until the node at ``url`` holds ``expected``."""
+    async with asyncio.timeout(6 * TIMEOUT):
+        while await _state_of(url) != expected:
+            await asyncio.sleep(0.1)  # replication has no event a test can await: poll
+
+
+def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
+    """A server whose fsyncs (``when``: strace's selection of them, e.g. ``2+3``) are
+    held up for ``delay_us`` microseconds each."""
+    process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
+    selected = f":when={when}" if when else ""
+    process.prefix = [
+        STRACE,
+        "-f",
+        "-o",
+        str(tmp_path / "strace.txt"),
+        "-e",
+        f"trace={','.join(FSYNCS)}",
+        "-e",
+        f"inject={','.join(FSYNCS)}:delay_enter={delay_us}{selected}",
+        "--",
+    ]
+    return process
+
+
+async def _arrival(client: RawClient, wanted: str) -> tuple[Frame, float]:
+    """The first frame of type ``wanted`` and when (``time.monotonic()``) it came."""
+    frames = await client.recv_until(lambda f: f["type"] == wanted)
+    return frames[-1], time.monotonic()
+
+
+async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
+    tmp_path: Path,
+) -> None:
+    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
+    try:
+        await process.start()
+        writer = await RawClient.connect(process.url, "writer")
+        await writer.hello()
+        readers = [await RawClient.connect(process.url, f"reader-{i}") for i in range(3)]
+        for reader in readers:
+            await reader.hello()
+        entry = writer.stamps.set("colour", "blue")
+        sent = time.monotonic()
+        await writer.send({"type": "ops", "id": 1, "ops": [entry]})
+        # Every client waits at once: each arrival is timed as it happens.
+        (ack, acked_at), *broadcasts = await asyncio.gather(
+            _arrival(writer, "ack"), *(_arrival(r, "ops") for r in readers)
+        )
+        assert ack["id"] == 1 and ack["applied"] == 1
+        assert acked_at - sent >= HELD_FOR * 0.9, "the ack did not wait for the fsync"
+        for frame, received_at in broadcasts:
+            assert frame["ops"] == [entry] and frame["seq"] == ack["seq"]
+            assert received_at < acked_at, "a reader waited for the writer's fsync"
+    finally:
+        process.cleanup()
+
+
+async def _write_and_listen(
+    writer: RawClient, writes: int, last_seq: asyncio.Future[int]
+) -> list[Frame]:
+    """Send ``writes`` messages at once, then read until this writer has every ack and
+    every frame up to the last seq of all writers; return the acks and broadcasts."""
+    ids = [writer.next_id() for _ in range(writes)]
+    for id in ids:
+        await writer.send({"type": "ops", "id": id, "ops": [writer.stamps.set(writer.node, id)]})
+    frames = await writer.recv_until(lambda f: f["type"] == "ack" and f["id"] == ids[-1])
+    seen = [f for f in frames if f["type"] in ("ack", "ops")]
+    last = await last_seq
+    if max(f["seq"] for f in seen) < last:
+        frames = await writer.recv_until(lambda f: f["type"] == "ops" and f["seq"] >= last)
+        seen += [f for f in frames if f["type"] in ("ack", "ops")]
+    return seen
+
+
+def _broadcast_between_acks(frames: list[Frame]) -> bool:
+    acks = [i for i, f in enumerate(frames) if f["type"] == "ack"]
+    return any(f["type"] == "ops" for f in frames[acks[0] : acks[-1]])
+
+
+async def test_a_writer_receives_acks_and_broadcasts_in_seq_order_while_fsyncs_are_slow(
+    tmp_path: Path,
+) -> None:
+    # Contract §5: a connection's resume point is the greatest seq it has seen, so a
+    # broadcast merged after a writer's write must not overtake that write's ack.
+    process = _slow_fsyncs(tmp_path, 50_000)
+    writers_count, writes = 4, 15
+    try:
+        await process.start()
+        writers = [
+            await RawClient.connect(process.url, f"writer-{i}") for i in range(writers_count)
+        ]
+        for writer in writers:
+            await writer.hello()
+        last_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        total = writers_count * writes
+        tasks = [asyncio.create_task(_write_and_listen(w, writes, last_seq)) for w in writers]
+        # Every write applies one entry: the last seq is the number of writes.
+        last_seq.set_result(total)
+        async with asyncio.timeout(4 * TIMEOUT):
+            received = await asyncio.gather(*tasks)
+        for writer, seen in zip(writers, received, strict=True):
+            seqs = [f["seq"] for f in seen]
+            assert seqs == sorted(seqs), f"{writer.node} got seqs out of order: {seqs}"
+            acks = [f for f in seen if f["type"] == "ack"]
+            assert len(acks) == writes and all(a["applied"] == 1 for a in acks)
+            others = {e["key"] for f in seen if f["type"] == "ops" for e in f["ops"]}
+            assert others == {w.node for w in writers} - {writer.node}, others
+        # The case that matters happened: broadcasts came between a writer's own acks.
+        assert any(_broadcast_between_acks(seen) for seen in received), "no interleaving"
+    finally:
+        process.cleanup()
+
+
+@pytest.mark.parametrize("resent", [False, True], ids=["vanishes", "comes-back"])
+async def test_a_write_a_reader_saw_before_a_crash_vanishes_or_comes_back_everywhere(
+    resent: bool, tmp_path: Path
+) -> None:
+    data, trace = tmp_path / "data", tmp_path / "strace.txt"
+    process = TracedServer(data=data, logs=tmp_path / "logs")
+    process.prefix = _killed_at_second_log_write(data, trace)
+    reader: Client | None = None
+    try:
+        await process.start()
+        reader = Client(
+            [process.url], "default", node="reader", timeout=TIMEOUT, backoff=Backoff(0.1, 0.5)
+        )
+        with reader.subscribe(Synced) as synced:
+            await reader.connect()
+            epoch = (await synced.get(timeout=TIMEOUT)).epoch
+        writer = await RawClient.connect(process.url, "writer")
+        await writer.hello()
+        kept = writer.stamps.set("kept", "acknowledged")
+        assert (await writer.write([kept]))["type"] == "ack"
+        phantom = writer.stamps.set("phantom", "seen, never stored")
+        with reader.changes() as changes:
+            await writer.send({"type": "ops", "id": 2, "ops": [phantom]})
+            async with asyncio.timeout(TIMEOUT):
+                while (await changes.get()).key != "phantom":
+                    pass
+        assert reader.get("phantom") == "seen, never stored", "the reader saw the write"
+        assert await process.wait() == -signal.SIGKILL
+        injected_kill(trace, WRITES)
+
+        process.prefix = []
+        with reader.subscribe(Synced) as synced:
+            await process.start()
+            resync = await synced.get(timeout=TIMEOUT)
+        assert resync.full and resync.epoch != epoch, "a new epoch after the crash"
+        if resent:
+            again = await RawClient.connect(process.url, "writer")
+            await again.hello()
+            assert (await again.write([phantom]))["applied"] == 1
+        _, state = await snapshot(process.url)
+        assert state["kept"] == kept, "an acknowledged write was lost"
+        assert ("phantom" in state) is resent
+        async with asyncio.timeout(TIMEOUT):
+            while reader.to_dict() != {k: e["value"] for k, e in state.items()}:
+                await asyncio.sleep(0.02)  # bounded by the timeout: the broadcast is on its way
+        assert reader.entry("kept") is not None
+    finally:
+        if reader is not None:
+            await reader.close()
+        process.cleanup()
+
+
+async def test_a_reader_moved_to_another_node_after_a_crash_relays_the_write_it_saw(
+    tmp_path: Path,
+) -> None:
+    redis = RedisProcess(tmp_path / "redis")
+    data, trace = tmp_path / "n1", tmp_path / "strace.txt"
+    one = TracedServer(data=data, logs=tmp_path / "logs1", args=("--cluster", redis.url))
+    two = ServerProcess(tmp_path / "n2", tmp_path / "logs2", args=("--cluster", redis.url))
+    one.prefix = _killed_at_second_log_write(data, trace)
+    reader: Client | None = None
+    try:
+        await redis.start()
+        await asyncio.gather(one.start(), two.start())
+        reader = Client(
+            [one.url, two.url], "default", node="reader", timeout=TIMEOUT, backoff=Backoff(0.1, 0.5)
+        )
+        await reader.connect()
+        assert reader.server_url == one.url and reader.cluster is not None
+        writer = await RawClient.connect(one.url, "writer")
+        await writer.hello()
+        kept = writer.stamps.set("kept", "acknowledged")
+        assert (await writer.write([kept]))["type"] == "ack"
+        await _until_state(two.url, {"kept": kept})
+        phantom = writer.stamps.set("phantom", "seen on node 1, never stored there")
+        with reader.subscribe(Moved) as moves, reader.changes() as changes:
+            await writer.send({"type": "ops", "id": 2, "ops": [phantom]})
+            async with asyncio.timeout(TIMEOUT):
+                while (await changes.get()).key != "phantom":
+                    pass
+            assert await one.wait() == -signal.SIGKILL
+            injected_kill(trace, WRITES)
+            moved = await moves.get(timeout=6 * TIMEOUT)
+        assert (moved.url, moved.cluster) == (two.url, reader.cluster)
+        # Node 2 never had the phantom: the reader merged its snapshot (the values it
+        # had do not flicker back) and relayed what the snapshot lacked.
+        assert reader.get("phantom") == phantom["value"]
+        everything = {"kept": kept, "phantom": phantom}
+        await _until_state(two.url, everything)
+        one.prefix = []
+        await one.start()  # node 1 catches up from the cluster
+        await _until_state(one.url, everything)
+        assert reader.to_dict() == {k: e["value"] for k, e in everything.items()}
+    finally:
+        if reader is not None:
+            await reader.close()
+        one.cleanup()
+        two.cleanup()
+        redis.cleanup()
