@@ -82,6 +82,9 @@ __all__ = ["ServerConfig", "SyncServer", "run"]
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+LISTEN_BACKLOG = 4096
+"""Connections the kernel holds for the server to accept: a crowd connecting at once must
+not overflow it (the default, 100, drops their SYNs, which retry only a second later)."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # A real folder: syncd has a native extension, so it is never imported from a zip.
 WEB_ROOT = Path(str(files("syncd") / "web"))
@@ -195,6 +198,7 @@ class SyncServer:
             close_timeout=self.config.close_timeout,
             open_timeout=self.config.open_timeout,
             compression=None,
+            backlog=LISTEN_BACKLOG,
         )
         self._evictor = asyncio.create_task(self._evict_unused(), name="evictor")
         if self.cluster is not None:

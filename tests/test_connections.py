@@ -1,12 +1,14 @@
 """Thousands of connections on one document (issue #14, part 2), against a real
 ``syncd serve`` process over real sockets on 127.0.0.1.
 
-2,000 clients join one document while a writer writes to it. Every one of them
-gets its handshake to ``synced``, ends up with the writer's state exactly (the
-handshake's entries, then the broadcasts), and knows every other client as a
-peer (``welcome.peers``, then the coalesced ``presence`` frames); when a
-quarter of them leave, the others learn who left. Correctness only: the
-timings are ``bench/server/connections.py``'s.
+2,000 clients join one document while two writers write to it. Every one of
+them gets its handshake to ``synced``, ends up with the writers' state exactly
+(the handshake's entries, then the broadcasts, which a crowd gets in ticks:
+:mod:`syncd.fanout`), and knows every other client as a peer (``welcome.peers``,
+then the coalesced ``presence`` frames); when a quarter of them leave, the
+others learn who left. Each writer gets its acks in seq order with the other's
+broadcasts, and never its own. Correctness only: the timings are
+``bench/server/connections.py``'s.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ class Reader:
             self.seq = frame["seq"]
         elif kind == "ops":
             assert frame["seq"] > self.seq, "broadcasts in seq order, after the snapshot"
+            assert frame["origin"] != self.node, "a writer does not get its own broadcast"
             self.seq = frame["seq"]
             for entry in frame["ops"]:
                 self._merge(entry)
+        elif kind == "ack":
+            assert frame["seq"] >= self.seq, "acks in seq order with the broadcasts"
+            self.seq = frame["seq"]
         elif kind == "presence":
             joined, left = frame.get("joined", []), frame.get("left", [])
             assert joined or left, frame
@@ -143,24 +149,32 @@ async def close_all(readers: list[Reader]) -> None:
     await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def write_all(writer: Reader, stamps: Stamps) -> tuple[int, dict[str, Any]]:
-    """Write :data:`WRITES` sets, one a message, in bursts spread over the joins: the
-    head and the state."""
+async def write_all(writer: Reader) -> tuple[int, dict[str, Any]]:
+    """Write :data:`WRITES` sets of keys of its own, one a message, in bursts spread
+    over the joins, reading (and checking) what the server sends meanwhile: the seq of
+    its last ack and the state it wrote."""
+    stamps = Stamps(writer.node)
     state: dict[str, Any] = {}
+    acks: list[Frame] = []
+
+    async def read_acks() -> None:
+        for _ in range(100 * WRITES):
+            frame = await writer.recv()
+            writer.take(frame)
+            if frame["type"] in ("ack", "error"):
+                acks.append(frame)
+                if len(acks) == WRITES:
+                    return
+
+    reading = asyncio.create_task(read_acks())
     for i in range(WRITES):
-        entry = stamps.set(f"k{i % KEYS}", i)
+        entry = stamps.set(f"{writer.node}-k{i % KEYS}", i)
         await writer.socket.send({"type": "ops", "id": i, "ops": [entry]})
         state[entry["key"]] = entry
         if i % BURST == BURST - 1:
             await asyncio.sleep(0.15)
-    acks: list[Frame] = []
     async with asyncio.timeout(SETTLE):
-        for _ in range(100 * WRITES):
-            frame = await writer.recv()
-            if frame["type"] in ("ack", "error"):
-                acks.append(frame)
-                if len(acks) == WRITES:
-                    break
+        await reading
     assert [(a["type"], a["id"], a["applied"]) for a in acks] == [
         ("ack", i, 1) for i in range(WRITES)
     ]
@@ -173,8 +187,8 @@ async def test_two_thousand_connections_on_one_document(server_process: ProcessF
     raise_open_files(2 * CONNECTIONS + 256)
     server = server_process(None)
     await server.start()
-    writer = await join(server.port, "writer")
-    writing = asyncio.create_task(write_all(writer, Stamps("writer")))
+    writers = [await join(server.port, "writer-a"), await join(server.port, "writer-b")]
+    writing = asyncio.gather(*(write_all(writer) for writer in writers))
     nodes = [f"conn-{i}" for i in range(CONNECTIONS)]
 
     async def join_and_read(node: str) -> Reader:
@@ -183,9 +197,12 @@ async def test_two_thousand_connections_on_one_document(server_process: ProcessF
         return reader
 
     readers = await bounded_gather((join_and_read(node) for node in nodes), 200)
-    seq, state = await writing
-    writer.reading = asyncio.create_task(writer.pump())  # its keepalive pings answered
-    everyone = {*nodes, "writer"}
+    written = await writing
+    seq = max(last for last, _ in written)
+    state = {key: entry for _, own in written for key, entry in own.items()}
+    for writer in writers:
+        writer.reading = asyncio.create_task(writer.pump())  # its keepalive pings answered
+    everyone = {*nodes, *(w.node for w in writers)}
 
     await asyncio.gather(*(r.wait_for(everyone - {r.node}, seq, state) for r in readers))
 
@@ -194,4 +211,4 @@ async def test_two_thousand_connections_on_one_document(server_process: ProcessF
     remaining = everyone - {r.node for r in leaving}
     await asyncio.gather(*(r.wait_for(remaining - {r.node}, seq, state) for r in staying))
     await close_all(staying)
-    await close_all([writer])
+    await close_all(writers)

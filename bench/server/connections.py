@@ -350,12 +350,15 @@ def _joined(result: ConnectionsResult, joins: list[Joined], go: int) -> None:
     result.handshake_ms = _quantiles(durations, {"p50": 0.5, "p99": 0.99, "max": 1.0}, 1e6)
 
 
-async def run(config: ConnectionsConfig, command: str, console: Console) -> ConnectionsResult:
-    """Run the benchmark once on a fresh server and document."""
+async def run(
+    config: ConnectionsConfig, command: str, console: Console, profile: Path | None = None
+) -> ConnectionsResult:
+    """Run the benchmark once on a fresh server and document (under cProfile, writing
+    its statistics to ``profile``, if given)."""
     raise_own_open_files()
     result = ConnectionsResult(config, command, describe())
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as tmp:
-        server = start_server(SYNCD, Path(tmp) / "data")
+        server = start_server(SYNCD, Path(tmp) / "data", profile=profile)
         crowd: _Crowd | None = None
         sampling = asyncio.create_task(_sample_rss(server, result))
         try:
@@ -500,6 +503,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="the writer's sets per second (500)")
     parser.add_argument("--window", type=int, help="writes whose latency is measured (2,500)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to save the report")
+    parser.add_argument(
+        "--profile", type=Path, help="run the server under cProfile, its statistics to this file"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.rate is not None and args.rate <= 0:
@@ -525,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, rate=args.rate)
     if args.window is not None:
         config = replace(config, window_writes=args.window)
-    result = asyncio.run(run(config, command, console))
+    result = asyncio.run(run(config, command, console, args.profile))
     print_table(Console(), result)
     samples = json.dumps(asdict(result), indent=2, default=str)
     report = save_report(args.output, "connections-latest", render_markdown(result), samples)

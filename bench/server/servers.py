@@ -274,7 +274,7 @@ def start_server(
     return server
 
 
-async def syncd_metrics(server: RunningServer, timeout: float = 5.0) -> dict[str, float]:
+async def syncd_metrics(server: RunningServer, timeout: float = 30.0) -> dict[str, float]:
     """syncd's ``/metrics``: each sample by name (labels kept in the name, as printed)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, server.port), timeout)
     try:
