@@ -96,6 +96,8 @@ from syncd.sqlite import sqlite3
 from syncd.store import DocumentStore, Fold
 
 __all__ = [
+    "BROADCAST_PACED_ABOVE",
+    "BROADCAST_SHARE",
     "PRESENCE_SHARE",
     "PRESENCE_TICK",
     "Member",
@@ -120,6 +122,13 @@ PRESENCE_SHARE = 0.2
 """The most of its time a room spends on presence ticks: with thousands of clients a
 tick takes a while, and the next one comes no sooner than ``1 / PRESENCE_SHARE`` times
 as long after it."""
+BROADCAST_SHARE = 0.5
+"""The most of its time a room spends broadcasting merges once one broadcast takes more
+than :data:`BROADCAST_PACED_ABOVE`: with thousands of clients the next merge comes no
+sooner than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write
+that came meanwhile into one frame."""
+BROADCAST_PACED_ABOVE = 0.002
+"""Seconds of one broadcast below which merges are never held back (tens of clients)."""
 
 
 @dataclass(frozen=True)
@@ -508,25 +517,32 @@ class Room:
             self._wake.clear()
             # The disk is far behind: merge no more until the flush takes what waits.
             await self._flush_room.wait()
+            spent = 0.0
             async with self._lock:
                 batch, self._queue, self._queued_bytes = self._queue, [], 0
                 self._intake_open.set()
                 if batch:
                     try:
-                        await self._merge(batch)
+                        spent = await self._merge(batch)
                     except Exception:
                         # Never leave writers waiting on a commit that cannot finish.
                         logger.exception("document %s: merge failed", self.name)
                         await self._lose([(c, None) for c, _ in batch])
             self._settle_idle()
+            if spent > BROADCAST_PACED_ABOVE:
+                # Thousands of clients: one frame per write each would leave no time
+                # for anything else (joins, pings); the writes that come meanwhile go
+                # out together in the next merge's frames.
+                await asyncio.sleep(spent / BROADCAST_SHARE - spent)
 
-    async def _merge(self, batch: list[tuple[Member, str]]) -> None:
-        """Apply a batch, broadcast what won, and queue its lines for the next append."""
+    async def _merge(self, batch: list[tuple[Member, str]]) -> float:
+        """Apply a batch, broadcast what won, and queue its lines for the next append;
+        returns the seconds its broadcast took."""
         if self._failed is not None:
             message = f"the server cannot write this document now: {self._failed}"
             for member, text in batch:
                 self._reject(member, ProtocolError("internal", message, id=message_id(text)))
-            return
+            return 0.0
         if not self.store.created:
             try:
                 await self._log_lane.run(self.store.create, self.document)
@@ -535,17 +551,20 @@ class Room:
                 self.metrics.store_failures.inc()
                 for member, text in batch:
                     self._reject(member, _not_stored(message_id(text)))
-                return
+                return 0.0
         self._open_history()
         results = self._apply(batch)
         if not results:
-            return
+            return 0.0
         for member, result in results:
             if member.socket is not None:
                 member.unanswered.append(result.seq)
+        started = time.perf_counter()
         self._broadcast(results)
+        spent = time.perf_counter() - started
         lines = "".join(line for _, r in results if (line := r.log_line()))
         self._hold_for_append([_Merged(results, lines, self.document.seq)])
+        return spent
 
     def _hold_for_append(self, merges: list[_Merged], refused: bool = False) -> None:
         """Queue merges for the next append; ``refused``: merges the disk just refused,
