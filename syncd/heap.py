@@ -1,10 +1,12 @@
-"""Give the memory freed by closed history files back to the system.
+"""Give the memory freed by closed documents back to the system.
 
 SQLite allocates each history connection's page cache, schema and statements with
 ``malloc`` in the history lane's thread, so in that thread's glibc arena. Closing the
 connection frees them, but glibc keeps an arena's free chunks for reuse unless they
 sit at its very top: after thousands of documents were written once and evicted,
-the server held tens of MiB it no longer used. ``malloc_trim(0)`` returns the free
+the server held tens of MiB it no longer used; so did the core's entries of
+documents loaded and freed in the log lanes' threads (5,001 stored documents
+loaded at start, then evicted: +33 MiB). ``malloc_trim(0)`` returns the free
 pages of every arena to the system (``madvise``). It walks all the arenas, so it runs
 once after a burst of closes (:data:`TRIM_DELAY` after the first), in a thread
 (ctypes lets go of the GIL during the call), and again after a close that came while

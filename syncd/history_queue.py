@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from syncd.heap import trim_soon
 from syncd.history import History
 from syncd.lanes import Lane
 
@@ -79,11 +78,9 @@ class HistoryQueue:
             self._waiting -= 1
 
     async def close(self) -> None:
-        """Write what is queued, then close the history file (and soon give the memory
-        it held back to the system)."""
+        """Write what is queued, then close the history file."""
         await self.written()
         await self._lane.run(self.history.close)
-        trim_soon()
 
     def _pump(self) -> None:
         """Start writing the next batch if the lane is free, one is waiting and it is due."""

@@ -86,6 +86,7 @@ from syncd.crdt import (
     wall_clock_ms,
 )
 from syncd.errors import ProtocolError, StoreError
+from syncd.heap import trim_soon
 from syncd.history import History
 from syncd.history_queue import HistoryQueue
 from syncd.lanes import fold_lane, history_lane, log_lane
@@ -504,6 +505,8 @@ class Room:
         if self.history is not None:
             await self.history.close()
             self.metrics.history_open.dec()
+        # The document and its history were freed in the lane threads' heaps.
+        trim_soon()
 
     def _settle_idle(self) -> None:
         """Idle once nothing waits to be merged, appended or answered."""

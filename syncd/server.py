@@ -85,6 +85,9 @@ DAY_MS = 24 * 3600 * 1000
 LISTEN_BACKLOG = 4096
 """Connections the kernel holds for the server to accept: a crowd connecting at once must
 not overflow it (the default, 100, drops their SYNs, which retry only a second later)."""
+UNLOADS_AT_ONCE = 64
+"""Evicted documents closed at once: thousands at a time would each hold a close in
+flight (its lane call, its future), a peak of memory the heap keeps afterwards."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # A real folder: syncd has a native extension, so it is never imported from a zip.
 WEB_ROOT = Path(str(files("syncd") / "web"))
@@ -142,6 +145,7 @@ class SyncServer:
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evicting: dict[str, asyncio.Task[None]] = {}
+        self._unloading = asyncio.Semaphore(UNLOADS_AT_ONCE)
         self._settings = RoomSettings(
             max_frame_bytes=config.max_frame_bytes,
             max_skew_ms=int(config.max_skew * 1000),
@@ -264,7 +268,8 @@ class SyncServer:
         return room
 
     async def _unload(self, room: Room) -> None:
-        await room.close()
+        async with self._unloading:
+            await room.close()
         self.data.release(room.name)
 
     async def _evict_unused(self) -> None:

@@ -310,6 +310,7 @@ async def test_a_restart_with_many_stored_documents(server_process: ProcessFacto
     at_start = rss_mib(server.process.pid)
     figures["rss_at_start_mib"] = at_start
     await wait_for_metric(server.port, "syncd_documents", lambda v: v == 0, 3 * TIMEOUT)
+    await wait_for_metric(server.port, "syncd_heap_trim_pending", lambda v: v == 0, TIMEOUT)
     after = rss_mib(server.process.pid)
     figures["rss_after_evict_mib"] = after
     figures.report()
