@@ -371,11 +371,13 @@ LOAD_FRAME: Final = 1_000
 """Entries per ``ops`` frame (the protocol's ``max_ops``)."""
 LOAD_WINDOW: Final = 8
 """Frames the loader keeps unacknowledged."""
-PEAK_BYTES_PER_KEY: Final = 260
+PEAK_BYTES_PER_KEY: Final = 340
 """The most the server's peak RSS may grow per key of 10-byte keys and 16-byte values,
-its load, folds and a full snapshot included: 170-180 B measured at 200,000 keys (the
-fixed costs, SQLite's cache among them, weigh more here than at a million, 100 B), 440 B
-when folds and snapshots copied the whole document and the core took 96 B an entry."""
+its load, folds and a full snapshot included: 280-300 B measured at 200,000 keys loaded
+in under a second (the fixed costs weigh more here than at a million: the lines merged
+and broadcast but not yet appended, up to the 16 MiB intake bound, the history's batches
+and SQLite's cache; 170-180 B before writes were broadcast at their merge), 440 B when
+folds and snapshots copied the whole document and the core took 96 B an entry."""
 
 
 async def load_keys(port: int, doc: str, count: int) -> None:
