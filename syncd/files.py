@@ -16,7 +16,7 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-__all__ = ["AtomicJSONStorage", "atomic_write", "fsync_directory", "fsync_path", "temporary_path"]
+__all__ = ["AtomicJSONStorage", "atomic_write", "fsync_path", "temporary_path"]
 
 
 def temporary_path(path: Path) -> Path:
@@ -25,17 +25,9 @@ def temporary_path(path: Path) -> Path:
 
 
 def fsync_path(path: Path) -> None:
-    """Make a file's content durable (a file written and closed by someone else)."""
+    """Make a file's content durable (a file written and closed by someone else), or a
+    folder's entries (created, renamed or removed files)."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make the folder's entries (created, renamed or removed files) durable."""
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -59,7 +51,7 @@ def atomic_write(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             staged.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    fsync_path(path.parent)
 
 
 class AtomicJSONStorage(Storage):

@@ -51,7 +51,7 @@ from tinydb import TinyDB
 
 from syncd.crdt import CrdtError, Document, validate_node
 from syncd.errors import CorruptFileError, StoreError
-from syncd.files import AtomicJSONStorage, fsync_directory, fsync_path, temporary_path
+from syncd.files import AtomicJSONStorage, fsync_path, temporary_path
 
 __all__ = ["DataDirectory", "DocumentStore", "Fold"]
 
@@ -356,7 +356,7 @@ class DocumentStore:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._segments.append(_Segment(number, path))
             self._last_number = number
-        fsync_directory(self.directory)
+        fsync_path(self.directory)
         return self._fd
 
     def append(self, lines: str) -> None:
@@ -416,13 +416,13 @@ class DocumentStore:
         except BaseException:
             fold.staged.unlink(missing_ok=True)
             raise
-        fsync_directory(self.directory)
+        fsync_path(self.directory)
         self._file_bytes = fold.size
         for path in fold.covered:
             path.unlink(missing_ok=True)
         with self._segments_lock:
             self._segments = [s for s in self._segments if s.path not in fold.covered]
-        fsync_directory(self.directory)
+        fsync_path(self.directory)
 
     def write_file(self, document: Document) -> None:
         """Write the document's TinyDB file atomically."""
@@ -434,7 +434,7 @@ class DocumentStore:
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
-        fsync_directory(self.directory)
+        fsync_path(self.directory)
         self._file_bytes = size
 
     def _write_staged(self, document: Document, staged: Path) -> int:
