@@ -50,6 +50,15 @@ def _strace_usable() -> bool:
     return Path(STRACE).exists()
 
 
+def _mounted_tmpfs(tmp_path: Path) -> Tmpfs:
+    """A small tmpfs mounted for a test that needs a real full disk, or the test skipped."""
+    tmpfs = Tmpfs(tmp_path / "tmpfs", 4 << 20)
+    why = tmpfs.mount()
+    if why is not None:
+        pytest.skip(f"needs a tmpfs ({why}); the other tests cover a full disk without one")
+    return tmpfs
+
+
 @pytest.fixture(params=["tmpfs", "strace"])
 async def disk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FullDisk]:
     """A disk to fill under the server: a tmpfs, or strace's injected ENOSPC."""
@@ -225,10 +234,7 @@ async def test_a_server_stopped_while_the_disk_refuses_writes_stops_and_takes_a_
 ) -> None:
     # A tmpfs only: strace's injected ENOSPC fails every write(), the byte that wakes
     # the event loop for a signal included, so the SIGTERM would never be seen.
-    tmpfs = Tmpfs(tmp_path / "tmpfs", 4 << 20)
-    why = tmpfs.mount()
-    if why is not None:
-        pytest.skip(f"needs a tmpfs ({why}); the other tests cover a full disk without one")
+    tmpfs = _mounted_tmpfs(tmp_path)
     disk = TmpfsDisk(tmpfs)
     process = await _start(disk, tmp_path)
     try:
@@ -291,10 +297,7 @@ async def test_a_fold_the_full_disk_refuses_gives_back_the_space_and_waits(
     # The log has grown as large as the file, so a commit starts a fold, which needs
     # room for a whole new file: there is room for the log, not for the file. The
     # failed fold must delete its partial file, or the next append finds no room.
-    tmpfs = Tmpfs(tmp_path / "tmpfs", 4 << 20)
-    why = tmpfs.mount()
-    if why is not None:
-        pytest.skip(f"needs a tmpfs ({why}); the other tests cover a full disk without one")
+    tmpfs = _mounted_tmpfs(tmp_path)
     disk = TmpfsDisk(tmpfs)
     # No history: its rows would take some of the room measured out for the fold below.
     args = ("--fold-min-bytes", "2000", "--history-retention", "0")
