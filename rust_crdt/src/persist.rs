@@ -8,16 +8,16 @@
 //! * The **log**: one line per applied message, `{"seq": N, "ops": [entry, …]}`, where
 //!   the entries took the seqs up to and including `N`, in order.
 
-use std::fmt;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::{Document, EntryView, Restoring, MAX_SEQ};
-use crate::entry::{is_json_object, Entry, Limits, Text};
+use crate::entry::{Entry, Limits};
 use crate::error::{CrdtError, Result};
+use crate::pieces::Pieces;
+pub use crate::pieces::{LoadError, READ_CHUNK};
 
 /// Stored entries were checked when they were written; a lowered value limit must not
 /// make a document unloadable, so loading only enforces the fixed key limit.
@@ -43,22 +43,36 @@ impl Document {
 
     /// Restores the entries of a TinyDB file `{"meta": …, "entries": <table>}` whose
     /// entries table was written by [`Document::table_json`]; returns the text of its
-    /// `meta` table (`{}` if it has none). Each record is restored as it is read, so no
-    /// copy of the table is ever held; after an error a new document is left new, any
-    /// other holds the records read before it.
+    /// `meta` table (`{}` if it has none). See [`Document::restore_file`].
     pub fn restore_file_json(&mut self, text: &str) -> Result<String> {
-        if !is_json_object(text) {
-            return Err(CrdtError::bad_message(
-                "not a syncd TinyDB file: not a JSON object",
-            ));
-        }
+        self.restore_file(text.as_bytes())
+            .map_err(LoadError::into_crdt)
+    }
+
+    /// Restores the entries of a TinyDB file read from `reader` (as
+    /// [`Document::restore_file_json`]) through a buffer of a few hundred KiB: each record
+    /// is restored as it is read, so neither the file nor its table is ever held. After an
+    /// error a new document is left new, any other holds the records read before it.
+    pub fn restore_file(&mut self, reader: impl Read) -> Result<String, LoadError> {
         self.all_or_nothing(|document| {
             let mut records = Records::new(document);
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let meta = FileSeed(&mut records)
-                .deserialize(&mut deserializer)
-                .and_then(|meta| deserializer.end().map(|()| meta));
-            records.finish(meta, "not a syncd TinyDB file")
+            let mut pieces = Pieces::new(reader);
+            let mut meta = None;
+            pieces
+                .object(
+                    "a JSON object with the tables \"meta\" and \"entries\"",
+                    |pieces, name| match name {
+                        "meta" => {
+                            meta = Some(pieces.value(|raw| Ok(raw.get().to_owned()))?);
+                            Ok(())
+                        }
+                        "entries" => records.read_table(pieces),
+                        _ => pieces.value(|_| Ok(())),
+                    },
+                )
+                .and_then(|()| pieces.end())
+                .map_err(|e| e.within("not a syncd TinyDB file"))?;
+            Ok(meta.unwrap_or_else(|| "{}".to_owned()))
         })
     }
 
@@ -67,12 +81,12 @@ impl Document {
     pub fn restore_table_json(&mut self, text: &str) -> Result<usize> {
         self.all_or_nothing(|document| {
             let mut records = Records::new(document);
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let read = TableSeed(&mut records)
-                .deserialize(&mut deserializer)
-                .and_then(|()| deserializer.end());
-            let count = records.count;
-            records.finish(read, "table").map(|()| count)
+            let mut pieces = Pieces::new(text.as_bytes());
+            records
+                .read_table(&mut pieces)
+                .and_then(|()| pieces.end())
+                .map_err(|e| e.within("table").into_crdt())?;
+            Ok(records.count)
         })
     }
 
@@ -82,38 +96,45 @@ impl Document {
     /// names its number (counted from 1); it leaves a new document new, and any other
     /// with the lines before it replayed.
     pub fn restore_log_json(&mut self, text: &str, after: u64) -> Result<usize> {
-        self.all_or_nothing(|document| document.replay_log(text, after))
+        self.all_or_nothing(|document| {
+            let mut restoring = document.restoring();
+            let mut count = 0;
+            for (index, line) in text.lines().enumerate() {
+                count += replay_line(&mut restoring, index + 1, line, after)?;
+            }
+            Ok(count)
+        })
     }
 
-    fn replay_log(&mut self, text: &str, after: u64) -> Result<usize> {
-        let mut count = 0;
-        let mut restoring = self.restoring();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let bad =
-                |why: String| CrdtError::bad_message(format!("log line {}: {why}", number + 1));
-            let record: LogLine<'_> = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-            // No seq is above MAX_SEQ; checked first so that `seq + 1` cannot overflow.
-            if record.seq > MAX_SEQ {
-                return Err(bad(format!("seq {} is above {MAX_SEQ}", record.seq)));
-            }
-            let first = (record.seq + 1)
-                .checked_sub(record.ops.len() as u64)
-                .ok_or_else(|| bad("more entries than seqs".into()))?;
-            for (i, raw) in record.ops.iter().enumerate() {
-                let seq = first + i as u64;
-                if seq <= after {
-                    continue;
+    /// Replays the complete lines of a log segment read from `reader` (as
+    /// [`Document::restore_log_json`]), one line in memory at a time. An unfinished last
+    /// line, torn by a crash while it was appended, is skipped: its length is
+    /// [`LogReplay::torn`].
+    pub fn restore_log(
+        &mut self,
+        mut reader: impl BufRead,
+        after: u64,
+    ) -> Result<LogReplay, LoadError> {
+        self.all_or_nothing(|document| {
+            let mut restoring = document.restoring();
+            let mut replay = LogReplay::default();
+            let mut line = Vec::new();
+            for number in 1.. {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    break;
                 }
-                let entry =
-                    Entry::from_json(raw.get(), &LOAD_LIMITS).map_err(|e| bad(e.message))?;
-                restoring.restore(&entry, seq).map_err(|e| bad(e.message))?;
-                count += 1;
+                if line.last() != Some(&b'\n') {
+                    replay.torn = line.len();
+                    break;
+                }
+                let text = std::str::from_utf8(&line).map_err(|e| {
+                    CrdtError::bad_message(format!("log line {number}: not UTF-8 text: {e}"))
+                })?;
+                replay.entries += replay_line(&mut restoring, number, text, after)?;
             }
-        }
-        Ok(count)
+            Ok(replay)
+        })
     }
 
     /// Writes the document as a TinyDB file, `{"meta": {"1": …}, "entries": <table>}`,
@@ -168,6 +189,15 @@ fn write_record(out: &mut Vec<u8>, entry: &EntryView<'_>) {
     entry.write_json(out);
 }
 
+/// What replaying a log segment did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogReplay {
+    /// How many entries were replayed.
+    pub entries: usize,
+    /// The bytes of an unfinished last line that was skipped (0 if the last line ended).
+    pub torn: usize,
+}
+
 #[derive(Deserialize)]
 struct LogLine<'a> {
     seq: u64,
@@ -175,12 +205,42 @@ struct LogLine<'a> {
     ops: Vec<&'a RawValue>,
 }
 
+/// Replays the log line `number` (counted from 1); returns how many entries it replayed.
+fn replay_line(
+    restoring: &mut Restoring<'_>,
+    number: usize,
+    line: &str,
+    after: u64,
+) -> Result<usize> {
+    if line.trim().is_empty() {
+        return Ok(0);
+    }
+    let bad = |why: String| CrdtError::bad_message(format!("log line {number}: {why}"));
+    let record: LogLine<'_> = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+    // No seq is above MAX_SEQ; checked first so that `seq + 1` cannot overflow.
+    if record.seq > MAX_SEQ {
+        return Err(bad(format!("seq {} is above {MAX_SEQ}", record.seq)));
+    }
+    let first = (record.seq + 1)
+        .checked_sub(record.ops.len() as u64)
+        .ok_or_else(|| bad("more entries than seqs".into()))?;
+    let mut count = 0;
+    for (i, raw) in record.ops.iter().enumerate() {
+        let seq = first + i as u64;
+        if seq <= after {
+            continue;
+        }
+        let entry = Entry::from_json(raw.get(), &LOAD_LIMITS).map_err(|e| bad(e.message))?;
+        restoring.restore(&entry, seq).map_err(|e| bad(e.message))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Records of a table being restored into a document, one at a time.
 struct Records<'d> {
     restoring: Restoring<'d>,
     count: usize,
-    /// The first record that could not be restored: the error names it.
-    failed: Option<CrdtError>,
 }
 
 impl<'d> Records<'d> {
@@ -188,8 +248,14 @@ impl<'d> Records<'d> {
         Records {
             restoring: document.restoring(),
             count: 0,
-            failed: None,
         }
+    }
+
+    /// Reads a table `{"SEQ": ENTRY, …}`, restoring each record as it is read.
+    fn read_table(&mut self, pieces: &mut Pieces<impl Read>) -> Result<(), LoadError> {
+        pieces.object("a JSON object of records keyed by seq", |pieces, id| {
+            pieces.value(|raw| Ok(self.restore(id, raw)?))
+        })
     }
 
     fn restore(&mut self, id: &str, raw: &RawValue) -> Result<()> {
@@ -202,80 +268,6 @@ impl<'d> Records<'d> {
             .restore(&entry, seq)
             .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
         self.count += 1;
-        Ok(())
-    }
-
-    /// The outcome of reading: a record's own error, else the parser's, named by `what`.
-    fn finish<T>(self, read: std::result::Result<T, serde_json::Error>, what: &str) -> Result<T> {
-        match (self.failed, read) {
-            (Some(error), _) => Err(error),
-            (None, Err(error)) => Err(CrdtError::bad_message(format!("{what}: {error}"))),
-            (None, Ok(value)) => Ok(value),
-        }
-    }
-}
-
-/// Reads a file `{"meta": …, "entries": …}`, restoring the entries as they come; its
-/// value is the text of `meta` (`{}` if absent).
-struct FileSeed<'r, 'd>(&'r mut Records<'d>);
-
-impl<'de> DeserializeSeed<'de> for FileSeed<'_, '_> {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FileSeed<'_, '_> {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object with the tables \"meta\" and \"entries\"")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-        let mut meta = None;
-        while let Some(name) = map.next_key::<Text<'de>>()? {
-            match &*name.0 {
-                "meta" => meta = Some(map.next_value::<&'de RawValue>()?.get().to_owned()),
-                "entries" => map.next_value_seed(TableSeed(&mut *self.0))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(meta.unwrap_or_else(|| "{}".to_owned()))
-    }
-}
-
-/// Reads a table's records in file order, restoring each as it is read.
-struct TableSeed<'r, 'd>(&'r mut Records<'d>);
-
-impl<'de> DeserializeSeed<'de> for TableSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TableSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of records keyed by seq")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(id) = map.next_key::<Text<'de>>()? {
-            let raw: &'de RawValue = map.next_value()?;
-            if let Err(error) = self.0.restore(&id.0, raw) {
-                let message = error.message.clone();
-                self.0.failed = Some(error);
-                return Err(A::Error::custom(message));
-            }
-        }
         Ok(())
     }
 }
