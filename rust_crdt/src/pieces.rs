@@ -15,6 +15,7 @@ use std::io::{self, Read};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
+use crate::entry::Text;
 use crate::error::CrdtError;
 
 /// The bytes read from the stream at a time; the buffer only grows for a larger value.
@@ -56,13 +57,15 @@ impl LoadError {
 /// A JSON stream being read value by value.
 pub(crate) struct Pieces<R> {
     reader: R,
-    /// The bytes read and not yet discarded: `buffer[start..end]` are still to be taken.
-    buffer: Vec<u8>,
+    /// The text read and checked as UTF-8, not yet discarded: `text[start..]` is still to
+    /// be taken.
+    text: String,
     start: usize,
-    end: usize,
+    /// Bytes read but not yet in `text`: a character cut by the end of a read.
+    unchecked: Vec<u8>,
     /// The stream has no more bytes.
     exhausted: bool,
-    /// Where `buffer[0]` is in the stream: its line (from 1) and the bytes before it on
+    /// Where `text` begins in the stream: its line (from 1) and the bytes before it on
     /// that line.
     line: usize,
     column: usize,
@@ -72,9 +75,9 @@ impl<R: Read> Pieces<R> {
     pub(crate) fn new(reader: R) -> Self {
         Pieces {
             reader,
-            buffer: vec![0; READ_CHUNK],
+            text: String::with_capacity(READ_CHUNK),
             start: 0,
-            end: 0,
+            unchecked: Vec::with_capacity(READ_CHUNK),
             exhausted: false,
             line: 1,
             column: 0,
@@ -101,10 +104,7 @@ impl<R: Read> Pieces<R> {
             if self.peek()? != Some(b'"') {
                 return Err(self.error("key must be a string"));
             }
-            self.value(|raw| {
-                unescape(raw, &mut key);
-                Ok(())
-            })?;
+            self.key(&mut key)?;
             self.take(b':', "expected `:`")?;
             member(self, &key)?;
             match self.peek()? {
@@ -125,8 +125,8 @@ impl<R: Read> Pieces<R> {
     ) -> Result<T, LoadError> {
         loop {
             self.peek()?;
-            let rest = &self.buffer[self.start..self.end];
-            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
+            let rest = &self.text[self.start..];
+            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
             match stream.next() {
                 // A value that ends where the buffer does may go on (a number): read on.
                 Some(Ok(raw)) if self.exhausted || stream.byte_offset() < rest.len() => {
@@ -155,16 +155,37 @@ impl<R: Read> Pieces<R> {
     /// Skips whitespace; the next byte, not taken, or `None` at the end of the stream.
     fn peek(&mut self) -> Result<Option<u8>, LoadError> {
         loop {
-            let rest = &self.buffer[self.start..self.end];
-            let blank = rest
-                .iter()
-                .position(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
-            self.start += blank.unwrap_or(rest.len());
-            if blank.is_some() || self.exhausted {
-                return Ok(blank.map(|_| self.buffer[self.start]));
+            let rest = &self.text.as_bytes()[self.start..];
+            if let Some(blank) = rest.iter().position(|b| !is_blank(*b)) {
+                self.start += blank;
+                return Ok(Some(rest[blank]));
+            }
+            self.start += rest.len();
+            if self.exhausted {
+                return Ok(None);
             }
             self.refill()?;
         }
+    }
+
+    /// Takes a string, whose opening quote is next, into `out`.
+    fn key(&mut self, out: &mut String) -> Result<(), LoadError> {
+        out.clear();
+        // Most keys (a record's seq) have no escape and are not cut by the buffer's end.
+        let rest = &self.text[self.start + 1..];
+        if let Some(end) = memchr::memchr2(b'"', b'\\', rest.as_bytes()) {
+            if rest.as_bytes()[end] == b'"' && rest.bytes().take(end).all(|b| b >= 0x20) {
+                out.push_str(&rest[..end]);
+                self.start += end + 2;
+                return Ok(());
+            }
+        }
+        self.value(|raw| {
+            let text: Text<'_> = serde_json::from_str(raw.get())
+                .map_err(|e| CrdtError::bad_message(format!("key must be a string: {e}")))?;
+            out.push_str(&text.0);
+            Ok(())
+        })
     }
 
     /// Takes the next byte, which must be `byte`.
@@ -176,45 +197,51 @@ impl<R: Read> Pieces<R> {
         Ok(())
     }
 
-    /// Discards the bytes taken and reads more after those left, into a buffer twice as
-    /// large if they fill it.
-    fn refill(&mut self) -> io::Result<()> {
-        self.count_position(self.start);
-        self.buffer.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
+    /// Discards the text taken and reads at least [`READ_CHUNK`] bytes more, or as many
+    /// as are left if that is more (a value larger than the buffer doubles it).
+    fn refill(&mut self) -> Result<(), LoadError> {
+        (self.line, self.column) = self.position_of(self.start);
+        self.text.drain(..self.start);
         self.start = 0;
-        if self.end == self.buffer.len() {
-            self.buffer.resize(2 * self.buffer.len(), 0);
-        }
-        while self.end < self.buffer.len() {
-            match self.reader.read(&mut self.buffer[self.end..]) {
-                Ok(0) => {
-                    self.exhausted = true;
-                    break;
-                }
-                Ok(read) => self.end += read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
+        let wanted = self.text.len().max(READ_CHUNK) as u64;
+        let read = (&mut self.reader)
+            .take(wanted)
+            .read_to_end(&mut self.unchecked)?;
+        self.exhausted = (read as u64) < wanted;
+        // Checked as UTF-8 once, here, so that every value is parsed from a `str`.
+        let (valid, invalid) = match std::str::from_utf8(&self.unchecked) {
+            Ok(text) => (text, None),
+            Err(error) => {
+                let valid = &self.unchecked[..error.valid_up_to()];
+                let valid = std::str::from_utf8(valid).expect("checked up to here");
+                (
+                    valid,
+                    (error.error_len().is_some() || self.exhausted).then_some(error),
+                )
             }
+        };
+        self.text.push_str(valid);
+        let taken = valid.len();
+        if let Some(error) = invalid {
+            self.start = self.text.len();
+            return Err(self.error(&format!(
+                "not UTF-8 text ({} bytes)",
+                error.error_len().unwrap_or(self.unchecked.len() - taken)
+            )));
         }
+        self.unchecked.drain(..taken);
         Ok(())
     }
 
-    /// Moves the position of `buffer[0]` past its first `bytes` bytes.
-    fn count_position(&mut self, bytes: usize) {
-        let (line, column) = self.position_of(bytes);
-        (self.line, self.column) = (line, column);
-    }
-
-    /// The line and the column before `buffer[at]`.
+    /// The line of `text[at]`, and the bytes before it on that line.
     fn position_of(&self, at: usize) -> (usize, usize) {
-        let before = &self.buffer[..at];
-        match before.iter().rposition(|&b| b == b'\n') {
+        let before = &self.text.as_bytes()[..at];
+        match memchr::memrchr(b'\n', before) {
             None => (self.line, self.column + at),
-            Some(last) => {
-                let lines = before.iter().filter(|&&b| b == b'\n').count();
-                (self.line + lines, at - last - 1)
-            }
+            Some(last) => (
+                self.line + memchr::memchr_iter(b'\n', before).count(),
+                at - last - 1,
+            ),
         }
     }
 
@@ -240,16 +267,8 @@ impl<R: Read> Pieces<R> {
     }
 }
 
-/// The text of a JSON string whose raw form (quotes included) is `raw`, into `out`.
-fn unescape(raw: &RawValue, out: &mut String) {
-    out.clear();
-    let quoted = raw.get();
-    match quoted.contains('\\') {
-        false => out.push_str(&quoted[1..quoted.len() - 1]),
-        true => out.push_str(
-            &serde_json::from_str::<String>(quoted).expect("a raw JSON string reads as one"),
-        ),
-    }
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\n' | b'\t' | b'\r')
 }
 
 #[cfg(test)]
@@ -338,6 +357,25 @@ mod tests {
         assert_eq!(members(far.as_bytes()).unwrap_err(), whole.to_string());
         assert_eq!(whole.to_string(), "expected ident at line 3 column 10");
         let bad_utf8: &[u8] = b"{\"a\":\"\xff\"}";
-        assert!(members(bad_utf8).unwrap_err().contains("line 1 column"));
+        assert_eq!(
+            members(bad_utf8).unwrap_err(),
+            "not UTF-8 text (1 bytes) at line 1 column 7"
+        );
+        // A character cut by the end of a read is whole once the next read comes; cut by
+        // the end of the stream, it is not UTF-8.
+        let padding = "x".repeat(READ_CHUNK - "{\"a\":\"".len() - 1);
+        let straddling = format!("{{\"a\":\"{padding}é\"}}");
+        assert_eq!(straddling.as_bytes()[READ_CHUNK - 1], "é".as_bytes()[0]);
+        let value = format!("\"{padding}é\"");
+        assert_eq!(
+            members(straddling.as_bytes()).unwrap(),
+            [("a".into(), value)]
+        );
+        let accented = "{\"é\":\"à\"}";
+        let cut = &accented.as_bytes()[..3];
+        assert_eq!(
+            members(cut).unwrap_err(),
+            "not UTF-8 text (1 bytes) at line 1 column 3"
+        );
     }
 }
