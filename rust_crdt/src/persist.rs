@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::{Document, EntryView, Restoring, MAX_SEQ};
-use crate::entry::{Entry, Limits};
+use crate::entry::{Entry, Limits, WireEntry};
 use crate::error::{CrdtError, Result};
-use crate::pieces::Pieces;
+use crate::pieces::{Borrowing, Pieces, Raw};
 pub use crate::pieces::{LoadError, READ_CHUNK};
 
 /// Stored entries were checked when they were written; a lowered value limit must not
@@ -63,11 +63,11 @@ impl Document {
                     "a JSON object with the tables \"meta\" and \"entries\"",
                     |pieces, name| match name {
                         "meta" => {
-                            meta = Some(pieces.value(|raw| Ok(raw.get().to_owned()))?);
+                            meta = Some(pieces.value::<Raw, _>(|raw| Ok(raw.get().to_owned()))?);
                             Ok(())
                         }
                         "entries" => records.read_table(pieces),
-                        _ => pieces.value(|_| Ok(())),
+                        _ => pieces.value::<Raw, _>(|_| Ok(())),
                     },
                 )
                 .and_then(|()| pieces.end())
@@ -254,22 +254,27 @@ impl<'d> Records<'d> {
     /// Reads a table `{"SEQ": ENTRY, …}`, restoring each record as it is read.
     fn read_table(&mut self, pieces: &mut Pieces<impl Read>) -> Result<(), LoadError> {
         pieces.object("a JSON object of records keyed by seq", |pieces, id| {
-            pieces.value(|raw| Ok(self.restore(id, raw)?))
+            pieces
+                .value::<Record, _>(|entry| Ok(self.restore(id, entry)?))
+                .map_err(|e| e.within(&format!("table record {id}")))
         })
     }
 
-    fn restore(&mut self, id: &str, raw: &RawValue) -> Result<()> {
+    fn restore(&mut self, id: &str, entry: WireEntry<'_>) -> Result<()> {
         let seq = id
             .parse::<u64>()
-            .map_err(|_| CrdtError::bad_message(format!("table: record id {id:?} is not a seq")))?;
-        let entry = Entry::from_json(raw.get(), &LOAD_LIMITS)
-            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
-        self.restoring
-            .restore(&entry, seq)
-            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
+            .map_err(|_| CrdtError::bad_message(format!("record id {id:?} is not a seq")))?;
+        self.restoring.restore(&entry.check(&LOAD_LIMITS)?, seq)?;
         self.count += 1;
         Ok(())
     }
+}
+
+/// A table's record, read straight from the buffer.
+struct Record;
+
+impl Borrowing for Record {
+    type Of<'a> = WireEntry<'a>;
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use std::io::{self, Read};
 
+use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
@@ -52,6 +53,19 @@ impl LoadError {
             LoadError::Io(error) => CrdtError::bad_message(error.to_string()),
         }
     }
+}
+
+/// A type that [`Pieces::value`] reads, borrowing from the buffer for `'a` as `Of<'a>`.
+pub(crate) trait Borrowing {
+    /// The type read from a buffer that lives for `'a`.
+    type Of<'a>: Deserialize<'a>;
+}
+
+/// Any JSON value, as its text.
+pub(crate) struct Raw;
+
+impl Borrowing for Raw {
+    type Of<'a> = &'a RawValue;
 }
 
 /// A JSON stream being read value by value.
@@ -118,29 +132,33 @@ impl<R: Read> Pieces<R> {
         }
     }
 
-    /// Takes the next value whole and hands it to `take`.
-    pub(crate) fn value<T>(
+    /// Takes the next value, read as a `T` borrowed from the buffer, and hands it to
+    /// `take`.
+    pub(crate) fn value<T: Borrowing, U>(
         &mut self,
-        take: impl FnOnce(&RawValue) -> Result<T, LoadError>,
-    ) -> Result<T, LoadError> {
+        take: impl for<'a> FnOnce(T::Of<'a>) -> Result<U, LoadError>,
+    ) -> Result<U, LoadError> {
         loop {
             self.peek()?;
-            let rest = &self.text[self.start..];
-            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
-            match stream.next() {
-                // A value that ends where the buffer does may go on (a number): read on.
-                Some(Ok(raw)) if self.exhausted || stream.byte_offset() < rest.len() => {
-                    let taken = stream.byte_offset();
-                    let value = take(raw);
-                    self.start += taken;
-                    return value;
+            {
+                let rest = &self.text[self.start..];
+                let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<T::Of<'_>>();
+                match stream.next() {
+                    // A value that ends where the buffer does may go on (a number): read on.
+                    Some(Ok(raw)) if self.exhausted || stream.byte_offset() < rest.len() => {
+                        let taken = stream.byte_offset();
+                        let value = take(raw);
+                        self.start += taken;
+                        return value;
+                    }
+                    Some(Err(error)) if self.exhausted || error.classify() != Category::Eof => {
+                        return Err(self.json_error(&error));
+                    }
+                    None if self.exhausted => return Err(self.error("EOF while parsing a value")),
+                    _ => {}
                 }
-                Some(Err(error)) if self.exhausted || error.classify() != Category::Eof => {
-                    return Err(self.json_error(&error));
-                }
-                None if self.exhausted => return Err(self.error("EOF while parsing a value")),
-                _ => self.refill()?,
             }
+            self.refill()?;
         }
     }
 
@@ -180,7 +198,7 @@ impl<R: Read> Pieces<R> {
                 return Ok(());
             }
         }
-        self.value(|raw| {
+        self.value::<Raw, _>(|raw| {
             let text: Text<'_> = serde_json::from_str(raw.get())
                 .map_err(|e| CrdtError::bad_message(format!("key must be a string: {e}")))?;
             out.push_str(&text.0);
@@ -296,7 +314,7 @@ mod tests {
         let mut found = Vec::new();
         pieces
             .object("an object", |pieces, key| {
-                let value = pieces.value(|raw| Ok(raw.get().to_owned()))?;
+                let value = pieces.value::<Raw, _>(|raw| Ok(raw.get().to_owned()))?;
                 found.push((key.to_owned(), value));
                 Ok(())
             })
