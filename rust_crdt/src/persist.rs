@@ -7,6 +7,10 @@
 //!   plain TinyDB and read every entry with its seq as `doc_id`.
 //! * The **log**: one line per applied message, `{"seq": N, "ops": [entry, …]}`, where
 //!   the entries took the seqs up to and including `N`, in order.
+//!
+//! Both are read from a stream in pieces ([`Document::restore_file`],
+//! [`Document::restore_log`]), each record restored as it is read: loading a million
+//! entries holds the document and a buffer of a few hundred KiB, never the file's text.
 
 use std::io::{BufRead, Read, Write};
 
@@ -366,6 +370,73 @@ mod tests {
         doc.merge(&entry("z", "1764028800100-00000-x", Some("0")));
         assert!(doc.restore_log_json(log, 0).is_err());
         assert_eq!(doc.lookup("a"), Some("1"));
+    }
+
+    #[test]
+    fn a_log_read_in_pieces_skips_only_a_torn_last_line() {
+        let line =
+            "{\"seq\":1,\"ops\":[{\"key\":\"é\",\"ts\":\"1764028800123-00000-x\",\"value\":1}]}\n";
+        let torn = &line.as_bytes()[..line.find('é').unwrap() + 1]; // ends inside the "é"
+        let segment = [line.as_bytes(), b"\n", torn].concat();
+        let mut doc = Document::default();
+        let replay = doc.restore_log(&segment[..], 0).unwrap();
+        assert_eq!(
+            replay,
+            LogReplay {
+                entries: 1,
+                torn: torn.len()
+            }
+        );
+        assert_eq!(doc.lookup("é"), Some("1"));
+        // Whole lines only: the same as the text's lines.
+        let mut whole = Document::default();
+        assert_eq!(whole.restore_log(line.as_bytes(), 0).unwrap().torn, 0);
+        assert_eq!(whole.table_json(), doc.table_json());
+        // A damaged line before the last is an error naming it, as in a text.
+        let damaged = [line.as_bytes(), b"\xff\n", line.as_bytes()].concat();
+        let Err(LoadError::Bad(error)) = Document::default().restore_log(&damaged[..], 0) else {
+            panic!("a line that is not UTF-8 was read");
+        };
+        assert!(
+            error.message.starts_with("log line 2: not UTF-8"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_restores_as_its_text_does() {
+        let mut doc = Document::default();
+        for i in 0..20_000u32 {
+            let ts = format!("{}-00000-x", 1_764_028_800_000u64 + u64::from(i));
+            doc.merge(&entry(&format!("key{i}"), &ts, Some("\"a value\"")));
+        }
+        let mut file = Vec::new();
+        let fields = serde_json::Map::from_iter([("epoch".to_owned(), "e-1".into())]);
+        doc.write_file_json(&mut file, &fields).unwrap();
+        assert!(
+            file.len() > 3 * READ_CHUNK,
+            "{} bytes: not cut by reads",
+            file.len()
+        );
+        let mut copy = Document::default();
+        let meta = copy.restore_file(&file[..]).unwrap();
+        assert_eq!(meta, r#"{"1":{"epoch":"e-1","horizon":0,"seq":20000}}"#);
+        assert_eq!(copy.table_json(), doc.table_json());
+        // Cut anywhere, it is an error, and a new document stays new.
+        let Err(LoadError::Bad(error)) = copy.restore_file(&file[..file.len() / 2]) else {
+            panic!("half a file was read");
+        };
+        assert!(
+            error
+                .message
+                .starts_with("not a syncd TinyDB file: table record "),
+            "{}",
+            error.message
+        );
+        let mut new = Document::default();
+        assert!(new.restore_file(&file[..file.len() - 1]).is_err());
+        assert_eq!((new.seq(), new.entries().count()), (0, 0));
     }
 
     #[test]
