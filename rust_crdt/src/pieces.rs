@@ -3,12 +3,13 @@
 //! whole while it is read.
 //!
 //! The caller walks the structure it expects, objects member by member
-//! ([`Pieces::object`]), and takes each value whole as a [`RawValue`] borrowed from the
-//! buffer ([`Pieces::value`]). serde_json parses each value from the buffer; a value cut
-//! by the buffer's end is parsed again once the buffer is refilled (grown first if the
-//! value is larger than the buffer), so only one value at a time is ever parsed twice.
-//! Every byte is checked as serde_json checks a whole text, and errors name the line and
-//! column in the whole stream, as its errors do.
+//! ([`Pieces::object`]), and takes each value whole ([`Pieces::value`]), as its raw
+//! text or as any type that serde_json reads borrowing from the buffer (a table's
+//! record goes straight into an entry). The text is checked as UTF-8 once, as it is
+//! read; a value cut by the buffer's end is parsed again once the buffer is refilled
+//! (with as many bytes again as it holds, if the value is larger), so only one value at
+//! a time is ever parsed twice. Every byte is checked as serde_json checks a whole text,
+//! and errors name the line and column in the whole stream, as its errors do.
 
 use std::io::{self, Read};
 
@@ -215,8 +216,8 @@ impl<R: Read> Pieces<R> {
         Ok(())
     }
 
-    /// Discards the text taken and reads at least [`READ_CHUNK`] bytes more, or as many
-    /// as are left if that is more (a value larger than the buffer doubles it).
+    /// Discards the text taken and reads [`READ_CHUNK`] bytes more, or as many as the
+    /// text left holds if that is more (a value larger than the buffer doubles it).
     fn refill(&mut self) -> Result<(), LoadError> {
         (self.line, self.column) = self.position_of(self.start);
         self.text.drain(..self.start);
