@@ -204,6 +204,18 @@ class Document:
 
         Returns the text of its ``meta`` table.
         """
+    def restore_file(self, path: str | os.PathLike[str]) -> str:
+        """``restore_file_json`` of the file at ``path``, read in pieces (never held whole).
+
+        Returns the text of its ``meta`` table; ``OSError`` if the file cannot be read.
+        """
+    def restore_log(self, path: str | os.PathLike[str], *, after: int = 0) -> tuple[int, int]:
+        """``restore_log_json`` of the log segment at ``path``, read a line at a time.
+
+        An unfinished last line (torn by a crash) is skipped. Returns how many entries were
+        replayed and the bytes of the torn line (0 if none); ``OSError`` if the file
+        cannot be read.
+        """
     def restore_log_json(self, text: str | bytes, *, after: int = 0) -> int:
         """Replay complete log lines (``FrameResult.log_line``), skipping seqs <= ``after``.
 

@@ -15,8 +15,9 @@ then is it acknowledged. Its cost does not depend on the document's size. When
 the log has grown as large as the file, a *fold* writes the whole document to a
 new file and deletes the segments it covers (write, fsync, rename, fsync the
 folder, as :func:`syncd.files.atomic_write`); tombstones past the retention
-period are purged then. The core writes the file in pieces and restores one
-record by record (issue #14): a million keys are never held twice in memory.
+period are purged then. The core writes the file in pieces and reads it and the
+log in pieces, restoring record by record (issue #14): a million keys are never
+held twice in memory, nor is a file's text.
 Each load appends to a new segment, so a line torn by a crash is always the
 last of its segment and is skipped when loading; any other unreadable line or
 file stops the server with an error that names the file, which is left as is.
@@ -310,9 +311,8 @@ class DocumentStore:
 
     def _load_file(self, document: Document) -> int:
         try:
-            # Bytes: the core reads them as they are, without a decoded copy.
-            text = self.path.read_bytes()
-            meta = json.loads(document.restore_file_json(text))
+            size = self.path.stat().st_size
+            meta = json.loads(document.restore_file(self.path))
             record = meta.get("1") if isinstance(meta, dict) else None
             if not isinstance(record, dict):
                 raise ValueError('no record 1 in table "meta"')
@@ -323,7 +323,6 @@ class DocumentStore:
         # RecursionError: a "meta" nested deeper than Python's parser goes (the core reads it).
         except (
             OSError,
-            UnicodeDecodeError,
             CrdtError,
             ValueError,
             OverflowError,
@@ -331,22 +330,19 @@ class DocumentStore:
         ) as error:
             raise CorruptFileError(self.path, f"not a readable syncd document ({error})") from None
         self.epoch = epoch
-        self._file_bytes = len(text)
+        self._file_bytes = size
         return seq
 
     def _replay(self, document: Document, path: Path, after: int) -> None:
         try:
-            data = path.read_bytes()
+            size = path.stat().st_size
+            _, torn = document.restore_log(path, after=after)
         except OSError as error:
             raise CorruptFileError(path, f"unreadable ({error})") from None
-        size, end = len(data), data.rfind(b"\n") + 1
-        if end < size:
-            logger.warning("%s: skipping a torn last line (%d bytes)", path, size - end)
-            data = data[:end]  # a copy, only when a crash tore the last line
-        try:
-            document.restore_log_json(data, after=after)
         except CrdtError as error:
             raise CorruptFileError(path, str(error)) from None
+        if torn:
+            logger.warning("%s: skipping a torn last line (%d bytes)", path, torn)
         self._log_bytes += size
 
     def _open_segment(self) -> int:

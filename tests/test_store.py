@@ -172,6 +172,29 @@ def test_folded_file_holds_one_record_per_key_keyed_by_seq(stores: Stores) -> No
     assert (meta["epoch"], meta["seq"], meta["horizon"]) == (store.epoch, 5, 0)
 
 
+def test_a_file_rewritten_by_plain_tinydb_loads_in_pieces(stores: Stores) -> None:
+    """The core reads the file in pieces of a few hundred KiB: a file larger than that,
+    written as plain ``json`` would (indented, the tables in another order, a table it
+    does not know, keys as \\u escapes) loads the same as the file the core wrote."""
+    store, doc = stores.load()
+    for start in range(0, 3_000, 500):
+        commit(store, doc, [live(f"ключ\t{i}", i, "x" * 200) for i in range(start, start + 500)])
+    store.fold(store.begin_fold(doc))
+    expected, head, epoch = state(doc), doc.seq, store.epoch
+    store.close()
+    tables = json.loads(store.path.read_bytes())
+    rewritten = {
+        "_default": {"1": {"a": [1, 2]}},
+        "entries": tables["entries"],
+        "meta": tables["meta"],
+    }
+    store.path.write_text(json.dumps(rewritten, indent=2), encoding="utf-8")
+    assert store.path.stat().st_size > 3 * (256 << 10)  # several of the core's pieces
+
+    store2, doc2 = stores.load()
+    assert (state(doc2), doc2.seq, store2.epoch) == (expected, head, epoch)
+
+
 # -- append and reload ----------------------------------------------------------------
 
 
@@ -301,12 +324,12 @@ def test_a_torn_last_line_is_skipped_with_a_warning(
     commit(store, doc, [live("a", 1, 1)])
     commit(store, doc, [live("b", 2, 2)])
     expected = state(doc)
-    torn_line = doc.apply_frame(ops([live("c", 3, 3)])).log_line()
+    torn_line = doc.apply_frame(ops([live("c", 3, "café")])).log_line()
     assert torn_line is not None
     store.close()
     segment = segments(stores.data(), "doc")[-1]
-    with open(segment, "ab") as handle:
-        handle.write(torn_line.encode()[: len(torn_line) // 2])
+    with open(segment, "ab") as handle:  # torn inside the "é": not UTF-8 either
+        handle.write(torn_line.encode()[: torn_line.encode().index("é".encode()) + 1])
 
     with caplog.at_level(logging.WARNING, logger="syncd.store"):
         store2, doc2 = stores.load()

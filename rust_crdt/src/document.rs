@@ -319,10 +319,10 @@ impl Document {
     /// Runs `restore` on the document; if it fails and the document was new (nothing
     /// merged or restored yet), the document is new again: a rejected file or log
     /// restores nothing, although its records are restored as they are read.
-    pub(crate) fn all_or_nothing<T>(
+    pub(crate) fn all_or_nothing<T, E>(
         &mut self,
-        restore: impl FnOnce(&mut Document) -> Result<T>,
-    ) -> Result<T> {
+        restore: impl FnOnce(&mut Document) -> Result<T, E>,
+    ) -> Result<T, E> {
         let new = self.slots.is_empty() && self.head == 0 && self.horizon == 0;
         let outcome = restore(self);
         if outcome.is_err() && new {

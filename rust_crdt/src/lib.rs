@@ -11,6 +11,7 @@ pub mod error;
 pub mod frame;
 mod growth;
 pub mod persist;
+mod pieces;
 #[cfg(feature = "python")]
 mod python;
 mod texts;

@@ -7,17 +7,21 @@
 //!   plain TinyDB and read every entry with its seq as `doc_id`.
 //! * The **log**: one line per applied message, `{"seq": N, "ops": [entry, …]}`, where
 //!   the entries took the seqs up to and including `N`, in order.
+//!
+//! Both are read from a stream in pieces ([`Document::restore_file`],
+//! [`Document::restore_log`]), each record restored as it is read: loading a million
+//! entries holds the document and a buffer of a few hundred KiB, never the file's text.
 
-use std::fmt;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::document::{Document, EntryView, Restoring, MAX_SEQ};
-use crate::entry::{is_json_object, Entry, Limits, Text};
+use crate::entry::{Entry, Limits, WireEntry};
 use crate::error::{CrdtError, Result};
+use crate::pieces::{Borrowing, Pieces, Raw};
+pub use crate::pieces::{LoadError, READ_CHUNK};
 
 /// Stored entries were checked when they were written; a lowered value limit must not
 /// make a document unloadable, so loading only enforces the fixed key limit.
@@ -43,22 +47,36 @@ impl Document {
 
     /// Restores the entries of a TinyDB file `{"meta": …, "entries": <table>}` whose
     /// entries table was written by [`Document::table_json`]; returns the text of its
-    /// `meta` table (`{}` if it has none). Each record is restored as it is read, so no
-    /// copy of the table is ever held; after an error a new document is left new, any
-    /// other holds the records read before it.
+    /// `meta` table (`{}` if it has none). See [`Document::restore_file`].
     pub fn restore_file_json(&mut self, text: &str) -> Result<String> {
-        if !is_json_object(text) {
-            return Err(CrdtError::bad_message(
-                "not a syncd TinyDB file: not a JSON object",
-            ));
-        }
+        self.restore_file(text.as_bytes())
+            .map_err(LoadError::into_crdt)
+    }
+
+    /// Restores the entries of a TinyDB file read from `reader` (as
+    /// [`Document::restore_file_json`]) through a buffer of a few hundred KiB: each record
+    /// is restored as it is read, so neither the file nor its table is ever held. After an
+    /// error a new document is left new, any other holds the records read before it.
+    pub fn restore_file(&mut self, reader: impl Read) -> Result<String, LoadError> {
         self.all_or_nothing(|document| {
             let mut records = Records::new(document);
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let meta = FileSeed(&mut records)
-                .deserialize(&mut deserializer)
-                .and_then(|meta| deserializer.end().map(|()| meta));
-            records.finish(meta, "not a syncd TinyDB file")
+            let mut pieces = Pieces::new(reader);
+            let mut meta = None;
+            pieces
+                .object(
+                    "a JSON object with the tables \"meta\" and \"entries\"",
+                    |pieces, name| match name {
+                        "meta" => {
+                            meta = Some(pieces.value::<Raw, _>(|raw| Ok(raw.get().to_owned()))?);
+                            Ok(())
+                        }
+                        "entries" => records.read_table(pieces),
+                        _ => pieces.value::<Raw, _>(|_| Ok(())),
+                    },
+                )
+                .and_then(|()| pieces.end())
+                .map_err(|e| e.within("not a syncd TinyDB file"))?;
+            Ok(meta.unwrap_or_else(|| "{}".to_owned()))
         })
     }
 
@@ -67,12 +85,12 @@ impl Document {
     pub fn restore_table_json(&mut self, text: &str) -> Result<usize> {
         self.all_or_nothing(|document| {
             let mut records = Records::new(document);
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let read = TableSeed(&mut records)
-                .deserialize(&mut deserializer)
-                .and_then(|()| deserializer.end());
-            let count = records.count;
-            records.finish(read, "table").map(|()| count)
+            let mut pieces = Pieces::new(text.as_bytes());
+            records
+                .read_table(&mut pieces)
+                .and_then(|()| pieces.end())
+                .map_err(|e| e.within("table").into_crdt())?;
+            Ok(records.count)
         })
     }
 
@@ -82,38 +100,45 @@ impl Document {
     /// names its number (counted from 1); it leaves a new document new, and any other
     /// with the lines before it replayed.
     pub fn restore_log_json(&mut self, text: &str, after: u64) -> Result<usize> {
-        self.all_or_nothing(|document| document.replay_log(text, after))
+        self.all_or_nothing(|document| {
+            let mut restoring = document.restoring();
+            let mut count = 0;
+            for (index, line) in text.lines().enumerate() {
+                count += replay_line(&mut restoring, index + 1, line, after)?;
+            }
+            Ok(count)
+        })
     }
 
-    fn replay_log(&mut self, text: &str, after: u64) -> Result<usize> {
-        let mut count = 0;
-        let mut restoring = self.restoring();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let bad =
-                |why: String| CrdtError::bad_message(format!("log line {}: {why}", number + 1));
-            let record: LogLine<'_> = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-            // No seq is above MAX_SEQ; checked first so that `seq + 1` cannot overflow.
-            if record.seq > MAX_SEQ {
-                return Err(bad(format!("seq {} is above {MAX_SEQ}", record.seq)));
-            }
-            let first = (record.seq + 1)
-                .checked_sub(record.ops.len() as u64)
-                .ok_or_else(|| bad("more entries than seqs".into()))?;
-            for (i, raw) in record.ops.iter().enumerate() {
-                let seq = first + i as u64;
-                if seq <= after {
-                    continue;
+    /// Replays the complete lines of a log segment read from `reader` (as
+    /// [`Document::restore_log_json`]), one line in memory at a time. An unfinished last
+    /// line, torn by a crash while it was appended, is skipped: its length is
+    /// [`LogReplay::torn`].
+    pub fn restore_log(
+        &mut self,
+        mut reader: impl BufRead,
+        after: u64,
+    ) -> Result<LogReplay, LoadError> {
+        self.all_or_nothing(|document| {
+            let mut restoring = document.restoring();
+            let mut replay = LogReplay::default();
+            let mut line = Vec::new();
+            for number in 1.. {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    break;
                 }
-                let entry =
-                    Entry::from_json(raw.get(), &LOAD_LIMITS).map_err(|e| bad(e.message))?;
-                restoring.restore(&entry, seq).map_err(|e| bad(e.message))?;
-                count += 1;
+                if line.last() != Some(&b'\n') {
+                    replay.torn = line.len();
+                    break;
+                }
+                let text = std::str::from_utf8(&line).map_err(|e| {
+                    CrdtError::bad_message(format!("log line {number}: not UTF-8 text: {e}"))
+                })?;
+                replay.entries += replay_line(&mut restoring, number, text, after)?;
             }
-        }
-        Ok(count)
+            Ok(replay)
+        })
     }
 
     /// Writes the document as a TinyDB file, `{"meta": {"1": …}, "entries": <table>}`,
@@ -168,6 +193,15 @@ fn write_record(out: &mut Vec<u8>, entry: &EntryView<'_>) {
     entry.write_json(out);
 }
 
+/// What replaying a log segment did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogReplay {
+    /// How many entries were replayed.
+    pub entries: usize,
+    /// The bytes of an unfinished last line that was skipped (0 if the last line ended).
+    pub torn: usize,
+}
+
 #[derive(Deserialize)]
 struct LogLine<'a> {
     seq: u64,
@@ -175,12 +209,42 @@ struct LogLine<'a> {
     ops: Vec<&'a RawValue>,
 }
 
+/// Replays the log line `number` (counted from 1); returns how many entries it replayed.
+fn replay_line(
+    restoring: &mut Restoring<'_>,
+    number: usize,
+    line: &str,
+    after: u64,
+) -> Result<usize> {
+    if line.trim().is_empty() {
+        return Ok(0);
+    }
+    let bad = |why: String| CrdtError::bad_message(format!("log line {number}: {why}"));
+    let record: LogLine<'_> = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+    // No seq is above MAX_SEQ; checked first so that `seq + 1` cannot overflow.
+    if record.seq > MAX_SEQ {
+        return Err(bad(format!("seq {} is above {MAX_SEQ}", record.seq)));
+    }
+    let first = (record.seq + 1)
+        .checked_sub(record.ops.len() as u64)
+        .ok_or_else(|| bad("more entries than seqs".into()))?;
+    let mut count = 0;
+    for (i, raw) in record.ops.iter().enumerate() {
+        let seq = first + i as u64;
+        if seq <= after {
+            continue;
+        }
+        let entry = Entry::from_json(raw.get(), &LOAD_LIMITS).map_err(|e| bad(e.message))?;
+        restoring.restore(&entry, seq).map_err(|e| bad(e.message))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Records of a table being restored into a document, one at a time.
 struct Records<'d> {
     restoring: Restoring<'d>,
     count: usize,
-    /// The first record that could not be restored: the error names it.
-    failed: Option<CrdtError>,
 }
 
 impl<'d> Records<'d> {
@@ -188,96 +252,33 @@ impl<'d> Records<'d> {
         Records {
             restoring: document.restoring(),
             count: 0,
-            failed: None,
         }
     }
 
-    fn restore(&mut self, id: &str, raw: &RawValue) -> Result<()> {
+    /// Reads a table `{"SEQ": ENTRY, …}`, restoring each record as it is read.
+    fn read_table(&mut self, pieces: &mut Pieces<impl Read>) -> Result<(), LoadError> {
+        pieces.object("a JSON object of records keyed by seq", |pieces, id| {
+            pieces
+                .value::<Record, _>(|entry| Ok(self.restore(id, entry)?))
+                .map_err(|e| e.within(&format!("table record {id}")))
+        })
+    }
+
+    fn restore(&mut self, id: &str, entry: WireEntry<'_>) -> Result<()> {
         let seq = id
             .parse::<u64>()
-            .map_err(|_| CrdtError::bad_message(format!("table: record id {id:?} is not a seq")))?;
-        let entry = Entry::from_json(raw.get(), &LOAD_LIMITS)
-            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
-        self.restoring
-            .restore(&entry, seq)
-            .map_err(|e| CrdtError::bad_message(format!("table record {id}: {e}")))?;
+            .map_err(|_| CrdtError::bad_message(format!("record id {id:?} is not a seq")))?;
+        self.restoring.restore(&entry.check(&LOAD_LIMITS)?, seq)?;
         self.count += 1;
         Ok(())
     }
-
-    /// The outcome of reading: a record's own error, else the parser's, named by `what`.
-    fn finish<T>(self, read: std::result::Result<T, serde_json::Error>, what: &str) -> Result<T> {
-        match (self.failed, read) {
-            (Some(error), _) => Err(error),
-            (None, Err(error)) => Err(CrdtError::bad_message(format!("{what}: {error}"))),
-            (None, Ok(value)) => Ok(value),
-        }
-    }
 }
 
-/// Reads a file `{"meta": …, "entries": …}`, restoring the entries as they come; its
-/// value is the text of `meta` (`{}` if absent).
-struct FileSeed<'r, 'd>(&'r mut Records<'d>);
+/// A table's record, read straight from the buffer.
+struct Record;
 
-impl<'de> DeserializeSeed<'de> for FileSeed<'_, '_> {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FileSeed<'_, '_> {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object with the tables \"meta\" and \"entries\"")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-        let mut meta = None;
-        while let Some(name) = map.next_key::<Text<'de>>()? {
-            match &*name.0 {
-                "meta" => meta = Some(map.next_value::<&'de RawValue>()?.get().to_owned()),
-                "entries" => map.next_value_seed(TableSeed(&mut *self.0))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(meta.unwrap_or_else(|| "{}".to_owned()))
-    }
-}
-
-/// Reads a table's records in file order, restoring each as it is read.
-struct TableSeed<'r, 'd>(&'r mut Records<'d>);
-
-impl<'de> DeserializeSeed<'de> for TableSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TableSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of records keyed by seq")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(id) = map.next_key::<Text<'de>>()? {
-            let raw: &'de RawValue = map.next_value()?;
-            if let Err(error) = self.0.restore(&id.0, raw) {
-                let message = error.message.clone();
-                self.0.failed = Some(error);
-                return Err(A::Error::custom(message));
-            }
-        }
-        Ok(())
-    }
+impl Borrowing for Record {
+    type Of<'a> = WireEntry<'a>;
 }
 
 #[cfg(test)]
@@ -369,6 +370,73 @@ mod tests {
         doc.merge(&entry("z", "1764028800100-00000-x", Some("0")));
         assert!(doc.restore_log_json(log, 0).is_err());
         assert_eq!(doc.lookup("a"), Some("1"));
+    }
+
+    #[test]
+    fn a_log_read_in_pieces_skips_only_a_torn_last_line() {
+        let line =
+            "{\"seq\":1,\"ops\":[{\"key\":\"é\",\"ts\":\"1764028800123-00000-x\",\"value\":1}]}\n";
+        let torn = &line.as_bytes()[..line.find('é').unwrap() + 1]; // ends inside the "é"
+        let segment = [line.as_bytes(), b"\n", torn].concat();
+        let mut doc = Document::default();
+        let replay = doc.restore_log(&segment[..], 0).unwrap();
+        assert_eq!(
+            replay,
+            LogReplay {
+                entries: 1,
+                torn: torn.len()
+            }
+        );
+        assert_eq!(doc.lookup("é"), Some("1"));
+        // Whole lines only: the same as the text's lines.
+        let mut whole = Document::default();
+        assert_eq!(whole.restore_log(line.as_bytes(), 0).unwrap().torn, 0);
+        assert_eq!(whole.table_json(), doc.table_json());
+        // A damaged line before the last is an error naming it, as in a text.
+        let damaged = [line.as_bytes(), b"\xff\n", line.as_bytes()].concat();
+        let Err(LoadError::Bad(error)) = Document::default().restore_log(&damaged[..], 0) else {
+            panic!("a line that is not UTF-8 was read");
+        };
+        assert!(
+            error.message.starts_with("log line 2: not UTF-8"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_restores_as_its_text_does() {
+        let mut doc = Document::default();
+        for i in 0..20_000u32 {
+            let ts = format!("{}-00000-x", 1_764_028_800_000u64 + u64::from(i));
+            doc.merge(&entry(&format!("key{i}"), &ts, Some("\"a value\"")));
+        }
+        let mut file = Vec::new();
+        let fields = serde_json::Map::from_iter([("epoch".to_owned(), "e-1".into())]);
+        doc.write_file_json(&mut file, &fields).unwrap();
+        assert!(
+            file.len() > 3 * READ_CHUNK,
+            "{} bytes: not cut by reads",
+            file.len()
+        );
+        let mut copy = Document::default();
+        let meta = copy.restore_file(&file[..]).unwrap();
+        assert_eq!(meta, r#"{"1":{"epoch":"e-1","horizon":0,"seq":20000}}"#);
+        assert_eq!(copy.table_json(), doc.table_json());
+        // Cut anywhere, it is an error, and a new document stays new.
+        let Err(LoadError::Bad(error)) = copy.restore_file(&file[..file.len() / 2]) else {
+            panic!("half a file was read");
+        };
+        assert!(
+            error
+                .message
+                .starts_with("not a syncd TinyDB file: table record "),
+            "{}",
+            error.message
+        );
+        let mut new = Document::default();
+        assert!(new.restore_file(&file[..file.len() - 1]).is_err());
+        assert_eq!((new.seq(), new.entries().count()), (0, 0));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Arbitrary bytes as a stored document: `restore_file_json`, `restore_log_json` and
-//! `restore_table_json` never panic; a rejected input restores nothing; a restored
+//! Arbitrary bytes as a stored document: `restore_file_json` (the reader of files in
+//! pieces), `restore_log_json`, `restore_table_json` and `restore_log` (a log read a
+//! line at a time) never panic; a rejected input restores nothing; a restored
 //! document writes a table that restores to the same document, and restoring the same
 //! input twice changes nothing.
 //!
@@ -17,7 +18,8 @@ fn restore(doc: &mut Document, reader: u8, after: u64, text: &str) -> bool {
             .restore_file_json(text)
             .is_ok_and(|meta| serde_json::from_str::<&serde_json::value::RawValue>(&meta).is_ok()),
         1 => doc.restore_log_json(text, after).is_ok(),
-        _ => doc.restore_table_json(text).is_ok(),
+        2 => doc.restore_table_json(text).is_ok(),
+        _ => doc.restore_log(text.as_bytes(), after).is_ok(),
     }
 }
 

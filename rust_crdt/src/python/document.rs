@@ -2,6 +2,7 @@
 //! with the GIL released whenever its lock is held.
 
 use std::fs::File;
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -13,12 +14,13 @@ use super::convert::{
     canonical_from_py, entries_from_py, entry_from_py, lookup_key, parse_ts, py_from_json, Utf8,
     Utf8OrBytes,
 };
-use super::errors::{bad, to_py_err};
+use super::errors::{bad, load_err, to_py_err};
 use super::lock::lock;
 use super::results::{Copied, PyEntry, PyFrameResult, PyMergeResult};
 use crate::document::Document;
 use crate::entry::{Entry, Limits, DEFAULT_MAX_OPS, DEFAULT_MAX_VALUE_BYTES};
 use crate::frame::{SkewCheck, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SKEW_MS};
+use crate::persist::READ_CHUNK;
 
 /// A Last-Write-Wins element dictionary, safe to share between threads.
 ///
@@ -248,6 +250,21 @@ impl PyDocument {
     fn restore_file_json(&self, py: Python<'_>, text: Utf8OrBytes<'_>) -> PyResult<String> {
         self.with(py, |doc| doc.restore_file_json(text.0))
             .map_err(to_py_err)
+    }
+
+    fn restore_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<String> {
+        self.with(py, |doc| doc.restore_file(File::open(&path)?))
+            .map_err(load_err)
+    }
+
+    #[pyo3(signature = (path, *, after = 0))]
+    fn restore_log(&self, py: Python<'_>, path: PathBuf, after: u64) -> PyResult<(usize, usize)> {
+        self.with(py, |doc| {
+            let file = BufReader::with_capacity(READ_CHUNK, File::open(&path)?);
+            doc.restore_log(file, after)
+        })
+        .map(|replay| (replay.entries, replay.torn))
+        .map_err(load_err)
     }
 
     #[pyo3(signature = (text, *, after = 0))]
