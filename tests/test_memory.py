@@ -446,12 +446,12 @@ async def test_a_large_document_costs_little_per_key(server_process: ProcessFact
     assert per_key <= PEAK_BYTES_PER_KEY, figures.values
 
 
-RESTART_PEAK_BYTES_PER_KEY: Final = 105
+RESTART_PEAK_BYTES_PER_KEY: Final = 110
 """The most a restarted server's peak RSS may exceed a warmed-up empty server's per key,
 reading a document of 10-byte keys and 16-byte values back from its file and log after
 ``kill -9`` and sending it whole to a client: 84-86 B measured at 200,000 keys with the
 file and the log read in pieces, 119-124 B when each was held whole while it was read
-(load average 8-11 on 2 CPUs)."""
+(load average 8-11 on 2 CPUs): a quarter above the one, under the other."""
 
 
 @pytest.mark.slow
