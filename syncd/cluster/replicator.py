@@ -8,6 +8,15 @@ one). The cursor moves past a batch only once all of it is committed; if a
 commit fails (a full disk), the batch is read again later. Each read also
 tells whether entries after the cursor were trimmed away unread: a gap, which
 the node repairs by pulling snapshots before reading on.
+
+A node publishes its local writes at their merge, before their fsync
+(:mod:`syncd.cluster.publisher`), so a crash can lose here entries that the
+other nodes have. After an unclean stop the node therefore reads the stream
+from its start again, applying its own entries too, up to the stream's end as
+of that first read (:meth:`Replicator.replay_own`): they come back as any other
+node's would. An entry trimmed from the stream was applied by every node whose
+cursor passed it, and the first read from the start sees the trim as a gap and
+pulls every document from the live nodes.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from syncd.cluster.backplane import Backplane, StreamEntry
-from syncd.cluster.state import NodeState, format_id, parse_id
+from syncd.cluster.state import NodeState, StreamId, format_id, parse_id
 from syncd.crdt import wall_clock_ms
 from syncd.metrics import ClusterMetrics
 from syncd.protocol import valid_doc_name
@@ -58,6 +67,17 @@ class Replicator:
         was applied."""
         self.stream_last = "0-0"
         """The id of the stream's last entry, as of the last read."""
+        self._own_until: StreamId = (0, 0)
+        """This node's own entries up to this id are applied too (see :meth:`replay_own`)."""
+        self._replaying = False
+        """The next read sets :attr:`_own_until` to the stream's end."""
+
+    def replay_own(self) -> None:
+        """After an unclean stop: read the stream from its start, and apply this node's
+        own entries up to its end as of the first read (a crash may have lost them here
+        after they were published)."""
+        self.state.cursor = "0-0"
+        self._replaying = True
 
     async def step(self) -> None:
         """Read once (waiting a little for something to come): repair a gap, or apply what came.
@@ -68,6 +88,8 @@ class Replicator:
         cursor = self.state.cursor
         read = await self.backplane.read_or_wait(cursor, BATCH, BLOCK_MS)
         self.stream_last = format_id(read.last)
+        if self._replaying:
+            self._own_until, self._replaying = read.last, False
         if read.max_deleted > parse_id(cursor):
             logger.warning(
                 "cluster: entries up to %s were trimmed before this node read them (it was at "
@@ -95,7 +117,7 @@ class Replicator:
         good, which is logged: they could never be)."""
         waiting: list[tuple[StreamEntry, asyncio.Future[str | None]]] = []
         for entry in entries:
-            if entry.node == self.node:
+            if entry.node == self.node and parse_id(entry.id) > self._own_until:
                 continue
             if not valid_doc_name(entry.doc):
                 logger.error("cluster: entry %s names an invalid document; skipped", entry.id)
