@@ -15,6 +15,10 @@ convergence after a 30 s cut from Redis), each the median of a few runs, and
 the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
 the two fsyncs a cross-node write goes through.
 
+``--ab VENV`` instead runs the three-node paced case with VENV's syncd (another
+build, e.g. of ``main``) and this build's in turn, ``--rounds`` times each, and
+prints every run and the medians.
+
 ``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
 at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
 goes (its profile is saved in FOLDER and its top functions printed).
@@ -160,8 +164,10 @@ async def _case(
     reader_processes: int = READER_PROCESSES,
     profile: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    venv: Path | None = None,
 ) -> CaseResult:
-    """One writer on node 1; readers on the other nodes (on node 1 if alone)."""
+    """One writer on node 1; readers on the other nodes (on node 1 if alone); the nodes
+    are ``venv``'s syncd (another build), this one's if None."""
     redis: RedisProcess | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
@@ -178,6 +184,7 @@ async def _case(
                     root / f"n{number + 1}",
                     extra=args,
                     profile=profile if number == 1 else None,
+                    venv=venv,
                 )
             )
         for server in servers:
@@ -365,6 +372,39 @@ async def _profile(folder: Path, console: Console) -> None:
     console.print(f"disk fsync: {probe_fsync().describe()}")
 
 
+async def _ab(baseline: Path, rounds: int, console: Console) -> None:
+    """The three-node paced case, ``baseline``'s syncd (A) and this build's (B) in turn,
+    ``rounds`` times each: every run and the medians."""
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
+    table = Table(title=f"3 nodes, {READERS} readers, {RATE:g} sets/s: A {baseline}, B this build")
+    for column in ("round", "build", "ack p50", "ack p99", "p50", "p99", "missing", "load"):
+        table.add_column(column, justify="right")
+    for number in range(rounds):
+        for build, venv in (("A", baseline), ("B", None)):
+            with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
+                r = await _case(3, PACED_WRITES, RATE, Path(tmp), venv=venv)
+            runs[build].append(r)
+            table.add_row(
+                str(number + 1), build, _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
+                _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), str(r.missing),
+                f"{os.getloadavg()[0]:.2f}",
+            )  # fmt: skip
+    for build, found in runs.items():
+        medians = {
+            f"{kind} {q}": statistics.median(getattr(r, field)[q] for r in found)
+            for kind, field in (("ack", "ack_ms"), ("cross-node", "latency_ms"))
+            for q in ("p50", "p99")
+        }
+        table.add_row(
+            "median", build, *(f"{medians[k]:,.2f}" for k in medians), "", ""
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"load average: {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
+
+
 async def _all(quick: bool, console: Console) -> None:
     load_start = os.getloadavg()[0]
     started = time.monotonic()
@@ -397,10 +437,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="FOLDER", help="profile the cross-node path instead"
     )
+    parser.add_argument(
+        "--ab",
+        type=Path,
+        metavar="VENV",
+        help="instead, A/B the 3-node paced case: VENV's syncd against this build's, in turn",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --ab (default 3)")
     args = parser.parse_args(argv)
     console = Console()
     if args.profile is not None:
         asyncio.run(_profile(args.profile, console))
+    elif args.ab is not None:
+        asyncio.run(_ab(args.ab, args.rounds, console))
     else:
         asyncio.run(_all(args.quick, console))
     return 0
