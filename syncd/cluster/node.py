@@ -216,6 +216,7 @@ class ClusterNode:
         # Bounded: a cancellation that lands inside a Redis command may be absorbed by it;
         # the loops then end at their next turn, seeing _stopping.
         await asyncio.wait(self._tasks, timeout=timeout)
+        self.publisher.close()
         self.state.save()
         await self.backplane.close()
 

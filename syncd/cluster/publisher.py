@@ -91,6 +91,7 @@ class Publisher:
         self._pending: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        self._closed = False
 
     @property
     def idle(self) -> bool:
@@ -123,6 +124,8 @@ class Publisher:
         published = None
         if waits:
             published = asyncio.get_running_loop().create_future()
+            if self._closed:
+                published.set_result(False)  # nothing publishes any more
             messages[-1] = replace(messages[-1], published=published)
         self._queue.extend(messages)
         self._pending[room.name] += len(messages)
@@ -164,6 +167,14 @@ class Publisher:
     def wake(self) -> None:
         """Try again (the connection is back)."""
         self._wake.set()
+
+    def close(self) -> None:
+        """The node is stopping (:meth:`run` was cancelled): whoever waits for a write to
+        be published, now or later, is told it was not (its writer gets ``internal``);
+        what is left unpublished is published at the next start (its mark stays behind)."""
+        self._closed = True
+        for message in self._queue:
+            _resolve(message, False)
 
     async def _catch_up(self, room: Room) -> None:
         """Publish ``room``'s changes since its mark, from the replica."""
