@@ -30,20 +30,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import multiprocessing
 import os
 import pstats
+import re
 import statistics
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.progress import Progress, TaskID
@@ -86,6 +90,10 @@ REPEATS: Final = 3
 SERVER_BENCH_ACKED: Final = 48_775
 """``make bench-server``'s syncd, 50 readers, acknowledged writes/s (docs/benchmarks.md)."""
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "cluster.json"
+STREAM: Final = "syncd:log"
+"""The cluster's stream (:mod:`syncd.cluster.backplane`)."""
+_MARKER: Final = re.compile(r"w([0-9]+)@")
+"""A write's index in its value (:func:`bench.server.clients.marker`)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,67 @@ class CaseResult:
     """Mean commit (append + fsync) time on each node, in ms."""
     cpu_s: list[float]
     """CPU time each node used, in seconds."""
+    to_stream_ms: dict[str, float] = field(default_factory=dict)
+    """With several nodes: from a write's send to its entry's arrival at a client
+    reading the stream (:class:`_StreamTap`): the writer's node's share."""
+    from_stream_ms: dict[str, float] = field(default_factory=dict)
+    """From that arrival to each reader's: the share of Redis's readers (the other
+    nodes) and their clients."""
+
+
+class _StreamTap:
+    """A client blocked on the cluster's stream, as the nodes are, that notes when each
+    write's entry arrives (``monotonic_ns``, the writer's clock): where the cross-node
+    latency goes, on either side of Redis."""
+
+    def __init__(self, redis: RedisProcess, writes: int) -> None:
+        self.redis = redis
+        self.arrived_ns = array("q", [0]) * writes
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start reading the stream from its beginning."""
+        self._task = asyncio.create_task(self._read(), name="stream tap")
+
+    async def stop(self) -> None:
+        """Stop reading."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _read(self) -> None:
+        client = self.redis.client()
+        last = "0-0"
+        try:
+            while True:
+                found: Any = await client.xread({STREAM: last}, count=500, block=1000)
+                now = time.monotonic_ns()
+                for _, entries in found:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        for match in _MARKER.finditer(str(fields["ops"])):
+                            index = int(match[1])
+                            if index < len(self.arrived_ns) and not self.arrived_ns[index]:
+                                self.arrived_ns[index] = now
+        finally:
+            await client.aclose()
+
+    def split(
+        self, results: list[ReaderResult], sent_ns: array[int]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """p50/p99 (ms) of send → stream, and of stream → each reader (every pair)."""
+        to_stream = sorted(
+            (arrived - sent) / 1e6
+            for arrived, sent in zip(self.arrived_ns, sent_ns, strict=True)
+            if arrived and sent
+        )
+        from_stream, _ = percentiles(results, self.arrived_ns)
+        if not to_stream:
+            return {}, from_stream
+        at = {q: to_stream[min(len(to_stream) - 1, int(share * len(to_stream)))]
+              for q, share in (("p50", 0.5), ("p99", 0.99))}  # fmt: skip
+        return at, from_stream
 
 
 @dataclass(frozen=True)
@@ -171,6 +240,7 @@ async def _case(
     redis: RedisProcess | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
+    tap: _StreamTap | None = None
     try:
         args: tuple[str, ...] = ()
         if nodes > 1:
@@ -196,6 +266,9 @@ async def _case(
         targets = servers[1:] if nodes > 1 else servers
         processes, pipes = _start_readers(targets, readers, reader_processes, writes)
         await asyncio.to_thread(wait_pipes, pipes, "ready", 60.0)
+        tap = _StreamTap(redis, writes) if redis is not None else None
+        if tap is not None:
+            tap.start()
         run = await run_writer(
             connection,
             state,
@@ -208,6 +281,11 @@ async def _case(
         reports = await asyncio.to_thread(wait_pipes, pipes, "done", 200.0)
         results: list[ReaderResult] = [r for found, _cpu in reports for r in found]
         latency, missing = percentiles(results, writer.sent_ns)
+        to_stream: dict[str, float] = {}
+        from_stream: dict[str, float] = {}
+        if tap is not None:
+            await tap.stop()
+            to_stream, from_stream = tap.split(results, writer.sent_ns)
         await connection.close()
         return CaseResult(
             nodes,
@@ -221,8 +299,12 @@ async def _case(
             await redis.peak_memory() if redis is not None else 0,
             [await _commit_ms(server) for server in servers],
             [server.cpu_seconds() for server in servers],
+            to_stream,
+            from_stream,
         )
     finally:
+        if tap is not None:
+            await tap.stop()
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
@@ -275,6 +357,11 @@ async def _failures(quick: bool, progress: Progress) -> Failures:
 
 def _ms(values: dict[str, float], key: str) -> str:
     return f"{values.get(key, float('nan')):,.2f}"
+
+
+def _pair(values: dict[str, float]) -> str:
+    """``p50 / p99`` in ms."""
+    return f"{_ms(values, 'p50')} / {_ms(values, 'p99')}"
 
 
 def _print(
@@ -378,7 +465,9 @@ async def _ab(baseline: Path, rounds: int, console: Console) -> None:
     load_start = os.getloadavg()[0]
     runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
     table = Table(title=f"3 nodes, {READERS} readers, {RATE:g} sets/s: A {baseline}, B this build")
-    for column in ("round", "build", "ack p50", "ack p99", "p50", "p99", "missing", "load"):
+    columns = ("round", "build", "ack p50", "ack p99", "p50", "p99", "to stream p50/p99",
+               "from stream p50/p99", "missing", "load")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for number in range(rounds):
         for build, venv in (("A", baseline), ("B", None)):
@@ -387,17 +476,19 @@ async def _ab(baseline: Path, rounds: int, console: Console) -> None:
             runs[build].append(r)
             table.add_row(
                 str(number + 1), build, _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
-                _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), str(r.missing),
-                f"{os.getloadavg()[0]:.2f}",
+                _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), _pair(r.to_stream_ms),
+                _pair(r.from_stream_ms), str(r.missing), f"{os.getloadavg()[0]:.2f}",
             )  # fmt: skip
     for build, found in runs.items():
         medians = {
-            f"{kind} {q}": statistics.median(getattr(r, field)[q] for r in found)
-            for kind, field in (("ack", "ack_ms"), ("cross-node", "latency_ms"))
-            for q in ("p50", "p99")
-        }
+            kind: {q: statistics.median(getattr(r, kind).get(q, math.nan) for r in found)
+                   for q in ("p50", "p99")}
+            for kind in ("ack_ms", "latency_ms", "to_stream_ms", "from_stream_ms")
+        }  # fmt: skip
         table.add_row(
-            "median", build, *(f"{medians[k]:,.2f}" for k in medians), "", ""
+            "median", build, _ms(medians["ack_ms"], "p50"), _ms(medians["ack_ms"], "p99"),
+            _ms(medians["latency_ms"], "p50"), _ms(medians["latency_ms"], "p99"),
+            _pair(medians["to_stream_ms"]), _pair(medians["from_stream_ms"]), "", "",
         )  # fmt: skip
     console.print(table)
     console.print(
