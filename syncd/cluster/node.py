@@ -217,6 +217,7 @@ class ClusterNode:
         # the loops then end at their next turn, seeing _stopping.
         await asyncio.wait(self._tasks, timeout=timeout)
         self.publisher.close()
+        self.replicator.close()
         self.state.save()
         await self.backplane.close()
 
@@ -294,7 +295,7 @@ class ClusterNode:
         again, and pull every document from the peers."""
         logger.warning("cluster: Redis at %s lost its data; resynchronizing", self.config.url)
         self._reset_due = False
-        self.state.cursor = "0-0"
+        self.replicator.rewind("0-0")
         self.state.published.clear()
         self.publisher.mark_dirty(sorted(self.host.rooms.keys() | set(self.data.document_names())))
         await self.backplane.claim(self.backplane.keys_cluster, self.state.cluster)
