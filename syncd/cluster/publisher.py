@@ -6,7 +6,9 @@ consecutive messages of one client, within the document's limits (``max_ops``
 entries, a broadcast frame of ``max_frame_bytes``), so that a burst of small
 messages crosses the cluster, and is committed and broadcast on the other
 nodes, as a few entries. They are queued and published in order (per document,
-the seq order) by one task. In ``local`` ack mode nobody waits for that; in
+the seq order) by one task, which joins the consecutive messages of one client
+queued while its last send was under way the same way (so under load the other
+nodes get few, large entries, as when a node published a group commit at once). In ``local`` ack mode nobody waits for that; in
 ``redis`` mode each merge's writers wait for it as well as for their fsync, and
 are answered ``internal`` if Redis refused them. Either way an ack means the
 write is fsync'd on this node's disk; publishing first only lets the other
@@ -58,6 +60,8 @@ class _Message:
     origin: str
     ops: str
     seq: int
+    count: int
+    """The entries in ``ops``."""
     published: asyncio.Future[bool] | None = None
     """Resolved once this message (the last of its merge's) is published, or refused."""
 
@@ -120,7 +124,7 @@ class Publisher:
             return None
         if not messages:
             # Nothing new: wait behind what is queued or dirty (an empty message).
-            messages = [_Message(room, room.store.epoch, self.node, "", room.document.seq)]
+            messages = [_Message(room, room.store.epoch, self.node, "", room.document.seq, 0)]
         published = None
         if waits:
             published = asyncio.get_running_loop().create_future()
@@ -186,7 +190,14 @@ class Publisher:
         entries = [e.to_wire() for e in document.changes_since(since)]
         limit = max(document.max_ops, 1)
         messages = [
-            _Message(room, room.store.epoch, self.node, json.dumps(entries[i : i + limit]), head)
+            _Message(
+                room,
+                room.store.epoch,
+                self.node,
+                json.dumps(entries[i : i + limit]),
+                head,
+                len(entries[i : i + limit]),
+            )
             for i in range(0, len(entries), limit)
         ]
         for i in range(0, len(messages), BATCH):
@@ -197,7 +208,7 @@ class Publisher:
             logger.info("document %s: published %d entries again", room.name, len(entries))
 
     async def _send(self, messages: list[_Message]) -> None:
-        entries = [(m.doc, self.node, m.origin, m.ops) for m in messages if m.ops]
+        entries = [(doc, self.node, origin, ops) for doc, origin, ops in _joined(messages)]
         if entries:
             await self.backplane.publish(entries)
             self.metrics.published.inc(len(entries))
@@ -232,7 +243,7 @@ def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
 
     def close() -> None:
         ops = ",".join(r.ops_json for r in run)
-        messages.append(_Message(room, room.store.epoch, origin, f"[{ops}]", run[-1].seq))
+        messages.append(_Message(room, room.store.epoch, origin, f"[{ops}]", run[-1].seq, count))
 
     for writer, result in local:
         grows = len(result.ops_json.encode()) + 1  # its entries and a comma
@@ -251,3 +262,38 @@ def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
     if run:
         close()
     return messages
+
+
+def _joined(messages: list[_Message]) -> list[tuple[str, str, str]]:
+    """The stream entries (doc, origin, ops) of ``messages``: consecutive messages of one
+    document and origin joined while the entries fit one message and one broadcast
+    frame, as :func:`_runs` joins a merge's. The messages of several merges queued while
+    a send was under way thus go out as one entry, as a group commit's did."""
+    entries: list[tuple[str, str, str]] = []
+    head: _Message | None = None
+    parts: list[str] = []
+    count = size = 0
+    for message in messages:
+        if not message.ops:
+            continue
+        settings = message.room.settings
+        inner = message.ops[1:-1]
+        grows = len(inner.encode()) + 1  # its entries and a comma
+        if (
+            head is not None
+            and message.room is head.room
+            and message.origin == head.origin
+            and count + message.count <= settings.max_ops
+            and size + grows <= settings.max_frame_bytes - SEQ_MARGIN
+        ):
+            parts.append(inner)
+            count += message.count
+            size += grows
+            continue
+        if head is not None:
+            entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
+        head, parts, count = message, [inner], message.count
+        size = len(broadcast_frame(message.seq, message.origin, "").encode()) + grows
+    if head is not None:
+        entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
+    return entries
