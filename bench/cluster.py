@@ -15,9 +15,9 @@ convergence after a 30 s cut from Redis), each the median of a few runs, and
 the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
 the two fsyncs a cross-node write goes through.
 
-``--ab VENV`` instead runs the three-node paced case with VENV's syncd (another
-build, e.g. of ``main``) and this build's in turn, ``--rounds`` times each, and
-prints every run and the medians.
+``--ab VENV`` instead runs the three-node paced case (``--max``: the full-speed
+one) with VENV's syncd (another build, e.g. of ``main``) and this build's in
+turn, ``--rounds`` times each, and prints every run and the medians.
 
 ``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
 at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
@@ -162,7 +162,8 @@ class _StreamTap:
     def split(
         self, results: list[ReaderResult], sent_ns: array[int]
     ) -> tuple[dict[str, float], dict[str, float]]:
-        """p50/p99 (ms) of send → stream, and of stream → each reader (every pair)."""
+        """p50/p99 (ms) of send → stream, and of stream → each reader (every pair), of the
+        writes whose entry the tap saw (at full speed the nodes may trim some first)."""
         to_stream = sorted(
             (arrived - sent) / 1e6
             for arrived, sent in zip(self.arrived_ns, sent_ns, strict=True)
@@ -459,23 +460,26 @@ async def _profile(folder: Path, console: Console) -> None:
     console.print(f"disk fsync: {probe_fsync().describe()}")
 
 
-async def _ab(baseline: Path, rounds: int, console: Console) -> None:
-    """The three-node paced case, ``baseline``'s syncd (A) and this build's (B) in turn,
-    ``rounds`` times each: every run and the medians."""
+async def _ab(baseline: Path, rounds: int, paced: bool, console: Console) -> None:
+    """The three-node paced (or full-speed) case, ``baseline``'s syncd (A) and this
+    build's (B) in turn, ``rounds`` times each: every run and the medians."""
+    writes, rate = (PACED_WRITES, RATE) if paced else (MAX_WRITES, None)
     load_start = os.getloadavg()[0]
     runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
-    table = Table(title=f"3 nodes, {READERS} readers, {RATE:g} sets/s: A {baseline}, B this build")
-    columns = ("round", "build", "ack p50", "ack p99", "p50", "p99", "to stream p50/p99",
-               "from stream p50/p99", "missing", "load")  # fmt: skip
+    pace = f"{RATE:g} sets/s" if paced else "max"
+    table = Table(title=f"3 nodes, {READERS} readers, {pace}: A {baseline}, B this build")
+    columns = ("round", "build", "acked/s", "ack p50", "ack p99", "p50", "p99",
+               "to stream p50/p99", "from stream p50/p99", "missing", "load")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for number in range(rounds):
         for build, venv in (("A", baseline), ("B", None)):
             with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
-                r = await _case(3, PACED_WRITES, RATE, Path(tmp), venv=venv)
+                r = await _case(3, writes, rate, Path(tmp), venv=venv)
             runs[build].append(r)
             table.add_row(
-                str(number + 1), build, _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
+                str(number + 1), build, f"{r.acked_per_second:,.0f}",
+                _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
                 _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), _pair(r.to_stream_ms),
                 _pair(r.from_stream_ms), str(r.missing), f"{os.getloadavg()[0]:.2f}",
             )  # fmt: skip
@@ -485,8 +489,10 @@ async def _ab(baseline: Path, rounds: int, console: Console) -> None:
                    for q in ("p50", "p99")}
             for kind in ("ack_ms", "latency_ms", "to_stream_ms", "from_stream_ms")
         }  # fmt: skip
+        acked = statistics.median(r.acked_per_second for r in found)
         table.add_row(
-            "median", build, _ms(medians["ack_ms"], "p50"), _ms(medians["ack_ms"], "p99"),
+            "median", build, f"{acked:,.0f}",
+            _ms(medians["ack_ms"], "p50"), _ms(medians["ack_ms"], "p99"),
             _ms(medians["latency_ms"], "p50"), _ms(medians["latency_ms"], "p99"),
             _pair(medians["to_stream_ms"]), _pair(medians["from_stream_ms"]), "", "",
         )  # fmt: skip
@@ -535,12 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         help="instead, A/B the 3-node paced case: VENV's syncd against this build's, in turn",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --ab (default 3)")
+    parser.add_argument(
+        "--max", action="store_true", help="with --ab: the full-speed case, not the paced one"
+    )
     args = parser.parse_args(argv)
     console = Console()
     if args.profile is not None:
         asyncio.run(_profile(args.profile, console))
     elif args.ab is not None:
-        asyncio.run(_ab(args.ab, args.rounds, console))
+        asyncio.run(_ab(args.ab, args.rounds, not args.max, console))
     else:
         asyncio.run(_all(args.quick, console))
     return 0
