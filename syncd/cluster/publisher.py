@@ -8,11 +8,12 @@ messages crosses the cluster, and is committed and broadcast on the other
 nodes, as a few entries. They are queued and published in order (per document,
 the seq order) by one task, which joins the consecutive messages of one client
 queued while its last send was under way the same way (so under load the other
-nodes get few, large entries, as when a node published a group commit at once). In ``local`` ack mode nobody waits for that; in
-``redis`` mode each merge's writers wait for it as well as for their fsync, and
-are answered ``internal`` if Redis refused them. Either way an ack means the
-write is fsync'd on this node's disk; publishing first only lets the other
-nodes' readers see it as soon as this node's readers do.
+nodes get few, large entries, as when a node published a group commit at once).
+In ``local`` ack mode nobody waits for that; in ``redis`` mode each merge's
+writers wait for it as well as for their fsync, and are answered ``internal``
+if Redis refused them. Either way an ack means the write is fsync'd on this
+node's disk; publishing first only lets the other nodes' readers see it as soon
+as this node's readers do.
 
 Per document the node remembers (in its state file) the seq up to which its
 changes are published *and* durable here: the mark never passes the room's
