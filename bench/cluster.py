@@ -15,6 +15,10 @@ convergence after a 30 s cut from Redis), each the median of a few runs, and
 the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
 the two fsyncs a cross-node write goes through.
 
+``--ab VENV`` instead runs the three-node paced case (``--max``: the full-speed
+one) with VENV's syncd (another build, e.g. of ``main``) and this build's in
+turn, ``--rounds`` times each, and prints every run and the medians.
+
 ``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
 at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
 goes (its profile is saved in FOLDER and its top functions printed).
@@ -26,20 +30,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import multiprocessing
 import os
 import pstats
+import re
 import statistics
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.progress import Progress, TaskID
@@ -82,6 +90,10 @@ REPEATS: Final = 3
 SERVER_BENCH_ACKED: Final = 48_775
 """``make bench-server``'s syncd, 50 readers, acknowledged writes/s (docs/benchmarks.md)."""
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "cluster.json"
+STREAM: Final = "syncd:log"
+"""The cluster's stream (:mod:`syncd.cluster.backplane`)."""
+_MARKER: Final = re.compile(r"w([0-9]+)@")
+"""A write's index in its value (:func:`bench.server.clients.marker`)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,68 @@ class CaseResult:
     """Mean commit (append + fsync) time on each node, in ms."""
     cpu_s: list[float]
     """CPU time each node used, in seconds."""
+    to_stream_ms: dict[str, float] = field(default_factory=dict)
+    """With several nodes: from a write's send to its entry's arrival at a client
+    reading the stream (:class:`_StreamTap`): the writer's node's share."""
+    from_stream_ms: dict[str, float] = field(default_factory=dict)
+    """From that arrival to each reader's: the share of Redis's readers (the other
+    nodes) and their clients."""
+
+
+class _StreamTap:
+    """A client blocked on the cluster's stream, as the nodes are, that notes when each
+    write's entry arrives (``monotonic_ns``, the writer's clock): where the cross-node
+    latency goes, on either side of Redis."""
+
+    def __init__(self, redis: RedisProcess, writes: int) -> None:
+        self.redis = redis
+        self.arrived_ns = array("q", [0]) * writes
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start reading the stream from its beginning."""
+        self._task = asyncio.create_task(self._read(), name="stream tap")
+
+    async def stop(self) -> None:
+        """Stop reading."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _read(self) -> None:
+        client = self.redis.client()
+        last = "0-0"
+        try:
+            while True:
+                found: Any = await client.xread({STREAM: last}, count=500, block=1000)
+                now = time.monotonic_ns()
+                for _, entries in found:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        for match in _MARKER.finditer(str(fields["ops"])):
+                            index = int(match[1])
+                            if index < len(self.arrived_ns) and not self.arrived_ns[index]:
+                                self.arrived_ns[index] = now
+        finally:
+            await client.aclose()
+
+    def split(
+        self, results: list[ReaderResult], sent_ns: array[int]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """p50/p99 (ms) of send → stream, and of stream → each reader (every pair), of the
+        writes whose entry the tap saw (at full speed the nodes may trim some first)."""
+        to_stream = sorted(
+            (arrived - sent) / 1e6
+            for arrived, sent in zip(self.arrived_ns, sent_ns, strict=True)
+            if arrived and sent
+        )
+        from_stream, _ = percentiles(results, self.arrived_ns)
+        if not to_stream:
+            return {}, from_stream
+        at = {q: to_stream[min(len(to_stream) - 1, int(share * len(to_stream)))]
+              for q, share in (("p50", 0.5), ("p99", 0.99))}  # fmt: skip
+        return at, from_stream
 
 
 @dataclass(frozen=True)
@@ -160,11 +234,14 @@ async def _case(
     reader_processes: int = READER_PROCESSES,
     profile: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    venv: Path | None = None,
 ) -> CaseResult:
-    """One writer on node 1; readers on the other nodes (on node 1 if alone)."""
+    """One writer on node 1; readers on the other nodes (on node 1 if alone); the nodes
+    are ``venv``'s syncd (another build), this one's if None."""
     redis: RedisProcess | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
+    tap: _StreamTap | None = None
     try:
         args: tuple[str, ...] = ()
         if nodes > 1:
@@ -178,6 +255,7 @@ async def _case(
                     root / f"n{number + 1}",
                     extra=args,
                     profile=profile if number == 1 else None,
+                    venv=venv,
                 )
             )
         for server in servers:
@@ -189,6 +267,9 @@ async def _case(
         targets = servers[1:] if nodes > 1 else servers
         processes, pipes = _start_readers(targets, readers, reader_processes, writes)
         await asyncio.to_thread(wait_pipes, pipes, "ready", 60.0)
+        tap = _StreamTap(redis, writes) if redis is not None else None
+        if tap is not None:
+            tap.start()
         run = await run_writer(
             connection,
             state,
@@ -201,6 +282,11 @@ async def _case(
         reports = await asyncio.to_thread(wait_pipes, pipes, "done", 200.0)
         results: list[ReaderResult] = [r for found, _cpu in reports for r in found]
         latency, missing = percentiles(results, writer.sent_ns)
+        to_stream: dict[str, float] = {}
+        from_stream: dict[str, float] = {}
+        if tap is not None:
+            await tap.stop()
+            to_stream, from_stream = tap.split(results, writer.sent_ns)
         await connection.close()
         return CaseResult(
             nodes,
@@ -214,8 +300,12 @@ async def _case(
             await redis.peak_memory() if redis is not None else 0,
             [await _commit_ms(server) for server in servers],
             [server.cpu_seconds() for server in servers],
+            to_stream,
+            from_stream,
         )
     finally:
+        if tap is not None:
+            await tap.stop()
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
@@ -268,6 +358,11 @@ async def _failures(quick: bool, progress: Progress) -> Failures:
 
 def _ms(values: dict[str, float], key: str) -> str:
     return f"{values.get(key, float('nan')):,.2f}"
+
+
+def _pair(values: dict[str, float]) -> str:
+    """``p50 / p99`` in ms."""
+    return f"{_ms(values, 'p50')} / {_ms(values, 'p99')}"
 
 
 def _print(
@@ -365,6 +460,48 @@ async def _profile(folder: Path, console: Console) -> None:
     console.print(f"disk fsync: {probe_fsync().describe()}")
 
 
+async def _ab(baseline: Path, rounds: int, paced: bool, console: Console) -> None:
+    """The three-node paced (or full-speed) case, ``baseline``'s syncd (A) and this
+    build's (B) in turn, ``rounds`` times each: every run and the medians."""
+    writes, rate = (PACED_WRITES, RATE) if paced else (MAX_WRITES, None)
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
+    pace = f"{RATE:g} sets/s" if paced else "max"
+    table = Table(title=f"3 nodes, {READERS} readers, {pace}: A {baseline}, B this build")
+    columns = ("round", "build", "acked/s", "ack p50", "ack p99", "p50", "p99",
+               "to stream p50/p99", "from stream p50/p99", "missing", "load")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for number in range(rounds):
+        for build, venv in (("A", baseline), ("B", None)):
+            with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
+                r = await _case(3, writes, rate, Path(tmp), venv=venv)
+            runs[build].append(r)
+            table.add_row(
+                str(number + 1), build, f"{r.acked_per_second:,.0f}",
+                _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
+                _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), _pair(r.to_stream_ms),
+                _pair(r.from_stream_ms), str(r.missing), f"{os.getloadavg()[0]:.2f}",
+            )  # fmt: skip
+    for build, found in runs.items():
+        medians = {
+            kind: {q: statistics.median(getattr(r, kind).get(q, math.nan) for r in found)
+                   for q in ("p50", "p99")}
+            for kind in ("ack_ms", "latency_ms", "to_stream_ms", "from_stream_ms")
+        }  # fmt: skip
+        acked = statistics.median(r.acked_per_second for r in found)
+        table.add_row(
+            "median", build, f"{acked:,.0f}",
+            _ms(medians["ack_ms"], "p50"), _ms(medians["ack_ms"], "p99"),
+            _ms(medians["latency_ms"], "p50"), _ms(medians["latency_ms"], "p99"),
+            _pair(medians["to_stream_ms"]), _pair(medians["from_stream_ms"]), "", "",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"load average: {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
+
+
 async def _all(quick: bool, console: Console) -> None:
     load_start = os.getloadavg()[0]
     started = time.monotonic()
@@ -397,10 +534,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="FOLDER", help="profile the cross-node path instead"
     )
+    parser.add_argument(
+        "--ab",
+        type=Path,
+        metavar="VENV",
+        help="instead, A/B the 3-node paced case: VENV's syncd against this build's, in turn",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --ab (default 3)")
+    parser.add_argument(
+        "--max", action="store_true", help="with --ab: the full-speed case, not the paced one"
+    )
     args = parser.parse_args(argv)
     console = Console()
     if args.profile is not None:
         asyncio.run(_profile(args.profile, console))
+    elif args.ab is not None:
+        asyncio.run(_ab(args.ab, args.rounds, not args.max, console))
     else:
         asyncio.run(_all(args.quick, console))
     return 0

@@ -52,12 +52,23 @@ merged before it is appended and its rows written, so a client finds in the
 history every write it was sent (broadcasts go out at the merge, before the
 append), and a fold waits for the rows before it deletes log segments.
 
-In a cluster (``--cluster``) a room also has a :class:`Replication`: each append
-is handed to it once fsync'd and before its writers are acknowledged (it
-publishes the local writes; in ``--cluster-ack redis`` mode it may refuse, and the
-writers are then answered ``internal``), and entries from other nodes come in
-through :meth:`Room.replicate`, down the same pipeline, without an ack: they are
-durable on their node already, so they too are broadcast at their merge.
+In a cluster (``--cluster``) a room also has a :class:`Replication`. Each merge
+hands it its local writes right after their broadcast, so that they are published
+to the other nodes while their fsync runs here: the other nodes' readers, like
+this node's, see a write at its merge. An ack still means what it means alone,
+durable on this node's disk: the flush acknowledges after its fsync, and in
+``--cluster-ack redis`` mode also only once Redis took the writes (the two waits
+overlap); if Redis refused them the writers are answered ``internal``. Each
+fsync'd append is reported to it (:attr:`Room.durable_seq`): the mark of what is
+published never passes what is durable. A crash can lose writes that were
+published but not fsync'd, as it loses those readers saw: the other nodes have
+them, and the node takes them back from the cluster at its next start
+(:mod:`syncd.cluster.replicator`). A write published whose append the disk
+refuses is answered ``internal`` like any such write; the other nodes keep it, its
+merge stays for the next append here, and a resent copy merges as a duplicate.
+Entries from other nodes come in through :meth:`Room.replicate`, down the same
+pipeline, without an ack (they are durable on their node already), and are
+broadcast at their merge too.
 """
 
 from __future__ import annotations
@@ -164,9 +175,18 @@ class Replication(Protocol):
         """The cluster's id, named in every ``welcome``."""
         ...
 
-    async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
-        """A commit is fsync'd: publish its ``local`` writes (origin, result); whether
-        its writers may be acknowledged now."""
+    def merged(
+        self, room: Room, local: list[tuple[str, FrameResult]]
+    ) -> asyncio.Future[bool] | None:
+        """A merge's ``local`` writes (origin, result; applied or not), in seq order:
+        publish what they applied now, while their fsync runs. The future, if any, tells
+        whether they (and anything of the document published before them) were
+        published: the writers wait for it as well as for the fsync; ``None``: nothing
+        to wait for."""
+        ...
+
+    def committed(self, room: Room) -> None:
+        """An append is fsync'd: every merge up to :attr:`Room.durable_seq` is on disk."""
         ...
 
     def purge_floor_ms(self) -> int:
@@ -186,6 +206,8 @@ class _Merged:
     lines: str
     seq: int
     """The document's head after this merge."""
+    published: asyncio.Future[bool] | None = None
+    """In a cluster, whether its local writes were published, if the writers wait for it."""
     answered: bool = False
     """Its writers were answered ``internal`` (an append of it failed): the next append
     that succeeds stores it without answering them again."""
@@ -242,6 +264,8 @@ class Room:
         """The document's history, once opened (:meth:`_open_history`)."""
         self.replication = replication
         self.document = document
+        self.durable_seq = document.seq
+        """The seq up to which every merge is appended and fsync'd (what a crash keeps)."""
         self.store = store
         self.clock = clock
         self.settings = settings
@@ -261,8 +285,6 @@ class Room:
         """Merged and broadcast, in seq order, waiting for their append."""
         self._unflushed_bytes = 0
         self._flushing = False
-        self._appended_seq = 0
-        """The head of the last append that reached the disk."""
         self._flush_done = asyncio.Event()
         """Set and replaced at the end of each flush, to wake who waits for one."""
         self._flush_wake = asyncio.Event()
@@ -344,7 +366,7 @@ class Room:
         then finds it in the history."""
         head = self.document.seq
         while (
-            self._appended_seq < head
+            self.durable_seq < head
             and (self._unflushed or self._flushing)
             and not self._refusing.is_set()
         ):
@@ -583,8 +605,13 @@ class Room:
         started = time.perf_counter()
         self._broadcast(results)
         spent = time.perf_counter() - started
+        published = None
+        if self.replication is not None:
+            # The other nodes' readers, like this node's, need not wait for the disk.
+            local = [(c.node, r) for c, r in results if c.outcome is None]
+            published = self.replication.merged(self, local)
         lines = "".join(line for _, r in results if (line := r.log_line()))
-        self._hold_for_append([_Merged(results, lines, self.document.seq)])
+        self._hold_for_append([_Merged(results, lines, self.document.seq, published)])
         return spent
 
     def _hold_for_append(self, merges: list[_Merged], refused: bool = False) -> None:
@@ -638,7 +665,7 @@ class Room:
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self._appended_seq = taken[-1].seq
+        self.durable_seq = taken[-1].seq
         if self._refusing.is_set():
             logger.warning("document %s: the disk takes appends again", self.name)
             self._refusing.clear()
@@ -655,8 +682,11 @@ class Room:
         self.metrics.ops_ignored.inc(sum(result.ignored for _, result in results))
         published = True
         if self.replication is not None:
-            local = [(c.node, r) for c, r in results if c.outcome is None and r.applied]
-            published = await self.replication.committed(self, local)
+            self.replication.committed(self)
+            for merged in taken:
+                # Started at the merge: by now usually done (each is awaited once).
+                if merged.published is not None and not merged.answered:
+                    published = await merged.published and published
         self._acknowledge([p for m in taken if not m.answered for p in m.results], published)
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             async with self._lock:
@@ -716,6 +746,7 @@ class Room:
             self._failed = error
         else:
             self.document = document
+            self.durable_seq = document.seq
             logger.warning("document %s: reloaded from disk after a failed commit", self.name)
         self.store.break_lineage()
         for member in list(self._members):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import StraceDisk
 from servers import (
     REPO,
     START_TIMEOUT,
@@ -30,6 +31,7 @@ from servers import (
 )
 
 from bench.cluster_redis import RedisProcess, TcpProxy
+from syncd.cluster.state import parse_id
 from syncd.crdt import wall_clock_ms
 
 CONVERGE_TIMEOUT = 6 * TIMEOUT
@@ -282,6 +284,52 @@ async def test_a_node_behind_a_trimmed_stream_resyncs_by_snapshot(cluster: Clust
         return gaps.get('syncd_cluster_gaps_repaired_total{reason="trimmed"}', 0) >= 1
 
     await eventually(counted, "the trimmed gap is counted as repaired")
+
+
+async def _heartbeat(cluster: Cluster, node: ServerProcess) -> Frame:
+    """``node``'s latest heartbeat in Redis (its cursor, its time)."""
+    server = (await welcome(node))["node"]
+    client = cluster.redis.client()
+    try:
+        text: Any = await client.hget("syncd:nodes", server)
+    finally:
+        await client.aclose()
+    heartbeat: Frame = json.loads(text)
+    return heartbeat
+
+
+async def test_a_node_whose_disk_refuses_entries_keeps_its_cursor_before_them(
+    cluster: Cluster,
+) -> None:
+    # The replicator reads on while entries commit; its cursor still never passes an
+    # entry that is not on the node's disk, so a crash then loses nothing.
+    n1, n2 = await cluster.start(2)
+    writer = await cluster.client(n1, "writer")
+    await write(writer, "a", 1)
+    await converged([n1, n2], a=1)
+    disk = StraceDisk(n2.data, cluster.root / "strace.txt")
+    try:
+        await disk.fill(n2)
+        await write(writer, "b", 2)
+        (entry_id, _), *_ = [e for e in await stream(cluster.redis) if '"b"' in e[1]]
+
+        async def merged_in_memory() -> bool:
+            return "b" in await state(n2)
+
+        await eventually(merged_in_memory, "node 2 merges b (its disk refuses to store it)")
+        seen_ms = wall_clock_ms()
+
+        async def beat_since() -> bool:
+            return int((await _heartbeat(cluster, n2))["time"]) > seen_ms + 1000
+
+        await eventually(beat_since, "node 2 beats a second after merging b")
+        cursor = (await _heartbeat(cluster, n2))["cursor"]
+        assert parse_id(cursor) < parse_id(entry_id), (cursor, entry_id)
+        await n2.kill()
+    finally:
+        disk.close()
+    await n2.start()
+    await converged([n1, n2], a=1, b=2)
 
 
 # -- acknowledging through Redis -------------------------------------------------------------

@@ -153,7 +153,8 @@ def latencies(result: ReaderResult, sent_ns: array[int]) -> tuple[list[int], int
             if seen[index]:
                 raise AssertionError(f"{result.node} received write {index} twice")
             seen[index] = 1
-            found.append(arrival - sent_ns[index])
+            if sent_ns[index]:  # 0: no start time (a stream entry the tap never saw)
+                found.append(arrival - sent_ns[index])
     return found, len(sent_ns) - len(found)
 
 

@@ -119,9 +119,15 @@ class ClusterNode:
         """The cluster's id."""
         return self.state.cluster
 
-    async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
-        """Publish a commit's local writes; whether they may be acknowledged."""
-        return await self.publisher.committed(room, local)
+    def merged(
+        self, room: Room, local: list[tuple[str, FrameResult]]
+    ) -> asyncio.Future[bool] | None:
+        """Publish a merge's local writes now (see :meth:`Publisher.merged`)."""
+        return self.publisher.merged(room, local)
+
+    def committed(self, room: Room) -> None:
+        """An append of ``room`` is fsync'd (see :meth:`Publisher.committed`)."""
+        self.publisher.committed(room)
 
     def allows_origin(self, origin: str) -> bool:
         """Whether a browser's ``Origin`` is that of a registered node's pages."""
@@ -181,6 +187,13 @@ class ClusterNode:
         self.publisher.mark_dirty(
             [name for name, room in self.host.rooms.items() if self._unpublished(room)]
         )
+        if self.data.unclean_start:
+            # It published writes at their merge: the crash may have lost some here.
+            logger.warning(
+                "cluster: the last run did not stop cleanly: reading the stream from its "
+                "start, this node's own entries included"
+            )
+            self.replicator.replay_own()
         self._tasks = [
             asyncio.create_task(self.publisher.run(), name="cluster publisher"),
             asyncio.create_task(self._replicate(), name="cluster replicator"),
@@ -203,6 +216,8 @@ class ClusterNode:
         # Bounded: a cancellation that lands inside a Redis command may be absorbed by it;
         # the loops then end at their next turn, seeing _stopping.
         await asyncio.wait(self._tasks, timeout=timeout)
+        self.publisher.close()
+        self.replicator.close()
         self.state.save()
         await self.backplane.close()
 
@@ -280,7 +295,7 @@ class ClusterNode:
         again, and pull every document from the peers."""
         logger.warning("cluster: Redis at %s lost its data; resynchronizing", self.config.url)
         self._reset_due = False
-        self.state.cursor = "0-0"
+        self.replicator.rewind("0-0")
         self.state.published.clear()
         self.publisher.mark_dirty(sorted(self.host.rooms.keys() | set(self.data.document_names())))
         await self.backplane.claim(self.backplane.keys_cluster, self.state.cluster)

@@ -1,19 +1,29 @@
-"""Publishing a node's local commits to the cluster's stream.
+"""Publishing a node's local writes to the cluster's stream, at their merge.
 
-The local writes of a commit that won their merge become stream entries {doc,
-node, origin, ops} once fsync'd: one per run of consecutive messages of one
-client, within the document's limits (``max_ops`` entries, a broadcast frame of
-``max_frame_bytes``), so that a burst of small messages crosses the cluster,
-and is committed and broadcast on the other nodes, as a few entries. In
-``local`` ack mode the entries are queued and published in order in the
-background; in ``redis`` mode the commit waits for Redis to take them and its
-writers are answered ``internal`` if it cannot.
+The local writes of a merge that won become stream entries {doc, node, origin,
+ops} at once, while their fsync runs (:mod:`syncd.room`): one per run of
+consecutive messages of one client, within the document's limits (``max_ops``
+entries, a broadcast frame of ``max_frame_bytes``), so that a burst of small
+messages crosses the cluster, and is committed and broadcast on the other
+nodes, as a few entries. They are queued and published in order (per document,
+the seq order) by one task, which joins the consecutive messages of one client
+queued while its last send was under way the same way (so under load the other
+nodes get few, large entries, as when a node published a group commit at once).
+In ``local`` ack mode nobody waits for that; in ``redis`` mode each merge's
+writers wait for it as well as for their fsync, and are answered ``internal``
+if Redis refused them. Either way an ack means the write is fsync'd on this
+node's disk; publishing first only lets the other nodes' readers see it as soon
+as this node's readers do.
 
 Per document the node remembers (in its state file) the seq up to which its
-changes are published. When publishing fails, or after a restart, the
-documents whose head is past that mark are *dirty*: their changes since the
-mark are published again from the replica (origin: this node), which may
-repeat entries other nodes already have; merging makes that harmless.
+changes are published *and* durable here: the mark never passes the room's
+:attr:`~syncd.room.Room.durable_seq`, so after a crash it never claims a seq that
+the disk lost (and that a new write may take). When publishing fails, or after a
+restart, the documents whose head is past that mark are *dirty*: their changes
+since the mark are published again from the replica (origin: this node), which
+may repeat entries other nodes already have; merging makes that harmless.
+Entries published and then lost here by a crash are taken back from the cluster
+at the next start (:meth:`syncd.cluster.replicator.Replicator.replay_own`).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import json
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
@@ -46,11 +56,20 @@ SEQ_MARGIN = 24
 
 @dataclass(frozen=True)
 class _Message:
-    doc: str
+    room: Room
     epoch: str
     origin: str
     ops: str
     seq: int
+    count: int
+    """The entries in ``ops``."""
+    published: asyncio.Future[bool] | None = None
+    """Resolved once this message (the last of its merge's) is published, or refused."""
+
+    @property
+    def doc(self) -> str:
+        """The document's name."""
+        return self.room.name
 
 
 class Publisher:
@@ -77,6 +96,7 @@ class Publisher:
         self._pending: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        self._closed = False
 
     @property
     def idle(self) -> bool:
@@ -88,28 +108,40 @@ class Publisher:
         self._dirty.update(docs)
         self._wake.set()
 
-    async def committed(self, room: Room, local: list[tuple[str, FrameResult]]) -> bool:
-        """A commit of ``room`` is fsync'd; whether its writers may be acknowledged."""
-        doc = room.name
-        messages = _runs(room, local)
-        if self.mode is AckMode.LOCAL:
-            if messages:
-                self._queue.extend(messages)
-                self._pending[doc] += len(messages)
-                self._wake.set()
-            elif not self._pending[doc] and doc not in self._dirty:
-                self._mark(room, room.document.seq)  # only other nodes' entries: nothing to publish
-            return True
-        try:
-            if doc in self._dirty:
-                await self._catch_up(room)
-            await self._send(messages)
-        except RedisError as error:
-            self._dirty.add(doc)
-            self.on_failure(error)
-            return False
-        self._mark(room, room.document.seq)
-        return True
+    def merged(
+        self, room: Room, local: list[tuple[str, FrameResult]]
+    ) -> asyncio.Future[bool] | None:
+        """Queue a merge's local writes (those applied) for publishing, behind everything
+        queued before.
+
+        In ``redis`` mode, the future tells whether they were published, with whatever
+        of the document was not published yet (the writers are acknowledged only then:
+        a write sent again, ignored by the merge, is acknowledged once its original is
+        in Redis); in ``local`` mode nobody waits (``None``).
+        """
+        messages = _runs(room, [(origin, result) for origin, result in local if result.applied])
+        waits = self.mode is AckMode.REDIS and bool(local)
+        if not messages and not (waits and (self._pending[room.name] or room.name in self._dirty)):
+            return None
+        if not messages:
+            # Nothing new: wait behind what is queued or dirty (an empty message).
+            messages = [_Message(room, room.store.epoch, self.node, "", room.document.seq, 0)]
+        published = None
+        if waits:
+            published = asyncio.get_running_loop().create_future()
+            if self._closed:
+                published.set_result(False)  # nothing publishes any more
+            messages[-1] = replace(messages[-1], published=published)
+        self._queue.extend(messages)
+        self._pending[room.name] += len(messages)
+        self._wake.set()
+        return published
+
+    def committed(self, room: Room) -> None:
+        """An append of ``room`` is fsync'd: with nothing of it left to publish, the
+        mark follows its disk."""
+        if not self._pending[room.name] and room.name not in self._dirty:
+            self._mark(room, room.durable_seq)
 
     async def run(self) -> None:
         """Publish the queue and the dirty documents; after a failure, wait to be woken."""
@@ -125,13 +157,14 @@ class Publisher:
                     for message in batch:
                         self._queue.popleft()
                         self._pending[message.doc] -= 1
-                        mark = self.state.published.get(message.doc)
-                        if mark is None or mark[1] < message.seq or mark[0] != message.epoch:
-                            self.state.published[message.doc] = (message.epoch, message.seq)
+                        _resolve(message, True)
+                        self._advance(message)
             except RedisError as error:
                 # Left for the next wake-up (a reconnection): the queue's documents are
                 # published again from their marks.
                 self._dirty.update(m.doc for m in self._queue)
+                for message in self._queue:
+                    _resolve(message, False)
                 self._queue.clear()
                 self._pending.clear()
                 self.on_failure(error)
@@ -139,6 +172,14 @@ class Publisher:
     def wake(self) -> None:
         """Try again (the connection is back)."""
         self._wake.set()
+
+    def close(self) -> None:
+        """The node is stopping (:meth:`run` was cancelled): whoever waits for a write to
+        be published, now or later, is told it was not (its writer gets ``internal``);
+        what is left unpublished is published at the next start (its mark stays behind)."""
+        self._closed = True
+        for message in self._queue:
+            _resolve(message, False)
 
     async def _catch_up(self, room: Room) -> None:
         """Publish ``room``'s changes since its mark, from the replica."""
@@ -151,24 +192,44 @@ class Publisher:
         limit = max(document.max_ops, 1)
         messages = [
             _Message(
-                room.name, room.store.epoch, self.node, json.dumps(entries[i : i + limit]), head
+                room,
+                room.store.epoch,
+                self.node,
+                json.dumps(entries[i : i + limit]),
+                head,
+                len(entries[i : i + limit]),
             )
             for i in range(0, len(entries), limit)
         ]
         for i in range(0, len(messages), BATCH):
             await self._send(messages[i : i + BATCH])
         self._dirty.discard(room.name)
-        self._mark(room, head)
+        self._mark(room, min(head, room.durable_seq))
         if messages:
             logger.info("document %s: published %d entries again", room.name, len(entries))
 
     async def _send(self, messages: list[_Message]) -> None:
-        if messages:
-            await self.backplane.publish([(m.doc, self.node, m.origin, m.ops) for m in messages])
-            self.metrics.published.inc(len(messages))
+        entries = [(doc, self.node, origin, ops) for doc, origin, ops in _joined(messages)]
+        if entries:
+            await self.backplane.publish(entries)
+            self.metrics.published.inc(len(entries))
+
+    def _advance(self, message: _Message) -> None:
+        """The mark once ``message`` is published: up to it, or with nothing more of its
+        document queued, up to its room's disk; never past what its room has fsync'd."""
+        room = message.room
+        if message.epoch != room.store.epoch or room.name in self._dirty:
+            return
+        durable = room.durable_seq
+        self._mark(room, min(message.seq, durable) if self._pending[room.name] else durable)
 
     def _mark(self, room: Room, seq: int) -> None:
         self.state.published[room.name] = (room.store.epoch, seq)
+
+
+def _resolve(message: _Message, published: bool) -> None:
+    if message.published is not None and not message.published.done():
+        message.published.set_result(published)
 
 
 def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
@@ -183,7 +244,7 @@ def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
 
     def close() -> None:
         ops = ",".join(r.ops_json for r in run)
-        messages.append(_Message(room.name, room.store.epoch, origin, f"[{ops}]", run[-1].seq))
+        messages.append(_Message(room, room.store.epoch, origin, f"[{ops}]", run[-1].seq, count))
 
     for writer, result in local:
         grows = len(result.ops_json.encode()) + 1  # its entries and a comma
@@ -202,3 +263,38 @@ def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
     if run:
         close()
     return messages
+
+
+def _joined(messages: list[_Message]) -> list[tuple[str, str, str]]:
+    """The stream entries (doc, origin, ops) of ``messages``: consecutive messages of one
+    document and origin joined while the entries fit one message and one broadcast
+    frame, as :func:`_runs` joins a merge's. The messages of several merges queued while
+    a send was under way thus go out as one entry, as a group commit's did."""
+    entries: list[tuple[str, str, str]] = []
+    head: _Message | None = None
+    parts: list[str] = []
+    count = size = 0
+    for message in messages:
+        if not message.ops:
+            continue
+        settings = message.room.settings
+        inner = message.ops[1:-1]
+        grows = len(inner.encode()) + 1  # its entries and a comma
+        if (
+            head is not None
+            and message.room is head.room
+            and message.origin == head.origin
+            and count + message.count <= settings.max_ops
+            and size + grows <= settings.max_frame_bytes - SEQ_MARGIN
+        ):
+            parts.append(inner)
+            count += message.count
+            size += grows
+            continue
+        if head is not None:
+            entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
+        head, parts, count = message, [inner], message.count
+        size = len(broadcast_frame(message.seq, message.origin, "").encode()) + grows
+    if head is not None:
+        entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
+    return entries
