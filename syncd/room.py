@@ -31,7 +31,9 @@ The files are written in threads: a document's loads and appends always in its
 log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
 appends that follow it.
 
-Frames are written to a client's socket without waiting for it. A client whose
+Frames are written to a client's socket without waiting for it: each encoded once
+for all its members, and written with whatever else the client got in the same
+loop turn, once, at the end of the turn (:mod:`syncd.outlet`). A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
 
@@ -72,7 +74,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode
 
 from syncd.crdt import (
@@ -91,6 +93,7 @@ from syncd.history import History
 from syncd.history_queue import HistoryQueue
 from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
+from syncd.outlet import Flusher, Outlet, encode
 from syncd.presence import Roster
 from syncd.protocol import DocumentHead, Hello, handshake, message_id
 from syncd.sqlite import sqlite3
@@ -200,7 +203,7 @@ class Member:
     readonly: bool
     floor: int = 0
     """The seq of the snapshot it was sent: it already has every change up to here."""
-    backlog: list[str] | None = field(default_factory=list)
+    backlog: list[bytes] | None = field(default_factory=list)
     """Frames held while its handshake is being sent; ``None`` once it is synced."""
     backlog_bytes: int = 0
     dropped: bool = False
@@ -211,10 +214,12 @@ class Member:
     """The presence its welcome saw (:attr:`syncd.presence.Roster.version`)."""
     unanswered: deque[int] = field(default_factory=deque)
     """The seq of each of its writes merged but not yet answered (ack or error), in order."""
-    held: deque[tuple[int, str]] = field(default_factory=deque)
+    held: deque[tuple[int, bytes]] = field(default_factory=deque)
     """Broadcasts (seq, frame) above the seq of its oldest unanswered write, sent right
     after that answer: a connection receives acks and broadcasts in seq order."""
     held_bytes: int = 0
+    outlet: Outlet | None = None
+    """Where its frames wait for the end of the loop turn, from its join on."""
 
     @property
     def connection(self) -> ServerConnection:
@@ -250,6 +255,7 @@ class Room:
         self._roster = Roster(replication.remote_peers(name) if replication is not None else ())
         self._presence_due: asyncio.TimerHandle | None = None
         self._presence_interval = PRESENCE_TICK
+        self._outlets = Flusher()
         self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
         self._intake_open = asyncio.Event()
@@ -382,6 +388,7 @@ class Room:
             hello, head, readonly=member.readonly, peers=peers, time=self.clock.now()
         )
         member.floor = head.seq
+        member.outlet = Outlet(member.connection, self._outlets)
         self._members[member] = None
         self._roster.connect(member.node)
         member.presence_version = self._roster.version  # its own arrival included
@@ -408,8 +415,8 @@ class Room:
     def synced(self, member: Member) -> None:
         """The handshake is sent: write what waited meanwhile, then write directly."""
         backlog, member.backlog = member.backlog or [], None
-        for frame in backlog:
-            self.send(member, frame)
+        for data in backlog:
+            self._write(member, data)
 
     def remote_presence(self, joined: list[str], left: list[str]) -> None:
         """Clients joined or left this document on other nodes: tell the local clients
@@ -440,10 +447,15 @@ class Room:
         started = time.perf_counter()
         announcement = self._roster.announce()
         if announcement is not None:
+            # Most members get the same frame: encoded once, not once each.
+            last: tuple[str, bytes] | None = None
             for member in self._members:
                 frame = announcement.frame_for(member.node, member.presence_version)
-                if frame is not None:
-                    self.send(member, frame)
+                if frame is None:
+                    continue
+                if last is None or last[0] is not frame:
+                    last = (frame, encode(frame))
+                self._write(member, last[1])
         spent = time.perf_counter() - started
         self._presence_interval = max(PRESENCE_TICK, spent / PRESENCE_SHARE)
 
@@ -731,21 +743,22 @@ class Room:
         if writer.unanswered:
             writer.unanswered.popleft()
         while writer.held and (not writer.unanswered or writer.held[0][0] <= writer.unanswered[0]):
-            _, frame = writer.held.popleft()
-            writer.held_bytes -= len(frame)
-            self.send(writer, frame)
+            _, data = writer.held.popleft()
+            writer.held_bytes -= len(data)
+            self._write(writer, data)
 
-    def _send_broadcast(self, member: Member, seq: int, frame: str) -> None:
-        """Send a broadcast, or hold it while the member awaits an ack of a lower seq."""
+    def _send_broadcast(self, member: Member, seq: int, data: bytes) -> None:
+        """Send an encoded broadcast, or hold it while the member awaits an ack of a
+        lower seq."""
         if member.held or (member.unanswered and seq > member.unanswered[0]):
             if member.dropped:
                 return
-            member.held.append((seq, frame))
-            member.held_bytes += len(frame)
+            member.held.append((seq, data))
+            member.held_bytes += len(data)
             if member.held_bytes > self.settings.queue_limit:
                 self._drop(member)
             return
-        self.send(member, frame)
+        self._write(member, data)
 
     def _broadcast(self, results: list[tuple[Member, FrameResult]]) -> None:
         """Send a merge's applied entries to the other members, run by run of one origin."""
@@ -764,7 +777,7 @@ class Room:
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
-        shared: list[tuple[int, str]] | None = None
+        shared: list[tuple[int, bytes]] | None = None
         for member in self._members:
             if member is writer or member.floor >= last_seq:
                 continue
@@ -774,8 +787,8 @@ class Room:
                 frames = shared
             else:  # it joined while this run was being committed
                 frames = _coalesce(writer.node, [r for r in run if r.seq > member.floor], limit)
-            for seq, frame in frames:
-                self._send_broadcast(member, seq, frame)
+            for seq, data in frames:
+                self._send_broadcast(member, seq, data)
 
     def _fold_may_retry(self) -> bool:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
@@ -824,17 +837,30 @@ class Room:
         """Write a frame to a client without waiting; drop the client if it lags too far."""
         if member.dropped or member.socket is None:
             return
+        self._write(member, encode(frame))
+
+    def _write(self, member: Member, data: bytes) -> None:
+        """Queue an encoded frame for a client (:mod:`syncd.outlet`), or hold it in its
+        backlog while its handshake is sent; drop the client if it lags too far."""
+        if member.dropped or member.socket is None:
+            return
         if member.backlog is not None:
-            member.backlog.append(frame)
-            member.backlog_bytes += len(frame)
+            member.backlog.append(data)
+            member.backlog_bytes += len(data)
             if member.backlog_bytes > self.settings.queue_limit:
                 self._drop(member)
             return
-        transport = member.connection.transport
-        if transport is not None and transport.get_write_buffer_size() > self.settings.queue_limit:
+        assert member.outlet is not None, "a member past its backlog has joined"
+        if member.outlet.unsent() > self.settings.queue_limit:
             self._drop(member)
             return
-        broadcast([member.connection], frame)
+        member.outlet.put(data)
+
+    def flush(self, member: Member) -> None:
+        """Write now what waits for the end of the loop turn: call before closing the
+        connection, since frames still queued once it is closing are discarded."""
+        if member.outlet is not None:
+            member.outlet.flush()
 
     def _drop(self, member: Member) -> None:
         self.metrics.queue_drops.inc()
@@ -848,6 +874,7 @@ class Room:
         member.dropped = True
         member.held.clear()
         member.held_bytes = 0
+        self.flush(member)  # what it was sent before: a close discards what is queued
         task = asyncio.create_task(
             close_or_abort(member.connection, code, reason, self.settings.close_timeout)
         )
@@ -892,14 +919,17 @@ def _not_published(id: int) -> ProtocolError:
     )
 
 
-def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, str]]:
-    """The broadcasts of a run, each with its seq: as few frames as fit within the limit.
+def _coalesce(
+    origin: str, run: list[FrameResult], max_frame_bytes: int
+) -> list[tuple[int, bytes]]:
+    """The encoded broadcasts of a run, each with its seq: as few frames as fit within
+    the limit.
 
     A message's own entries are never split, so a frame holding a single
     message may exceed the limit by the little its ``seq`` and ``origin`` add.
     """
     overhead = len(broadcast_frame(run[-1].seq, origin, "").encode())
-    frames: list[tuple[int, str]] = []
+    frames: list[tuple[int, bytes]] = []
     chunk: list[FrameResult] = []
     size = overhead
     for result in run:
@@ -913,6 +943,6 @@ def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list
     return frames
 
 
-def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, str]:
+def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, bytes]:
     seq = chunk[-1].seq
-    return seq, broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk))
+    return seq, encode(broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk)))
