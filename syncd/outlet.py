@@ -11,7 +11,8 @@ broadcasts held for it) are a system call each too. Here:
   the same for every client;
 - the bytes are queued on the client's :class:`Outlet`, and at the end of the
   loop turn (:class:`Flusher`) everything queued for a client goes out in one
-  ``transport.write``.
+  ``transport.write`` (or sooner: a room flushes a broadcast's writes at once, to
+  time them).
 
 Frames keep their order on a connection: an outlet is written whole, in the
 order its frames were queued. What websockets writes itself (pings, pongs, the
@@ -52,7 +53,8 @@ class Flusher:
         self._due.append(outlet)
 
     def flush(self) -> None:
-        """Write every outlet due (normally called by the loop, once per turn)."""
+        """Write every outlet due: called by the loop at the end of the turn, or sooner
+        by a caller that times its writes (a room pacing its broadcasts)."""
         due, self._due = self._due, []
         for outlet in due:
             outlet.flush()
