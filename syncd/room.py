@@ -39,9 +39,16 @@ reader never delays the writer or the other readers.
 
 Presence is announced in ticks (:mod:`syncd.presence`): a join or a leave
 schedules one ``presence`` frame for everyone, :data:`PRESENCE_TICK` later, that
-carries every change of the tick. Ticks are spaced so that sending them takes
-at most :data:`PRESENCE_SHARE` of the time, so a join costs the same in a
-document of ten clients as in one of ten thousand.
+carries every change of the tick, so a join costs the same in a document of ten
+clients as in one of ten thousand.
+
+The merge task writes to the clients in passes: a pass broadcasts the merge of
+every write queued and announces the presence tick if one is due, and each client
+gets what the pass gave it in one write. With thousands of clients a pass takes a
+while; once one takes more than :data:`BROADCAST_PACED_ABOVE`, the next comes no
+sooner than it takes the pass to be :data:`BROADCAST_SHARE` of the time, so joins
+and pings keep the rest, and the writes and the joins and leaves that arrive
+meanwhile go out together in the next pass.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
@@ -102,7 +109,6 @@ from syncd.store import DocumentStore, Fold
 __all__ = [
     "BROADCAST_PACED_ABOVE",
     "BROADCAST_SHARE",
-    "PRESENCE_SHARE",
     "PRESENCE_TICK",
     "Member",
     "Replication",
@@ -122,17 +128,14 @@ FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05
 """Seconds from a join or a leave to the ``presence`` frame that announces it (at least)."""
-PRESENCE_SHARE = 0.2
-"""The most of its time a room spends on presence ticks: with thousands of clients a
-tick takes a while, and the next one comes no sooner than ``1 / PRESENCE_SHARE`` times
-as long after it."""
 BROADCAST_SHARE = 0.5
-"""The most of its time a room spends broadcasting merges once one broadcast takes more
-than :data:`BROADCAST_PACED_ABOVE`: with thousands of clients the next merge comes no
-sooner than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write
-that came meanwhile into one frame."""
+"""The most of its time a room spends writing to its clients (a pass of the merge task:
+a merge's broadcast and a presence tick) once one pass takes more than
+:data:`BROADCAST_PACED_ABOVE`: with thousands of clients the next pass comes no sooner
+than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write that came
+meanwhile into one frame."""
 BROADCAST_PACED_ABOVE = 0.002
-"""Seconds of one broadcast below which merges are never held back (tens of clients)."""
+"""Seconds of one pass below which merges are never held back (tens of clients)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,8 @@ class Room:
         """In the order they joined (a dict: leaving is O(1))."""
         self._roster = Roster(replication.remote_peers(name) if replication is not None else ())
         self._presence_due: asyncio.TimerHandle | None = None
-        self._presence_interval = PRESENCE_TICK
+        self._presence_ready = False
+        """A presence tick is due: the merge task's next pass announces it."""
         self._outlets = Flusher()
         self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
@@ -436,15 +440,25 @@ class Room:
 
     def _presence_changed(self) -> None:
         """Schedule the presence tick that announces a change, unless one is due."""
-        if self._presence_due is None and self._roster.changed:
+        if self._presence_due is None and not self._presence_ready and self._roster.changed:
             self._presence_due = asyncio.get_running_loop().call_later(
-                self._presence_interval, self._announce_presence
+                PRESENCE_TICK, self._presence_tick
             )
 
-    def _announce_presence(self) -> None:
-        """The presence tick: one frame of every join and leave since the last to each client."""
+    def _presence_tick(self) -> None:
+        """A tick is due: the merge task announces it with its next pass's writes, or at
+        once while that task waits for the disk."""
         self._presence_due = None
-        started = time.perf_counter()
+        if self._flush_room.is_set():
+            self._presence_ready = True
+            self._wake.set()
+        else:
+            self._announce_presence()
+            self._outlets.flush()
+
+    def _announce_presence(self) -> None:
+        """Queue one frame of every join and leave since the last tick for each client."""
+        self._presence_ready = False
         announcement = self._roster.announce()
         if announcement is not None:
             # Most members get the same frame: encoded once, not once each.
@@ -456,9 +470,6 @@ class Room:
                 if last is None or last[0] is not frame:
                     last = (frame, encode(frame))
                 self._write(member, last[1])
-            self._outlets.flush()  # now: the writes are most of the tick's time
-        spent = time.perf_counter() - started
-        self._presence_interval = max(PRESENCE_TICK, spent / PRESENCE_SHARE)
 
     # -- writing --------------------------------------------------------------
 
@@ -531,29 +542,36 @@ class Room:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # The disk is far behind: merge no more until the flush takes what waits.
-            await self._flush_room.wait()
             spent = 0.0
-            async with self._lock:
-                batch, self._queue, self._queued_bytes = self._queue, [], 0
-                self._intake_open.set()
-                if batch:
-                    try:
-                        spent = await self._merge(batch)
-                    except Exception:
-                        # Never leave writers waiting on a commit that cannot finish.
-                        logger.exception("document %s: merge failed", self.name)
-                        await self._lose([(c, None) for c, _ in batch])
+            if self._queue:
+                # The disk is far behind: merge no more until the flush takes what waits.
+                await self._flush_room.wait()
+                async with self._lock:
+                    batch, self._queue, self._queued_bytes = self._queue, [], 0
+                    self._intake_open.set()
+                    if batch:
+                        try:
+                            spent = await self._merge(batch)
+                        except Exception:
+                            # Never leave writers waiting on a commit that cannot finish.
+                            logger.exception("document %s: merge failed", self.name)
+                            await self._lose([(c, None) for c, _ in batch])
+            started = time.perf_counter()
+            if self._presence_ready:
+                self._announce_presence()
+            # Now, not at the end of the turn: the writes are most of what is paced.
+            self._outlets.flush()
+            spent += time.perf_counter() - started
             self._settle_idle()
             if spent > BROADCAST_PACED_ABOVE:
                 # Thousands of clients: one frame per write each would leave no time
-                # for anything else (joins, pings); the writes that come meanwhile go
-                # out together in the next merge's frames.
+                # for anything else (joins, pings); the writes, joins and leaves that
+                # come meanwhile go out together in the next pass.
                 await asyncio.sleep(spent / BROADCAST_SHARE - spent)
 
     async def _merge(self, batch: list[tuple[Member, str]]) -> float:
-        """Apply a batch, broadcast what won, and queue its lines for the next append;
-        returns the seconds its broadcast took."""
+        """Apply a batch, queue the broadcast of what won, and queue its lines for the
+        next append; returns the seconds its broadcast took to queue."""
         if self._failed is not None:
             message = f"the server cannot write this document now: {self._failed}"
             for member, text in batch:
@@ -576,8 +594,7 @@ class Room:
             if member.socket is not None:
                 member.unanswered.append(result.seq)
         started = time.perf_counter()
-        self._broadcast(results)
-        self._outlets.flush()  # now: the writes are most of the time the pacing measures
+        self._broadcast(results)  # written by the merge task's pass (_merge_loop)
         spent = time.perf_counter() - started
         lines = "".join(line for _, r in results if (line := r.log_line()))
         self._hold_for_append([_Merged(results, lines, self.document.seq)])
