@@ -938,9 +938,7 @@ def _not_published(id: int) -> ProtocolError:
     )
 
 
-def _coalesce(
-    origin: str, run: list[FrameResult], max_frame_bytes: int
-) -> list[tuple[int, bytes]]:
+def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, bytes]]:
     """The encoded broadcasts of a run, each with its seq: as few frames as fit within
     the limit.
 
