@@ -56,9 +56,10 @@ up with the log there, without making anyone wait: each append's rows (its
 applied entries and the entries that lost their merge) are queued for the
 document's history lane right after its fsync'd append, before its writers
 are acknowledged, and written in batches while the acks go out and the next commits
-append (:mod:`syncd.history_queue`); a history read first waits for the rows
-queued before it, so a client reads its own writes, and so does a fold before
-it deletes log segments.
+append (:mod:`syncd.history_queue`); a history read first waits until what was
+merged before it is appended and its rows written, so a client finds in the
+history every write it was sent (broadcasts go out at the merge, before the
+append), and a fold waits for the rows before it deletes log segments.
 
 In a cluster (``--cluster``) a room also has a :class:`Replication`: each append
 is handed to it once fsync'd and before its writers are acknowledged (it
@@ -270,6 +271,10 @@ class Room:
         """Merged and broadcast, in seq order, waiting for their append."""
         self._unflushed_bytes = 0
         self._flushing = False
+        self._appended_seq = 0
+        """The head of the last append that reached the disk."""
+        self._flush_done = asyncio.Event()
+        """Set and replaced at the end of each flush, to wake who waits for one."""
         self._flush_wake = asyncio.Event()
         self._flush_room = asyncio.Event()
         """Set while the unflushed lines are within the intake limit."""
@@ -339,8 +344,21 @@ class Room:
         rows of every commit acknowledged so far are written."""
         self._open_history()
         assert self.history is not None, "no history: check history_path first"
+        await self._merged_appended()
         await self.history.written()
         return await asyncio.to_thread(read, self.history.history.path, *args)
+
+    async def _merged_appended(self) -> None:
+        """Wait until what was merged so far is appended (its rows are then queued for
+        the history), unless the disk refuses appends: a client that was sent a write
+        then finds it in the history."""
+        head = self.document.seq
+        while (
+            self._appended_seq < head
+            and (self._unflushed or self._flushing)
+            and not self._refusing.is_set()
+        ):
+            await self._flush_done.wait()
 
     @property
     def members(self) -> list[Member]:
@@ -633,6 +651,8 @@ class Room:
                 self._refused(taken)
             finally:
                 self._flushing = False
+                self._flush_done.set()
+                self._flush_done = asyncio.Event()
             self._settle_idle()
 
     async def _flush(self, taken: list[_Merged]) -> None:
@@ -649,6 +669,7 @@ class Room:
                 return
             self.metrics.commits.inc()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._appended_seq = taken[-1].seq
         if self._refusing.is_set():
             logger.warning("document %s: the disk takes appends again", self.name)
             self._refusing.clear()

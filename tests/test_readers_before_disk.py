@@ -117,6 +117,32 @@ async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
         process.cleanup()
 
 
+async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync_is_held_up(
+    tmp_path: Path,
+) -> None:
+    # The broadcast comes before the fsync, the history's rows after it: the history
+    # request must wait for the append, not answer without the write the reader holds.
+    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
+    try:
+        await process.start()
+        writer = await RawClient.connect(process.url, "writer")
+        await writer.hello()
+        reader = await RawClient.connect(process.url, "reader")
+        await reader.hello()
+        for id, value in enumerate(["first", "second"], start=1):
+            entry = writer.stamps.set("colour", value)
+            await writer.send({"type": "ops", "id": id, "ops": [entry]})
+            broadcast, _ = await _arrival(reader, "ops")
+            assert broadcast["ops"] == [entry]
+            await reader.send({"type": "history", "id": id, "key": "colour"})
+            page, _ = await _arrival(reader, "history_page")
+            assert page["id"] == id
+            assert page["versions"][0]["ts"] == entry["ts"], "the history lacks a write sent"
+            await _arrival(writer, "ack")
+    finally:
+        process.cleanup()
+
+
 async def _write_and_listen(
     writer: RawClient, writes: int, last_seq: asyncio.Future[int]
 ) -> list[Frame]:

@@ -7,12 +7,15 @@ keys one per message (at most ``window`` unacknowledged) while one reader follow
 and the acknowledged sets per second are compared.
 
 Then the server is killed with SIGKILL while it holds the big document (its last
-writes in the log, not folded), and started again twice from the same data
-directory: once with a new client (no ``since``) polling from the moment the process
-starts until its ``hello`` is answered with ``synced`` (a full snapshot of 1M keys),
-and once with a reconnecting client whose ``since`` is ``resume_gap`` entries behind
-the head (a delta). Both times are measured from the process's start, and the
-handshake alone from the ``hello``.
+writes in the log, not folded), and started again from the same data directory
+with a new client (no ``since``) polling from the moment the process starts until
+its ``hello`` is answered with ``synced`` (a full snapshot of 1M keys). A start
+after an unclean stop takes a new epoch (readers may have seen writes that never
+reached the disk), so a client that was connected before the kill also gets a
+snapshot. To measure a delta, that server is then stopped cleanly and started once
+more, with a reconnecting client whose ``since`` (in the epoch the new client was
+given) is ``resume_gap`` entries behind the head. Both times are measured from the
+process's start, and the handshake alone from the ``hello``.
 """
 
 from __future__ import annotations
@@ -52,10 +55,11 @@ SMALL, BIG = "small", "big"
 
 @dataclass(frozen=True)
 class RestartResult:
-    """One restart after ``kill -9``: a client polling from the process's start."""
+    """One restart: a client polling from the process's start."""
 
     client: str
-    """``new`` (no ``since``: a snapshot) or ``resume`` (a delta)."""
+    """``new`` (no ``since``: a snapshot, after ``kill -9``) or ``resume`` (a delta,
+    after a clean stop)."""
     listening_s: float
     """From the process's start until it accepted a connection."""
     synced_s: float
@@ -64,6 +68,8 @@ class RestartResult:
     """From the client's ``hello`` until ``synced``."""
     full: bool
     entries: int
+    epoch: str
+    """The epoch the server's ``welcome`` named."""
 
 
 @dataclass
@@ -121,8 +127,8 @@ async def load_document(server: RunningServer, doc: str, size: int, config: Serv
 
 async def measure_writes(
     server: RunningServer, doc: str, size: int, config: ServerConfig, rng: random.Random
-) -> tuple[float, int, str]:
-    """One repetition into ``doc``: sets per second, the head, the epoch."""
+) -> tuple[float, int]:
+    """One repetition into ``doc``: sets per second and the head."""
     writes = config.growth_writes
     keys = [f"k{rng.randrange(size):07d}" for _ in range(writes)]
     reader = Reader("growth-reader", writes)
@@ -144,7 +150,7 @@ async def measure_writes(
     )
     await asyncio.wait_for(reader.complete, config.case_timeout)
     await asyncio.gather(connection.close(), follow.close())
-    return run.acked_per_second, writer.last_seq, handshake.epoch
+    return run.acked_per_second, writer.last_seq
 
 
 async def poll_handshake(
@@ -176,6 +182,7 @@ def _ignore(opcode: int, payload: bytes, now: int) -> None:
 async def _restart(
     data: Path, port: int, client: str, since: tuple[str, int] | None
 ) -> RestartResult:
+    """Start the server on ``data``, time ``client``'s handshake, then stop it cleanly."""
     server = start_server(SYNCD, data, port=port)
     try:
         handshake = SyncdHandshake(BIG, f"restart-{client}", since=since)
@@ -188,9 +195,10 @@ async def _restart(
             handshake_s=(synced - hello) / 1e9,
             full=handshake.full,
             entries=handshake.entry_count,
+            epoch=handshake.epoch,
         )
     finally:
-        server.kill()
+        server.stop()
 
 
 async def run_growth(
@@ -210,17 +218,14 @@ async def run_growth(
                 step(f"load {size:,} keys into {doc!r}")
                 result.load_seconds[doc] = await load_document(server, doc, size, config)
                 log.info("loaded %s keys in %.1f s", f"{size:,}", result.load_seconds[doc])
-            epoch = ""
             for repetition in range(config.growth_repeats):
                 order = (SMALL, BIG) if repetition % 2 == 0 else (BIG, SMALL)
                 for doc in order:
                     step(f"sets into {doc!r} ({repetition + 1}/{config.growth_repeats})")
-                    rate, head, doc_epoch = await measure_writes(
-                        server, doc, sizes[doc], config, rng
-                    )
+                    rate, head = await measure_writes(server, doc, sizes[doc], config, rng)
                     result.rates.setdefault(doc, []).append(rate)
                     if doc == BIG:
-                        result.head, epoch = head, doc_epoch
+                        result.head = head
             result.peak_rss = server.peak_rss()
         finally:
             server.kill()  # kill -9 while it holds the big document
@@ -228,9 +233,9 @@ async def run_growth(
         log.info("write rates: %s", json.dumps(rates))
         step("restart after kill -9: a new client")
         result.restarts.append(await _restart(data, server.port, "new", None))
-        step("restart after kill -9: a reconnecting client")
+        step("restart after a clean stop: a reconnecting client")
         result.since = result.head - config.resume_gap
-        since = (epoch, result.since)
+        since = (result.restarts[-1].epoch, result.since)
         result.restarts.append(await _restart(data, server.port, "resume", since))
         for restart in result.restarts:
             log.info(

@@ -68,7 +68,7 @@ async def measure_build(
             await wait_listening(server)
             load_s = await load_document(server, BIG, keys, config)
             rss_loaded = server.rss()
-            rate, _, _ = await measure_writes(server, BIG, keys, config, random.Random(seed))
+            rate, _ = await measure_writes(server, BIG, keys, config, random.Random(seed))
             peak, rss_end = server.peak_rss(), server.rss()
         finally:
             server.kill()

@@ -120,7 +120,7 @@ def done_when(results: ServerRunResults) -> list[Check]:
     )
     checks.append(
         Check(
-            "after kill -9: a reconnecting client's delta resume (hello → synced)",
+            "after a restart: a reconnecting client's delta resume (hello → synced)",
             f"{resume.handshake_s * 1000:.0f} ms ({resume.entries:,} entries; synced "
             f"{resume.synced_s:.2f} s after the process started)"
             if resume
@@ -332,13 +332,15 @@ def _growth_section(growth: GrowthResult | None) -> list[str]:
         "",
         f"Server peak RSS with both documents: {growth.peak_rss / 2**20:,.0f} MiB.",
         "",
-        f"### syncd: restart after `kill -9` with {growth.sizes[BIG]:,} keys",
+        f"### syncd: restart with {growth.sizes[BIG]:,} keys",
         "",
-        "The server is killed (SIGKILL) right after the last repetition, and started again "
-        "from the same data directory, twice; each time one client connects as soon as the "
-        "port accepts. The reconnecting client's `since` is "
-        f"{growth.since:,} (head {growth.head:,}); its delta holds the entries written since, "
-        "less keys written twice.",
+        "The server is killed (SIGKILL) right after the last repetition and started again "
+        "from the same data directory, and a new client connects as soon as the port "
+        "accepts. A start after an unclean stop takes a new epoch (readers may have seen "
+        "writes that never reached the disk), so every client gets a snapshot then. That "
+        "server is stopped cleanly and started once more for a reconnecting client, whose "
+        f"`since` is {growth.since:,} (head {growth.head:,}) in the epoch the new client was "
+        "given; its delta holds the entries written since, less keys written twice.",
         "",
         *table(
             [
