@@ -31,15 +31,24 @@ The files are written in threads: a document's loads and appends always in its
 log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
 appends that follow it.
 
-Frames are written to a client's socket without waiting for it. A client whose
+Frames are written to a client's socket without waiting for it: each encoded once
+for all its members, and written with whatever else the client got in the same
+loop turn, once, at the end of the turn (:mod:`syncd.outlet`). A client whose
 unsent bytes pass the queue limit is closed with 1013 and dropped, so a slow
 reader never delays the writer or the other readers.
 
 Presence is announced in ticks (:mod:`syncd.presence`): a join or a leave
 schedules one ``presence`` frame for everyone, :data:`PRESENCE_TICK` later, that
-carries every change of the tick. Ticks are spaced so that sending them takes
-at most :data:`PRESENCE_SHARE` of the time, so a join costs the same in a
-document of ten clients as in one of ten thousand.
+carries every change of the tick, so a join costs the same in a document of ten
+clients as in one of ten thousand.
+
+The merge task writes to the clients in passes: a pass broadcasts the merge of
+every write queued and announces the presence tick if one is due, and each client
+gets what the pass gave it in one write. With thousands of clients a pass takes a
+while; once one takes more than :data:`BROADCAST_PACED_ABOVE`, the next comes no
+sooner than it takes the pass to be :data:`BROADCAST_SHARE` of the time, so joins
+and pings keep the rest, and the writes and the joins and leaves that arrive
+meanwhile go out together in the next pass.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
@@ -84,7 +93,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode
 
 from syncd.crdt import (
@@ -103,6 +112,7 @@ from syncd.history import History
 from syncd.history_queue import HistoryQueue
 from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
+from syncd.outlet import Flusher, Outlet, encode
 from syncd.presence import Roster
 from syncd.protocol import DocumentHead, Hello, handshake, message_id
 from syncd.sqlite import sqlite3
@@ -111,7 +121,6 @@ from syncd.store import DocumentStore, Fold
 __all__ = [
     "BROADCAST_PACED_ABOVE",
     "BROADCAST_SHARE",
-    "PRESENCE_SHARE",
     "PRESENCE_TICK",
     "Member",
     "Replication",
@@ -131,17 +140,14 @@ FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05
 """Seconds from a join or a leave to the ``presence`` frame that announces it (at least)."""
-PRESENCE_SHARE = 0.2
-"""The most of its time a room spends on presence ticks: with thousands of clients a
-tick takes a while, and the next one comes no sooner than ``1 / PRESENCE_SHARE`` times
-as long after it."""
 BROADCAST_SHARE = 0.5
-"""The most of its time a room spends broadcasting merges once one broadcast takes more
-than :data:`BROADCAST_PACED_ABOVE`: with thousands of clients the next merge comes no
-sooner than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write
-that came meanwhile into one frame."""
+"""The most of its time a room spends writing to its clients (a pass of the merge task:
+a merge's broadcast and a presence tick) once one pass takes more than
+:data:`BROADCAST_PACED_ABOVE`: with thousands of clients the next pass comes no sooner
+than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write that came
+meanwhile into one frame."""
 BROADCAST_PACED_ABOVE = 0.002
-"""Seconds of one broadcast below which merges are never held back (tens of clients)."""
+"""Seconds of one pass below which merges are never held back (tens of clients)."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,7 @@ class Member:
     readonly: bool
     floor: int = 0
     """The seq of the snapshot it was sent: it already has every change up to here."""
-    backlog: list[str] | None = field(default_factory=list)
+    backlog: list[bytes] | None = field(default_factory=list)
     """Frames held while its handshake is being sent; ``None`` once it is synced."""
     backlog_bytes: int = 0
     dropped: bool = False
@@ -234,10 +240,12 @@ class Member:
     """The presence its welcome saw (:attr:`syncd.presence.Roster.version`)."""
     unanswered: deque[int] = field(default_factory=deque)
     """The seq of each of its writes merged but not yet answered (ack or error), in order."""
-    held: deque[tuple[int, str]] = field(default_factory=deque)
+    held: deque[tuple[int, bytes]] = field(default_factory=deque)
     """Broadcasts (seq, frame) above the seq of its oldest unanswered write, sent right
     after that answer: a connection receives acks and broadcasts in seq order."""
     held_bytes: int = 0
+    outlet: Outlet | None = None
+    """Where its frames wait for the end of the loop turn, from its join on."""
 
     @property
     def connection(self) -> ServerConnection:
@@ -274,7 +282,9 @@ class Room:
         """In the order they joined (a dict: leaving is O(1))."""
         self._roster = Roster(replication.remote_peers(name) if replication is not None else ())
         self._presence_due: asyncio.TimerHandle | None = None
-        self._presence_interval = PRESENCE_TICK
+        self._presence_ready = False
+        """A presence tick is due: the merge task's next pass announces it."""
+        self._outlets = Flusher()
         self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
         self._intake_open = asyncio.Event()
@@ -422,6 +432,7 @@ class Room:
             hello, head, readonly=member.readonly, peers=peers, time=self.clock.now()
         )
         member.floor = head.seq
+        member.outlet = Outlet(member.connection, self._outlets)
         self._members[member] = None
         self._roster.connect(member.node)
         member.presence_version = self._roster.version  # its own arrival included
@@ -448,8 +459,8 @@ class Room:
     def synced(self, member: Member) -> None:
         """The handshake is sent: write what waited meanwhile, then write directly."""
         backlog, member.backlog = member.backlog or [], None
-        for frame in backlog:
-            self.send(member, frame)
+        for data in backlog:
+            self._write(member, data)
 
     def remote_presence(self, joined: list[str], left: list[str]) -> None:
         """Clients joined or left this document on other nodes: tell the local clients
@@ -469,23 +480,36 @@ class Room:
 
     def _presence_changed(self) -> None:
         """Schedule the presence tick that announces a change, unless one is due."""
-        if self._presence_due is None and self._roster.changed:
+        if self._presence_due is None and not self._presence_ready and self._roster.changed:
             self._presence_due = asyncio.get_running_loop().call_later(
-                self._presence_interval, self._announce_presence
+                PRESENCE_TICK, self._presence_tick
             )
 
-    def _announce_presence(self) -> None:
-        """The presence tick: one frame of every join and leave since the last to each client."""
+    def _presence_tick(self) -> None:
+        """A tick is due: the merge task announces it with its next pass's writes, or at
+        once while that task waits for the disk."""
         self._presence_due = None
-        started = time.perf_counter()
+        if self._flush_room.is_set():
+            self._presence_ready = True
+            self._wake.set()
+        else:
+            self._announce_presence()
+            self._outlets.flush()
+
+    def _announce_presence(self) -> None:
+        """Queue one frame of every join and leave since the last tick for each client."""
+        self._presence_ready = False
         announcement = self._roster.announce()
         if announcement is not None:
+            # Most members get the same frame: encoded once, not once each.
+            last: tuple[str, bytes] | None = None
             for member in self._members:
                 frame = announcement.frame_for(member.node, member.presence_version)
-                if frame is not None:
-                    self.send(member, frame)
-        spent = time.perf_counter() - started
-        self._presence_interval = max(PRESENCE_TICK, spent / PRESENCE_SHARE)
+                if frame is None:
+                    continue
+                if last is None or last[0] is not frame:
+                    last = (frame, encode(frame))
+                self._write(member, last[1])
 
     # -- writing --------------------------------------------------------------
 
@@ -558,29 +582,36 @@ class Room:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # The disk is far behind: merge no more until the flush takes what waits.
-            await self._flush_room.wait()
             spent = 0.0
-            async with self._lock:
-                batch, self._queue, self._queued_bytes = self._queue, [], 0
-                self._intake_open.set()
-                if batch:
-                    try:
-                        spent = await self._merge(batch)
-                    except Exception:
-                        # Never leave writers waiting on a commit that cannot finish.
-                        logger.exception("document %s: merge failed", self.name)
-                        await self._lose([(c, None) for c, _ in batch])
+            if self._queue:
+                # The disk is far behind: merge no more until the flush takes what waits.
+                await self._flush_room.wait()
+                async with self._lock:
+                    batch, self._queue, self._queued_bytes = self._queue, [], 0
+                    self._intake_open.set()
+                    if batch:
+                        try:
+                            spent = await self._merge(batch)
+                        except Exception:
+                            # Never leave writers waiting on a commit that cannot finish.
+                            logger.exception("document %s: merge failed", self.name)
+                            await self._lose([(c, None) for c, _ in batch])
+            started = time.perf_counter()
+            if self._presence_ready:
+                self._announce_presence()
+            # Now, not at the end of the turn: the writes are most of what is paced.
+            self._outlets.flush()
+            spent += time.perf_counter() - started
             self._settle_idle()
             if spent > BROADCAST_PACED_ABOVE:
                 # Thousands of clients: one frame per write each would leave no time
-                # for anything else (joins, pings); the writes that come meanwhile go
-                # out together in the next merge's frames.
+                # for anything else (joins, pings); the writes, joins and leaves that
+                # come meanwhile go out together in the next pass.
                 await asyncio.sleep(spent / BROADCAST_SHARE - spent)
 
     async def _merge(self, batch: list[tuple[Member, str]]) -> float:
-        """Apply a batch, broadcast what won, and queue its lines for the next append;
-        returns the seconds its broadcast took."""
+        """Apply a batch, queue the broadcast of what won, and queue its lines for the
+        next append; returns the seconds its broadcast took to queue."""
         if self._failed is not None:
             message = f"the server cannot write this document now: {self._failed}"
             for member, text in batch:
@@ -603,7 +634,7 @@ class Room:
             if member.socket is not None:
                 member.unanswered.append(result.seq)
         started = time.perf_counter()
-        self._broadcast(results)
+        self._broadcast(results)  # written by the merge task's pass (_merge_loop)
         spent = time.perf_counter() - started
         published = None
         if self.replication is not None:
@@ -783,21 +814,22 @@ class Room:
         if writer.unanswered:
             writer.unanswered.popleft()
         while writer.held and (not writer.unanswered or writer.held[0][0] <= writer.unanswered[0]):
-            _, frame = writer.held.popleft()
-            writer.held_bytes -= len(frame)
-            self.send(writer, frame)
+            _, data = writer.held.popleft()
+            writer.held_bytes -= len(data)
+            self._write(writer, data)
 
-    def _send_broadcast(self, member: Member, seq: int, frame: str) -> None:
-        """Send a broadcast, or hold it while the member awaits an ack of a lower seq."""
+    def _send_broadcast(self, member: Member, seq: int, data: bytes) -> None:
+        """Send an encoded broadcast, or hold it while the member awaits an ack of a
+        lower seq."""
         if member.held or (member.unanswered and seq > member.unanswered[0]):
             if member.dropped:
                 return
-            member.held.append((seq, frame))
-            member.held_bytes += len(frame)
+            member.held.append((seq, data))
+            member.held_bytes += len(data)
             if member.held_bytes > self.settings.queue_limit:
                 self._drop(member)
             return
-        self.send(member, frame)
+        self._write(member, data)
 
     def _broadcast(self, results: list[tuple[Member, FrameResult]]) -> None:
         """Send a merge's applied entries to the other members, run by run of one origin."""
@@ -816,7 +848,7 @@ class Room:
         first_seq = run[0].seq - run[0].applied + 1
         last_seq = run[-1].seq
         limit = self.settings.max_frame_bytes
-        shared: list[tuple[int, str]] | None = None
+        shared: list[tuple[int, bytes]] | None = None
         for member in self._members:
             if member is writer or member.floor >= last_seq:
                 continue
@@ -826,8 +858,8 @@ class Room:
                 frames = shared
             else:  # it joined while this run was being committed
                 frames = _coalesce(writer.node, [r for r in run if r.seq > member.floor], limit)
-            for seq, frame in frames:
-                self._send_broadcast(member, seq, frame)
+            for seq, data in frames:
+                self._send_broadcast(member, seq, data)
 
     def _fold_may_retry(self) -> bool:
         return time.monotonic() - self._fold_failed_at >= FOLD_RETRY_SECONDS
@@ -876,17 +908,30 @@ class Room:
         """Write a frame to a client without waiting; drop the client if it lags too far."""
         if member.dropped or member.socket is None:
             return
+        self._write(member, encode(frame))
+
+    def _write(self, member: Member, data: bytes) -> None:
+        """Queue an encoded frame for a client (:mod:`syncd.outlet`), or hold it in its
+        backlog while its handshake is sent; drop the client if it lags too far."""
+        if member.dropped or member.socket is None:
+            return
         if member.backlog is not None:
-            member.backlog.append(frame)
-            member.backlog_bytes += len(frame)
+            member.backlog.append(data)
+            member.backlog_bytes += len(data)
             if member.backlog_bytes > self.settings.queue_limit:
                 self._drop(member)
             return
-        transport = member.connection.transport
-        if transport is not None and transport.get_write_buffer_size() > self.settings.queue_limit:
+        assert member.outlet is not None, "a member past its backlog has joined"
+        if member.outlet.unsent() > self.settings.queue_limit:
             self._drop(member)
             return
-        broadcast([member.connection], frame)
+        member.outlet.put(data)
+
+    def flush(self, member: Member) -> None:
+        """Write now what waits for the end of the loop turn: call before closing the
+        connection, since frames still queued once it is closing are discarded."""
+        if member.outlet is not None:
+            member.outlet.flush()
 
     def _drop(self, member: Member) -> None:
         self.metrics.queue_drops.inc()
@@ -900,6 +945,7 @@ class Room:
         member.dropped = True
         member.held.clear()
         member.held_bytes = 0
+        self.flush(member)  # what it was sent before: a close discards what is queued
         task = asyncio.create_task(
             close_or_abort(member.connection, code, reason, self.settings.close_timeout)
         )
@@ -944,14 +990,15 @@ def _not_published(id: int) -> ProtocolError:
     )
 
 
-def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, str]]:
-    """The broadcasts of a run, each with its seq: as few frames as fit within the limit.
+def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list[tuple[int, bytes]]:
+    """The encoded broadcasts of a run, each with its seq: as few frames as fit within
+    the limit.
 
     A message's own entries are never split, so a frame holding a single
     message may exceed the limit by the little its ``seq`` and ``origin`` add.
     """
     overhead = len(broadcast_frame(run[-1].seq, origin, "").encode())
-    frames: list[tuple[int, str]] = []
+    frames: list[tuple[int, bytes]] = []
     chunk: list[FrameResult] = []
     size = overhead
     for result in run:
@@ -965,6 +1012,6 @@ def _coalesce(origin: str, run: list[FrameResult], max_frame_bytes: int) -> list
     return frames
 
 
-def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, str]:
+def _frame_of(origin: str, chunk: list[FrameResult]) -> tuple[int, bytes]:
     seq = chunk[-1].seq
-    return seq, broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk))
+    return seq, encode(broadcast_frame(seq, origin, ",".join(r.ops_json for r in chunk)))

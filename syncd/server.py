@@ -332,6 +332,8 @@ class SyncServer:
                     self.metrics.errors.labels(error.code).inc()
                     await answer(error.frame())
                     if error.close_code is not None:
+                        if room is not None and member is not None:
+                            room.flush(member)
                         await connection.close(error.close_code, error.code)
                         return
         except ConnectionClosed:

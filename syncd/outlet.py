@@ -1,0 +1,98 @@
+"""Writing frames to clients: each frame encoded once, each client written once per loop turn.
+
+A broadcast goes to every client of a document, thousands of them. websockets'
+own ``send`` and ``broadcast`` build and serialize the WebSocket frame again for
+each client and write it at once, a ``send()`` system call each; the frames a
+client gets in the same loop turn (a broadcast, a presence tick, an ack and the
+broadcasts held for it) are a system call each too. Here:
+
+- a frame is encoded once (:func:`encode`): ``syncd serve`` negotiates no
+  extension (``compression=None``) and a server does not mask, so its bytes are
+  the same for every client;
+- the bytes are queued on the client's :class:`Outlet`, and at the end of the
+  loop turn (:class:`Flusher`) everything queued for a client goes out in one
+  ``transport.write`` (or sooner: a room flushes a broadcast's writes at once, to
+  time them).
+
+Frames keep their order on a connection: an outlet is written whole, in the
+order its frames were queued. What websockets writes itself (pings, pongs, the
+close frame) may fall between two turns' writes, never inside a frame; once a
+connection is closing, what is still queued for it is discarded, as
+``broadcast`` would skip it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+__all__ = ["Flusher", "Outlet", "encode"]
+
+logger = logging.getLogger(__name__)
+
+
+def encode(frame: str) -> bytes:
+    """``frame`` as one WebSocket text frame from the server: unmasked, no extension."""
+    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+
+
+class Flusher:
+    """Writes the outlets given something in a loop turn, once, when the turn ends."""
+
+    def __init__(self) -> None:
+        self._due: list[Outlet] = []
+
+    def due(self, outlet: Outlet) -> None:
+        """``outlet`` has its first frame of this turn."""
+        if not self._due:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._due.append(outlet)
+
+    def flush(self) -> None:
+        """Write every outlet due: called by the loop at the end of the turn, or sooner
+        by a caller that times its writes (a room pacing its broadcasts)."""
+        due, self._due = self._due, []
+        for outlet in due:
+            outlet.flush()
+
+
+class Outlet:
+    """The frames queued for one connection and not yet written to its transport."""
+
+    __slots__ = ("_flusher", "connection", "queued", "queued_bytes")
+
+    def __init__(self, connection: ServerConnection, flusher: Flusher) -> None:
+        if connection.protocol.extensions:
+            # A compressing connection needs its own encoding of every frame.
+            raise ValueError("frames encoded once cannot go to a connection with extensions")
+        self.connection = connection
+        self._flusher = flusher
+        self.queued: list[bytes] = []
+        self.queued_bytes = 0
+
+    def unsent(self) -> int:
+        """Bytes queued here or waiting in the transport's buffer."""
+        transport = self.connection.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return buffered + self.queued_bytes
+
+    def put(self, data: bytes) -> None:
+        """Queue an encoded frame (:func:`encode`), written when this loop turn ends."""
+        if not self.queued:
+            self._flusher.due(self)
+        self.queued.append(data)
+        self.queued_bytes += len(data)
+
+    def flush(self) -> None:
+        """Write what is queued, in one piece; discard it if the connection is closing."""
+        queued, self.queued, self.queued_bytes = self.queued, [], 0
+        if not queued or self.connection.protocol.state is not State.OPEN:
+            return
+        try:
+            self.connection.transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
+        except Exception as error:  # a transport already lost: the connection ends anyway
+            logger.warning("could not write to %s: %s", self.connection.remote_address, error)
