@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from servers import TIMEOUT, RawClient, metrics
 
 from syncd.client import Client
 from syncd.crdt import Document, format_timestamp, wall_clock_ms
-from syncd.history import History, read_state, read_versions
+from syncd.history import PAGE_BYTES, History, read_state, read_versions
 from syncd.server import SyncServer
+from syncd.sqlite import sqlite3
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -302,3 +304,32 @@ def test_state_at_equals_a_replay_of_the_log_up_to_that_time(
     for key in "abc":
         logged = sorted({e["ts"] for e in log if e["key"] == key}, reverse=True)
         assert [v.ts for v in read_versions(path, key, 1000, None)] == logged
+
+
+@pytest.mark.parametrize("existing_page_bytes", [None, 4096])
+def test_a_new_file_takes_small_pages_and_an_existing_file_keeps_its_own(
+    tmp_path: Path, existing_page_bytes: int | None
+) -> None:
+    """A write to a random key of a large document dirties one page of the history:
+    a new file takes ``PAGE_BYTES`` pages; a file made with SQLite's default 4 KiB
+    pages (before them) keeps those and records as before."""
+    path = tmp_path / "doc.sqlite"
+    if existing_page_bytes is not None:
+        with closing(sqlite3.connect(path)) as db:
+            db.execute(f"PRAGMA page_size={existing_page_bytes}")
+            db.execute("PRAGMA journal_mode=WAL")
+    document = Document()
+    history = History(path, retention_ms=DAY_MS)
+    history.open(document, "e-1", [])
+    try:
+        ts = format_timestamp(wall_clock_ms(), 0, "n1")
+        result = document.apply_frame(
+            json.dumps({"type": "ops", "id": 1, "ops": [{"key": "k", "ts": ts, "value": 1}]})
+        )
+        history.record([result.ops_json], document.seq, result.lost)
+    finally:
+        history.close()
+    assert [row.value_json for row in read_versions(path, "k", 10, None)] == ["1"]
+    with closing(sqlite3.connect(path)) as db:
+        (page_bytes,) = db.execute("PRAGMA page_size").fetchone()
+    assert page_bytes == (existing_page_bytes or PAGE_BYTES)
