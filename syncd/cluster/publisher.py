@@ -119,7 +119,7 @@ class Publisher:
         a write sent again, ignored by the merge, is acknowledged once its original is
         in Redis); in ``local`` mode nobody waits (``None``).
         """
-        messages = _runs(room, [(origin, result) for origin, result in local if result.applied])
+        messages = _runs(room, local)
         waits = self.mode is AckMode.REDIS and bool(local)
         if not messages and not (waits and (self._pending[room.name] or room.name in self._dirty)):
             return None
@@ -209,7 +209,7 @@ class Publisher:
             logger.info("document %s: published %d entries again", room.name, len(entries))
 
     async def _send(self, messages: list[_Message]) -> None:
-        entries = [(doc, self.node, origin, ops) for doc, origin, ops in _joined(messages)]
+        entries = [(m.doc, self.node, m.origin, m.ops) for m in _join(messages)]
         if entries:
             await self.backplane.publish(entries)
             self.metrics.published.inc(len(entries))
@@ -233,47 +233,32 @@ def _resolve(message: _Message, published: bool) -> None:
 
 
 def _runs(room: Room, local: list[tuple[str, FrameResult]]) -> list[_Message]:
-    """The stream entries of a commit's local writes: consecutive messages of one origin
-    merged while the entries fit in one message and one broadcast frame."""
-    limit_ops = room.settings.max_ops
-    limit_bytes = room.settings.max_frame_bytes - SEQ_MARGIN
-    messages: list[_Message] = []
-    run: list[FrameResult] = []
-    origin = ""
-    count = size = 0
-
-    def close() -> None:
-        ops = ",".join(r.ops_json for r in run)
-        messages.append(_Message(room, room.store.epoch, origin, f"[{ops}]", run[-1].seq, count))
-
-    for writer, result in local:
-        grows = len(result.ops_json.encode()) + 1  # its entries and a comma
-        if run and (
-            writer != origin or count + result.applied > limit_ops or size + grows > limit_bytes
-        ):
-            close()
-            run = []
-        if not run:
-            origin = writer
-            count = 0
-            size = len(broadcast_frame(result.seq, writer, "").encode())
-        run.append(result)
-        count += result.applied
-        size += grows
-    if run:
-        close()
-    return messages
+    """The stream entries of what a merge's local writes applied, joined by :func:`_join`."""
+    epoch = room.store.epoch
+    return _join(
+        [
+            _Message(room, epoch, origin, f"[{result.ops_json}]", result.seq, result.applied)
+            for origin, result in local
+            if result.applied
+        ]
+    )
 
 
-def _joined(messages: list[_Message]) -> list[tuple[str, str, str]]:
-    """The stream entries (doc, origin, ops) of ``messages``: consecutive messages of one
-    document and origin joined while the entries fit one message and one broadcast
-    frame, as :func:`_runs` joins a merge's. The messages of several merges queued while
-    a send was under way thus go out as one entry, as a group commit's did."""
-    entries: list[tuple[str, str, str]] = []
+def _join(messages: list[_Message]) -> list[_Message]:
+    """Consecutive messages of one document and origin joined into one while the
+    entries fit one message (``max_ops``) and one broadcast frame (``max_frame_bytes``,
+    less :data:`SEQ_MARGIN`); a message's own entries are never split. A joined
+    message takes the seq of its last. The writes of one merge are joined so, and
+    again the messages of several merges queued while a send was under way (as a group
+    commit's were). Messages without entries (a writer's wait) are left out."""
+    joined: list[_Message] = []
     head: _Message | None = None
     parts: list[str] = []
-    count = size = 0
+    count = size = seq = 0
+
+    def close(head: _Message) -> None:
+        joined.append(replace(head, ops=f"[{','.join(parts)}]", count=count, seq=seq))
+
     for message in messages:
         if not message.ops:
             continue
@@ -290,11 +275,12 @@ def _joined(messages: list[_Message]) -> list[tuple[str, str, str]]:
             parts.append(inner)
             count += message.count
             size += grows
+            seq = message.seq
             continue
         if head is not None:
-            entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
-        head, parts, count = message, [inner], message.count
+            close(head)
+        head, parts, count, seq = message, [inner], message.count, message.seq
         size = len(broadcast_frame(message.seq, message.origin, "").encode()) + grows
     if head is not None:
-        entries.append((head.doc, head.origin, f"[{','.join(parts)}]"))
-    return entries
+        close(head)
+    return joined
