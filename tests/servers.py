@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -336,6 +337,11 @@ class RawClient:
                 if predicate(frames[-1]):
                     return frames
         raise AssertionError(f"no matching frame among {limit}: {frames[-3:]}")
+
+    async def arrival(self, wanted: str) -> tuple[Frame, float]:
+        """The first frame of type ``wanted`` and when (``time.monotonic()``) it came."""
+        frames = await self.recv_until(lambda f: f["type"] == wanted)
+        return frames[-1], time.monotonic()
 
     async def until_peers(self, *nodes: str, timeout: float = TIMEOUT) -> list[Frame]:
         """Frames up to the ``presence`` that makes the peers ``nodes`` (none if they are

@@ -59,12 +59,6 @@ async def redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
         process.cleanup()
 
 
-async def _arrival(client: RawClient, wanted: str) -> tuple[Frame, float]:
-    """The first frame of type ``wanted`` and when (``time.monotonic()``) it came."""
-    frames = await client.recv_until(lambda f: f["type"] == wanted)
-    return frames[-1], time.monotonic()
-
-
 async def _state(url: str) -> dict[str, Frame]:
     return (await snapshot(url, DOC))[1]
 
@@ -100,7 +94,7 @@ async def test_another_nodes_reader_gets_a_write_while_its_fsync_is_held_up(
         await writer.send({"type": "ops", "id": 2, "ops": [entry]})
         # Both wait at once: each arrival is timed as it happens.
         (ack_frame, acked_at), (broadcast, received_at) = await asyncio.gather(
-            _arrival(writer, "ack"), _arrival(reader, "ops")
+            writer.arrival("ack"), reader.arrival("ops")
         )
         assert ack_frame["id"] == 2 and ack_frame["applied"] == 1
         assert acked_at - sent >= HELD_FOR * 0.9, "the ack did not wait for node 1's fsync"

@@ -412,6 +412,30 @@ async def load_keys(port: int, doc: str, count: int) -> None:
         await ws.close()
 
 
+async def snapshot_entries(port: int) -> list[Frame]:
+    """The entries of a new client's full snapshot of the ``large`` document."""
+    ws = await WsSocket.open(port)
+    try:
+        frames = await ws.hello(doc="large", node="reader")
+    finally:
+        await ws.close()
+    return [e for f in frames if f["type"] == "entries" for e in f["entries"]]
+
+
+def report_peak_per_key(figures: Figures, baseline: float, peak: float) -> float:
+    """The peak RSS above ``baseline`` (MiB) per key of the ``large`` document, reported
+    with the figures."""
+    per_key = (peak - baseline) * (1 << 20) / LARGE_KEYS
+    figures.values.update(
+        keys=LARGE_KEYS,
+        rss_baseline_mib=round(baseline, 2),
+        rss_peak_mib=round(peak, 2),
+        peak_bytes_per_key=round(per_key),
+    )
+    figures.report()
+    return per_key
+
+
 @pytest.mark.slow
 async def test_a_large_document_costs_little_per_key(server_process: ProcessFactory) -> None:
     """200,000 keys loaded through the protocol (the log folded into the file several
@@ -425,24 +449,11 @@ async def test_a_large_document_costs_little_per_key(server_process: ProcessFact
     await load_keys(server.port, "large", LARGE_KEYS)
     figures["load_seconds"] = time.perf_counter() - started_at
     figures["rss_loaded_mib"] = rss_mib(pid)
-    ws = await WsSocket.open(server.port)
-    try:
-        frames = await ws.hello(doc="large", node="reader")
-    finally:
-        await ws.close()
-    entries = [e for f in frames if f["type"] == "entries" for e in f["entries"]]
+    entries = await snapshot_entries(server.port)
     assert len(entries) == LARGE_KEYS
     assert {e["key"] for e in entries} == {f"key{i:07d}" for i in range(LARGE_KEYS)}
     assert all(e["value"] == f"{int(e['key'][3:]):016x}" for e in entries)
-    peak = peak_rss_mib(pid)
-    per_key = (peak - baseline) * (1 << 20) / LARGE_KEYS
-    figures.values.update(
-        keys=LARGE_KEYS,
-        rss_baseline_mib=round(baseline, 2),
-        rss_peak_mib=round(peak, 2),
-        peak_bytes_per_key=round(per_key),
-    )
-    figures.report()
+    per_key = report_peak_per_key(figures, baseline, peak_rss_mib(pid))
     assert per_key <= PEAK_BYTES_PER_KEY, figures.values
 
 
@@ -471,23 +482,9 @@ async def test_a_restart_with_a_large_document_costs_little_per_key(
     await server.kill()
     await server.start()
     assert server.process is not None
-    ws = await WsSocket.open(server.port)
-    try:
-        frames = await ws.hello(doc="large", node="reader")
-    finally:
-        await ws.close()
-    entries = [e for f in frames if f["type"] == "entries" for e in f["entries"]]
-    assert len(entries) == LARGE_KEYS
-    peak = peak_rss_mib(server.process.pid)
-    per_key = (peak - baseline) * (1 << 20) / LARGE_KEYS
+    assert len(await snapshot_entries(server.port)) == LARGE_KEYS
     figures = Figures("large_document_restart")
-    figures.values.update(
-        keys=LARGE_KEYS,
-        rss_baseline_mib=round(baseline, 2),
-        rss_peak_mib=round(peak, 2),
-        peak_bytes_per_key=round(per_key),
-    )
-    figures.report()
+    per_key = report_peak_per_key(figures, baseline, peak_rss_mib(server.process.pid))
     assert per_key <= RESTART_PEAK_BYTES_PER_KEY, figures.values
 
 

@@ -84,6 +84,14 @@ def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
     return process
 
 
+async def _greeted(url: str, *nodes: str) -> list[RawClient]:
+    """A client for each of ``nodes``, each past its handshake."""
+    clients = [await RawClient.connect(url, node) for node in nodes]
+    for client in clients:
+        await client.hello()
+    return clients
+
+
 async def _timed_until(client: RawClient, wanted: str) -> list[tuple[Frame, float]]:
     """Frames, each with its arrival time, up to the first of type ``wanted``."""
     timed: list[tuple[Frame, float]] = []
@@ -92,29 +100,19 @@ async def _timed_until(client: RawClient, wanted: str) -> list[tuple[Frame, floa
     return timed
 
 
-async def _arrival(client: RawClient, wanted: str) -> tuple[Frame, float]:
-    """The first frame of type ``wanted`` and when (``time.monotonic()``) it came."""
-    frames = await client.recv_until(lambda f: f["type"] == wanted)
-    return frames[-1], time.monotonic()
-
-
 async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
     tmp_path: Path,
 ) -> None:
     process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
     try:
         await process.start()
-        writer = await RawClient.connect(process.url, "writer")
-        await writer.hello()
-        readers = [await RawClient.connect(process.url, f"reader-{i}") for i in range(3)]
-        for reader in readers:
-            await reader.hello()
+        writer, *readers = await _greeted(process.url, "writer", *(f"reader-{i}" for i in range(3)))
         entry = writer.stamps.set("colour", "blue")
         sent = time.monotonic()
         await writer.send({"type": "ops", "id": 1, "ops": [entry]})
         # Every client waits at once: each arrival is timed as it happens.
         (ack, acked_at), *broadcasts = await asyncio.gather(
-            _arrival(writer, "ack"), *(_arrival(r, "ops") for r in readers)
+            writer.arrival("ack"), *(r.arrival("ops") for r in readers)
         )
         assert ack["id"] == 1 and ack["applied"] == 1
         assert acked_at - sent >= HELD_FOR * 0.9, "the ack did not wait for the fsync"
@@ -133,20 +131,17 @@ async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync
     process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
     try:
         await process.start()
-        writer = await RawClient.connect(process.url, "writer")
-        await writer.hello()
-        reader = await RawClient.connect(process.url, "reader")
-        await reader.hello()
+        writer, reader = await _greeted(process.url, "writer", "reader")
         for id, value in enumerate(["first", "second"], start=1):
             entry = writer.stamps.set("colour", value)
             await writer.send({"type": "ops", "id": id, "ops": [entry]})
-            broadcast, _ = await _arrival(reader, "ops")
+            broadcast, _ = await reader.arrival("ops")
             assert broadcast["ops"] == [entry]
             await reader.send({"type": "history", "id": id, "key": "colour"})
-            page, _ = await _arrival(reader, "history_page")
+            page, _ = await reader.arrival("history_page")
             assert page["id"] == id
             assert page["versions"][0]["ts"] == entry["ts"], "the history lacks a write sent"
-            await _arrival(writer, "ack")
+            await writer.arrival("ack")
     finally:
         process.cleanup()
 
@@ -177,11 +172,7 @@ async def test_a_writer_receives_acks_and_broadcasts_in_seq_order_while_fsyncs_a
     writers_count, writes = 4, 15
     try:
         await process.start()
-        writers = [
-            await RawClient.connect(process.url, f"writer-{i}") for i in range(writers_count)
-        ]
-        for writer in writers:
-            await writer.hello()
+        writers = await _greeted(process.url, *(f"writer-{i}" for i in range(writers_count)))
         last_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         total = writers_count * writes
         tasks = [asyncio.create_task(_write_and_listen(w, writes, last_seq)) for w in writers]
@@ -209,17 +200,15 @@ async def test_a_write_merged_while_another_waits_for_its_fsync_reaches_that_wri
     process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
     try:
         await process.start()
-        a, b, reader = [await RawClient.connect(process.url, name) for name in "abr"]
-        for client in (a, b, reader):
-            await client.hello()
+        a, b, reader = await _greeted(process.url, "a", "b", "r")
         # A's frames, each with its arrival time, read as they come.
         a_frames = asyncio.create_task(_timed_until(a, "ops"))
         first = a.stamps.set("a", 1)
         await a.send({"type": "ops", "id": 1, "ops": [first]})
-        merged_first, _ = await _arrival(reader, "ops")
+        merged_first, _ = await reader.arrival("ops")
         second = b.stamps.set("b", 1)
         await b.send({"type": "ops", "id": 1, "ops": [second]})
-        merged_second, second_at = await _arrival(reader, "ops")
+        merged_second, second_at = await reader.arrival("ops")
         assert [merged_first["ops"], merged_second["ops"]] == [[first], [second]]
         async with asyncio.timeout(4 * TIMEOUT):
             timed = [(f, at) for f, at in await a_frames if f["type"] in ("ack", "ops")]
