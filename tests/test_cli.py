@@ -309,7 +309,7 @@ async def test_load_writes_every_key_and_a_rerun_skips_them(syncd: Syncd, tmp_pa
     data["key-0000"] = "changed"
     path.write_text(json.dumps(data))
     second = await syncd("load", str(path))
-    assert "1 keys written, 2500 already up to date" in second.message
+    assert "1 key written, 2500 already up to date" in second.message
 
 
 async def test_load_reads_stdin(syncd: Syncd) -> None:

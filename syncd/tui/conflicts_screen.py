@@ -172,7 +172,8 @@ class ConflictsScreen(Screen[str | None]):
             )
         more = " · more below" if self.next is not None else ""
         return Text(
-            f"{len(self.conflicts)} overridden writes{more} · enter goes to the key · "
+            f"{len(self.conflicts)} overridden write{'s' if len(self.conflicts) != 1 else ''}{more}"
+            " · enter goes to the key · "
             "r writes the lost value again",
             style="dim",
         )

@@ -370,5 +370,6 @@ class DocumentTable(Vertical):
         total = len(self.client) if self.client is not None else 0
         shown = self.table.row_count
         sort = "key" if self.sort_by == "key" else "most recent"
-        text = f"{shown:,} of {total:,} keys" if self.filter_text else f"{total:,} keys"
+        keys = "key" if total == 1 else "keys"
+        text = f"{shown:,} of {total:,} {keys}" if self.filter_text else f"{total:,} {keys}"
         self.count.update(f" {text} · sorted by {sort}")
