@@ -131,8 +131,7 @@ class ClientStore:
     def _load_replica(self, max_value_bytes: int) -> tuple[Document | None, str | None, int]:
         document = Document(max_value_bytes=max_value_bytes)
         try:
-            text = self.path.read_text(encoding="utf-8")
-            record = json.loads(document.restore_file_json(text)).get("1")
+            record = json.loads(document.restore_file(self.path)).get("1")
             if not isinstance(record, dict) or record.get("format") != FORMAT:
                 raise ValueError('no record 1 of a known format in table "meta"')
             if record.get("doc") != self.doc:
@@ -145,14 +144,7 @@ class ClientStore:
             if not (isinstance(seq, int) and isinstance(head, int) and seq >= 0 and head >= 0):
                 raise ValueError("invalid seq or head")
             document.restore([], head=head)
-        except (
-            OSError,
-            UnicodeDecodeError,
-            CrdtError,
-            ValueError,
-            AttributeError,
-            RecursionError,
-        ) as error:
+        except (OSError, CrdtError, ValueError, AttributeError, RecursionError) as error:
             raise StoreFileError(f"{self.path}: not a readable client store ({error})") from None
         # Files from before places kept the server's URL under "url".
         if not self.place.accepts(record.get("place", record.get("url"))):

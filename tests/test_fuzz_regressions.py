@@ -87,3 +87,21 @@ def test_a_client_replica_file_that_nests_too_deep_is_a_store_error(tmp_path: Pa
     store.path.write_text(DEEP_META, encoding="utf-8")
     with pytest.raises(StoreFileError, match="not a readable client store"):
         store.load()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe{not utf-8", b'{"meta": {"1": {}}, "entries": {"1": ', b"", b"[1, 2]"],
+    ids=["not-utf-8", "torn", "empty", "not-an-object"],
+)
+def test_a_client_replica_file_that_is_not_a_store_is_a_store_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    store = ClientStore(
+        tmp_path / "client.db",
+        doc="default",
+        place=Place("ws://127.0.0.1:1/ws", None, ("ws://127.0.0.1:1/ws",)),
+    )
+    store.path.write_bytes(content)
+    with pytest.raises(StoreFileError, match="not a readable client store"):
+        store.load()
