@@ -473,7 +473,8 @@ async def load(args: argparse.Namespace) -> int:
         await client.close()
     elapsed = time.perf_counter() - started
     print(
-        f"syncd load: {len(todo)} key{'s' if len(todo) != 1 else ''} written, {skipped} already up to date, in {elapsed:.1f} s",
+        f"syncd load: {len(todo)} key{'s' if len(todo) != 1 else ''} written, "
+        f"{skipped} already up to date, in {elapsed:.1f} s",
         file=sys.stderr,
     )
     return EXIT_OK
