@@ -192,16 +192,20 @@ class Document:
         none is left. Sends a snapshot a frame at a time: an entry replaced between two
         calls took a seq above ``until`` and is left out."""
     def write_file(self, path: str | os.PathLike[str], fields: str) -> int:
-        """Write the document as a TinyDB file (as ``restore_file`` reads it) in pieces,
+        """Write the document as a TinyDB file (as ``restore_file_json`` reads it) in pieces,
         without fsync; record 1 of its ``meta`` table is the JSON object ``fields`` with
         ``seq`` and ``horizon`` first. Returns the bytes written; ``OSError`` if it fails."""
     def purge_tombstones(self, before: str) -> int:
         """Drop tombstones older than the timestamp ``before``, raising the horizon."""
     def snapshot(self) -> tuple[int, int, str]:
         """(head, horizon, entries) at one instant; entries as a TinyDB table keyed by seq."""
+    def restore_file_json(self, text: str | bytes) -> str:
+        """Restore a TinyDB file ``{"meta", "entries"}`` (entries as ``snapshot`` writes them).
+
+        Returns the text of its ``meta`` table.
+        """
     def restore_file(self, path: str | os.PathLike[str]) -> str:
-        """Restore a TinyDB file ``{"meta", "entries"}`` (entries as ``snapshot`` writes them)
-        from ``path``, read in pieces (never held whole).
+        """``restore_file_json`` of the file at ``path``, read in pieces (never held whole).
 
         Returns the text of its ``meta`` table; ``OSError`` if the file cannot be read.
         """

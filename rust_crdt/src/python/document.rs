@@ -247,6 +247,11 @@ impl PyDocument {
         self.with(py, |doc| (doc.seq(), doc.horizon(), doc.table_json()))
     }
 
+    fn restore_file_json(&self, py: Python<'_>, text: Utf8OrBytes<'_>) -> PyResult<String> {
+        self.with(py, |doc| doc.restore_file_json(text.0))
+            .map_err(to_py_err)
+    }
+
     fn restore_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<String> {
         self.with(py, |doc| doc.restore_file(File::open(&path)?))
             .map_err(load_err)
