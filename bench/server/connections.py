@@ -60,6 +60,8 @@ GOAL_SYNCED_S: Final = 10.0
 GOAL_RSS: Final = 1 << 30
 _RSS_EVERY: Final = 0.25
 """Seconds between two samples of the server's ``VmRSS``."""
+_STOP_TRIES: Final = 50
+"""Cancellations (0.1 s apart) a task gets to end before it is left running."""
 
 
 @dataclass(frozen=True)
@@ -342,9 +344,15 @@ async def _measure(
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+    """Cancel ``task`` and wait for its end: again if it went on (Python 3.11's
+    ``wait_for``, which the writer waits in, can swallow a cancellation)."""
+    for _ in range(_STOP_TRIES):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the run's outcome is decided elsewhere
 
 
 def _first_unsent(writer: SyncdWriter, acked: int, capacity: int) -> int:
