@@ -48,8 +48,8 @@ gets what the pass gave it in one write. With thousands of clients a pass takes 
 while; once one takes more than :data:`BROADCAST_PACED_ABOVE`, the next comes no
 sooner than it takes the pass to be :data:`BROADCAST_SHARE` of the time, so joins
 and pings keep the rest, and the writes and the joins and leaves that arrive
-meanwhile go out together in the next pass. While clients are joining (one waits
-for its snapshot, or one joined since the last pass) the share is
+meanwhile go out together in the next pass. While clients are joining (a join
+waits for the room's lock, or one joined since the last pass) the share is
 :data:`JOINING_SHARE` instead: a crowd arriving gets most of the time, and a
 joining client finds the writes not yet broadcast in its snapshot anyway. Either
 way no pass waits more than :data:`BROADCAST_MAX_PAUSE` after the one before.
