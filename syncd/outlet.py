@@ -12,7 +12,10 @@ broadcasts held for it) are a system call each too. Here:
 - the bytes are queued on the client's :class:`Outlet`, and at the end of the
   loop turn (:class:`Flusher`) everything queued for a client goes out in one
   ``transport.write`` (or sooner: a room flushes a broadcast's writes at once, to
-  time them).
+  time them);
+- a handshake's frames (``welcome``, ``entries``…, ``synced``) go out together
+  (:func:`send_all`): one write for a small document, where ``send`` would make
+  three, each with its own system call.
 
 Frames keep their order on a connection: an outlet is written whole, in the
 order its frames were queued. What websockets writes itself (pings, pongs, the
@@ -25,19 +28,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-__all__ = ["Flusher", "Outlet", "encode"]
+__all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "send_all"]
 
 logger = logging.getLogger(__name__)
+
+WRITE_BYTES = 1 << 16
+"""Bytes of frames :func:`send_all` gathers into one write before it waits for the socket."""
 
 
 def encode(frame: str) -> bytes:
     """``frame`` as one WebSocket text frame from the server: unmasked, no extension."""
     return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+
+
+async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
+    """Send ``frames`` in order, :data:`WRITE_BYTES` or so in each write, waiting for the
+    socket to take each write (a large document's snapshot is tens of megabytes, made
+    frame by frame as it is sent); raises ``ConnectionClosed`` once the connection is
+    closed, as ``send`` does."""
+    chunk: list[bytes] = []
+    size = 0
+    for frame in frames:
+        data = encode(frame)
+        chunk.append(data)
+        size += len(data)
+        if size >= WRITE_BYTES:
+            await _write(connection, chunk)
+            chunk, size = [], 0
+    if chunk:
+        await _write(connection, chunk)
+
+
+async def _write(connection: ServerConnection, chunk: list[bytes]) -> None:
+    if connection.protocol.state is not State.OPEN:
+        await connection.wait_closed()
+        raise connection.close_exc
+    connection.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+    await connection.drain()
 
 
 class Flusher:

@@ -48,7 +48,11 @@ gets what the pass gave it in one write. With thousands of clients a pass takes 
 while; once one takes more than :data:`BROADCAST_PACED_ABOVE`, the next comes no
 sooner than it takes the pass to be :data:`BROADCAST_SHARE` of the time, so joins
 and pings keep the rest, and the writes and the joins and leaves that arrive
-meanwhile go out together in the next pass.
+meanwhile go out together in the next pass. While clients are joining (a join
+waits for the room's lock, or one joined since the last pass) the share is
+:data:`JOINING_SHARE` instead: a crowd arriving gets most of the time, and a
+joining client finds the writes not yet broadcast in its snapshot anyway. Either
+way no pass waits more than :data:`BROADCAST_MAX_PAUSE` after the one before.
 
 With ``--history-retention`` above zero a room keeps its document's history
 (:mod:`syncd.history`), opened in its lane at the first commit or read and caught
@@ -119,8 +123,10 @@ from syncd.sqlite import sqlite3
 from syncd.store import DocumentStore, Fold
 
 __all__ = [
+    "BROADCAST_MAX_PAUSE",
     "BROADCAST_PACED_ABOVE",
     "BROADCAST_SHARE",
+    "JOINING_SHARE",
     "PRESENCE_TICK",
     "Member",
     "Replication",
@@ -148,6 +154,13 @@ than ``1 / BROADCAST_SHARE`` times as long after it, and gathers every write tha
 meanwhile into one frame."""
 BROADCAST_PACED_ABOVE = 0.002
 """Seconds of one pass below which merges are never held back (tens of clients)."""
+JOINING_SHARE = 0.1
+"""What :data:`BROADCAST_SHARE` is while clients are joining (handshakes wait for the
+room, or one joined since the last pass): the passes take a tenth of the time, so that
+thousands arriving at once are not kept waiting by the writes to those already there."""
+BROADCAST_MAX_PAUSE = 1.0
+"""The longest pause in seconds between two passes, whatever their share: how late a
+paced broadcast may be beyond its pass's own time."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +320,9 @@ class Room:
         self._idle = asyncio.Event()
         self._idle.set()
         self._joining = 0
+        """Joins waiting for the lock (:meth:`join`)."""
+        self._joined_since_pass = False
+        """A client joined since the merge task's last pass: a crowd may be arriving."""
         self._unused_since = time.monotonic()
         self._failed: StoreError | None = None
         self._folding: asyncio.Task[None] | None = None
@@ -434,6 +450,7 @@ class Room:
         member.floor = head.seq
         member.outlet = Outlet(member.connection, self._outlets)
         self._members[member] = None
+        self._joined_since_pass = True
         self._roster.connect(member.node)
         member.presence_version = self._roster.version  # its own arrival included
         self._presence_changed()
@@ -603,11 +620,14 @@ class Room:
             self._outlets.flush()
             spent += time.perf_counter() - started
             self._settle_idle()
+            joining = self._joining > 0 or self._joined_since_pass
+            self._joined_since_pass = False
             if spent > BROADCAST_PACED_ABOVE:
                 # Thousands of clients: one frame per write each would leave no time
                 # for anything else (joins, pings); the writes, joins and leaves that
                 # come meanwhile go out together in the next pass.
-                await asyncio.sleep(spent / BROADCAST_SHARE - spent)
+                share = JOINING_SHARE if joining else BROADCAST_SHARE
+                await asyncio.sleep(min(spent / share - spent, BROADCAST_MAX_PAUSE))
 
     async def _merge(self, batch: list[tuple[Member, str]]) -> float:
         """Apply a batch, queue the broadcast of what won, and queue its lines for the

@@ -61,6 +61,7 @@ from syncd.history_wire import (
     state_page,
 )
 from syncd.metrics import CONTENT_TYPE, Metrics
+from syncd.outlet import send_all
 from syncd.protocol import (
     Access,
     OpsEvent,
@@ -325,8 +326,7 @@ class SyncServer:
                     else:
                         room = await self._room_for(event.hello.doc)
                         member = Member(connection, event.hello.node, event.readonly)
-                        for frame in await room.join(member, event.hello):
-                            await connection.send(frame)
+                        await send_all(connection, await room.join(member, event.hello))
                         room.synced(member)
                 except ProtocolError as error:
                     self.metrics.errors.labels(error.code).inc()

@@ -4,7 +4,8 @@
 2,000 clients join one document while two writers write to it. Every one of
 them gets its handshake to ``synced``, ends up with the writers' state exactly
 (the handshake's entries, then the broadcasts, which a crowd gets in paced
-passes together with the presence ticks: :mod:`syncd.room`), and knows every
+passes together with the presence ticks, paced harder while clients join:
+:mod:`syncd.room`), and knows every
 other client as a peer (``welcome.peers``, then the coalesced ``presence``
 frames); when a quarter of them leave, the others learn who left. Each writer
 gets its acks in seq order with the other's broadcasts, and never its own.

@@ -9,6 +9,8 @@ whole run; crowd processes (:mod:`bench.server.crowd`, 4 × 2,500 by default) co
   < 10 s), and each handshake's own duration;
 - once they are all connected, the broadcast latency of a window of writes (send at the
   writer → arrival at every client): p50, p99, max over every (client, write) pair;
+  and while they join, the same over the writes sent meanwhile, to the clients synced
+  before each (the others get it in their snapshot);
 - the server's resident memory (``VmRSS`` sampled every 250 ms, and ``VmHWM``; goal
   < 1 GB), and the CPU used by the server and by the load generator itself.
 
@@ -58,6 +60,8 @@ GOAL_SYNCED_S: Final = 10.0
 GOAL_RSS: Final = 1 << 30
 _RSS_EVERY: Final = 0.25
 """Seconds between two samples of the server's ``VmRSS``."""
+_STOP_TRIES: Final = 50
+"""Cancellations (0.1 s apart) a task gets to end before it is left running."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ class ConnectionsResult:
     """p50, p99 and max of each client's own connect → ``synced`` time."""
     latency_ms: dict[str, float] = field(default_factory=dict)
     """Broadcast latency over every (client, write) pair of the window: p50, p90, p99, max."""
+    join_latency_ms: dict[str, float] = field(default_factory=dict)
+    """The same over the join phase's (client, write) pairs delivered as broadcasts."""
+    join_pairs: int = 0
     pairs: int = 0
     missing: int = 0
     lost: int = 0
@@ -278,7 +285,8 @@ async def _measure(
         await _wait_acked(state, int(config.rate), 30.0)  # the writer runs before anyone joins
         server_cpu = server.cpu_seconds()
         go = time.monotonic_ns()
-        crowd.send("go")
+        join_first = _first_unsent(writer, state.acked, capacity)
+        crowd.send("go", join_first)
         synced_task = asyncio.create_task(crowd.gather("synced", config.timeout + 30))
         while not synced_task.done():
             on_progress("synced", sum(crowd.progress))
@@ -293,7 +301,7 @@ async def _measure(
         on_progress("synced", result.synced)
 
         # The window starts a little later, so that every process knows it before its first write.
-        first_unsent = next(i for i in range(state.acked, capacity) if writer.sent_ns[i] == 0)
+        first_unsent = _first_unsent(writer, state.acked, capacity)
         lo = first_unsent + int(config.lead_s * config.rate)
         hi = lo + config.window_writes
         crowd.send("measure", lo, hi)
@@ -306,18 +314,23 @@ async def _measure(
         result.window_s = (time.monotonic_ns() - window_start) / 1e9
         result.server_cpu_window_s = server.cpu_seconds() - server_cpu
         result.writes_per_s = (hi - lo) / max(result.window_s, 1e-9)
-        crowd.send("sent", writer.sent_ns[lo:hi].tobytes())
+        # The crowd stops reading while it tallies: more broadcasts would only pile up
+        # in the server's buffers (its memory is measured).
+        await _stop(writing)
+        crowd.send("sent", writer.sent_ns[join_first:hi].tobytes(), first_unsent)
         tallies: list[CrowdTally] = await crowd.gather("done", config.timeout + 30)
     finally:
-        writing.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writing
+        await _stop(writing)
     result.writer_cpu_s = time.process_time() - writer_cpu
     counts: Counter[int] = Counter()
+    join_counts: Counter[int] = Counter()
     for tally in tallies:
         counts.update(tally.counts)
+        join_counts.update(tally.join_counts)
     result.latency_ms = _bucket_quantiles(counts)
     result.pairs = sum(counts.values())
+    result.join_latency_ms = _bucket_quantiles(join_counts)
+    result.join_pairs = sum(join_counts.values())
     result.missing = sum(t.missing for t in tallies)
     result.lost = sum(t.lost for t in tallies)
     result.crowd_cpu_window_s = sum(t.cpu_s for t in tallies) - result.crowd_cpu_join_s
@@ -328,6 +341,23 @@ async def _measure(
     result.queue_drops = int(metrics.get("syncd_queue_drops_total", 0))
     crowd.send("close")
     connection.abort()
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for its end: again if it went on (Python 3.11's
+    ``wait_for``, which the writer waits in, can swallow a cancellation)."""
+    for _ in range(_STOP_TRIES):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the run's outcome is decided elsewhere
+
+
+def _first_unsent(writer: SyncdWriter, acked: int, capacity: int) -> int:
+    """The index of the writer's next write (every write before it is sent)."""
+    return next(i for i in range(acked, capacity) if writer.sent_ns[i] == 0)
 
 
 def _joined(result: ConnectionsResult, joins: list[Joined], go: int) -> None:
@@ -351,14 +381,19 @@ def _joined(result: ConnectionsResult, joins: list[Joined], go: int) -> None:
 
 
 async def run(
-    config: ConnectionsConfig, command: str, console: Console, profile: Path | None = None
+    config: ConnectionsConfig,
+    command: str,
+    console: Console,
+    profile: Path | None = None,
+    venv: Path | None = None,
 ) -> ConnectionsResult:
     """Run the benchmark once on a fresh server and document (under cProfile, writing
-    its statistics to ``profile``, if given)."""
+    its statistics to ``profile``, if given; the ``syncd`` of ``venv`` if given, another
+    build, this one's if not)."""
     raise_own_open_files()
     result = ConnectionsResult(config, command, describe())
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as tmp:
-        server = start_server(SYNCD, Path(tmp) / "data", profile=profile)
+        server = start_server(SYNCD, Path(tmp) / "data", profile=profile, venv=venv)
         crowd: _Crowd | None = None
         sampling = asyncio.create_task(_sample_rss(server, result))
         try:
@@ -418,6 +453,11 @@ def result_rows(result: ConnectionsResult) -> list[list[str]]:
         ["broadcast latency p99", _ms(result.latency_ms, "p99")],
         ["broadcast latency max", _ms(result.latency_ms, "max")],
         ["(client, write) pairs measured / missing", f"{result.pairs:,} / {result.missing:,}"],
+        [
+            "broadcast latency while joining, p50 / p99 / max",
+            " / ".join(_ms(result.join_latency_ms, n) for n in ("p50", "p99", "max")),
+        ],
+        ["(client, write) pairs while joining", f"{result.join_pairs:,}"],
         ["writes acked per second in the window", f"{result.writes_per_s:,.0f}"],
         ["clients lost / dropped by the server", f"{result.lost:,} / {result.queue_drops:,}"],
         ["server VmRSS when all were synced", _mib(result.rss_synced)],
@@ -506,6 +546,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="run the server under cProfile, its statistics to this file"
     )
+    parser.add_argument(
+        "--venv", type=Path, help="serve with this virtual environment's syncd (another build)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.rate is not None and args.rate <= 0:
@@ -531,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, rate=args.rate)
     if args.window is not None:
         config = replace(config, window_writes=args.window)
-    result = asyncio.run(run(config, command, console, args.profile))
+    result = asyncio.run(run(config, command, console, args.profile, args.venv))
     print_table(Console(), result)
     samples = json.dumps(asdict(result), indent=2, default=str)
     report = save_report(args.output, "connections-latest", render_markdown(result), samples)

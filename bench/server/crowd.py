@@ -11,12 +11,17 @@ Every client receives a ``welcome`` naming up to 10,000 peers and a ``presence``
 per tick, megabytes in all: a client looks at nothing but the start of each frame
 (its ``type``), so the load generator does not become the bottleneck.
 
-Once the parent names a window of writes (``measure``), each client records the
-``ops`` broadcasts that carry them: arrival time (``monotonic_ns``, one clock for every
-process) and the first and last write in the frame, found as :mod:`bench.server.readers`
-does. When the parent sends the window's send times (``sent``), the process turns
-every (client, write) pair into a latency, counted in buckets of :data:`BUCKET_NS`,
-and sends back the counts, the pairs that never arrived and the CPU it used.
+From ``go`` (which names the writer's first write of the join phase) one client in
+:data:`JOIN_SAMPLE` records the ``ops`` broadcasts it gets once synced (the others
+once the window is named): arrival time (``monotonic_ns``, one clock for every
+process) and the first and last write in the frame, found as
+:mod:`bench.server.readers` does. Once the parent names a window of writes
+(``measure``), a client's record ends with the window's last write. When the parent
+sends the send times (``sent``) and the first write after all were synced, the process
+turns every (client, write) pair into a latency, counted in buckets of
+:data:`BUCKET_NS`: the window's pairs, with those that never arrived, and apart, the
+pairs of the join phase that arrived by broadcast (a client got the writes before its
+join in its snapshot); it sends back the counts and the CPU it used.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from bench.server.wire import Connection
 
 __all__ = [
     "BUCKET_NS",
+    "JOIN_SAMPLE",
     "CrowdSpec",
     "CrowdTally",
     "Joined",
@@ -58,6 +64,10 @@ _OPS: Final = b'{"type":"ops"'
 _TAIL: Final = 96
 """Bytes at the end of a frame that hold its last write's marker (and what follows it)."""
 _PROGRESS_EVERY: Final = 0.25
+"""Seconds between two progress reports to the parent."""
+JOIN_SAMPLE: Final = 10
+"""One client in this many records the join phase's broadcasts: millions of pairs still,
+for a tenth of the load generator's work while it joins the crowd."""
 """Seconds between two progress reports to the parent."""
 
 
@@ -105,7 +115,10 @@ class CrowdTally:
     """The ``done`` report: the window's latencies at this process's clients."""
 
     counts: dict[int, int]
-    """Pairs by latency bucket (latency // :data:`BUCKET_NS`)."""
+    """The window's pairs by latency bucket (latency // :data:`BUCKET_NS`)."""
+    join_counts: dict[int, int]
+    """The join phase's pairs (writes sent from ``go`` until all were synced, to the
+    clients synced before them), by latency bucket."""
     missing: int
     """(client, write) pairs of the window that never arrived."""
     lost: int
@@ -135,25 +148,30 @@ class LazyHandshake(Handshake):
 
 @dataclass
 class Window:
-    """The writes ``lo .. hi - 1`` whose arrivals are recorded (none until ``lo >= 0``)."""
+    """The writes whose arrivals are recorded: from ``start`` (none while it is below 0)
+    to ``hi - 1`` (no end while ``hi`` is below 0); the window measured is ``lo .. hi - 1``."""
 
+    start: int = -1
     lo: int = -1
     hi: int = -1
 
 
 class Recorder:
-    """One client after its handshake: ignores all but the ``ops`` frames of the window."""
+    """One client after its handshake: ignores all but the ``ops`` frames recorded
+    (``sampled``: from the join phase on, else from the window on)."""
 
-    def __init__(self, window: Window) -> None:
+    def __init__(self, window: Window, sampled: bool) -> None:
         self.window = window
+        self.sampled = sampled
         self.arrivals = array("q")
         self.firsts = array("q")
         self.lasts = array("q")
         self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def __call__(self, opcode: int, payload: bytes, now: int) -> None:
-        lo, hi = self.window.lo, self.window.hi
-        if lo < 0 or not payload.startswith(_OPS):
+        start = self.window.start if self.sampled else self.window.lo
+        hi = self.window.hi
+        if start < 0 or not payload.startswith(_OPS):
             return
         head = MARKER.search(payload)
         if head is None:
@@ -161,23 +179,37 @@ class Recorder:
         first = last = int(head[1])
         for tail in MARKER.finditer(payload, max(head.end(), len(payload) - _TAIL)):
             last = int(tail[1])
-        if last < lo or first >= hi:
+        if last < start or 0 <= hi <= first:
             return
         self.arrivals.append(now)
-        self.firsts.append(max(first, lo))
-        self.lasts.append(min(last, hi - 1))
-        if last >= hi - 1 and not self.complete.done():
+        self.firsts.append(max(first, start))
+        self.lasts.append(last if hi < 0 else min(last, hi - 1))
+        if 0 <= hi - 1 <= last and not self.complete.done():
             self.complete.set_result(None)
 
-    def tally(self, sent_ns: array[int], lo: int, counts: Counter[int]) -> int:
-        """Add this client's latencies to ``counts``; the window's writes it never got."""
+    def tally(
+        self, sent_ns: array[int], joined: int, counts: Counter[int], join_counts: Counter[int]
+    ) -> int:
+        """Add this client's latencies to ``counts`` (the window's writes) and to
+        ``join_counts`` (the writes before ``joined``, the first sent once all were
+        synced); ``sent_ns`` holds the send times from the window's ``start``. Returns
+        how many of the window's writes it never got."""
+        start, lo = self.window.start, self.window.lo
         received = 0
         for arrival, first, last in zip(self.arrivals, self.firsts, self.lasts, strict=True):
-            counts.update(
-                (arrival - sent) // BUCKET_NS for sent in sent_ns[first - lo : last - lo + 1]
-            )
-            received += last - first + 1
-        return len(sent_ns) - received
+            if first < joined:
+                join_counts.update(
+                    (arrival - sent) // BUCKET_NS
+                    for sent in sent_ns[first - start : min(last + 1, joined) - start]
+                )
+            if last >= lo:
+                first = max(first, lo)
+                counts.update(
+                    (arrival - sent) // BUCKET_NS
+                    for sent in sent_ns[first - start : last - start + 1]
+                )
+                received += last - first + 1
+        return self.window.hi - lo - received
 
 
 class _Inbox:
@@ -205,7 +237,7 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
     inbox = _Inbox(pipe)
     window = Window()
     count = len(spec.nodes)
-    recorders = [Recorder(window) for _ in spec.nodes]
+    recorders = [Recorder(window, i % JOIN_SAMPLE == 0) for i in range(len(spec.nodes))]
     connections: list[Connection | None] = [None] * count
     started, synced = array("q", [0]) * count, array("q", [0]) * count
     gate = asyncio.Semaphore(spec.concurrency)
@@ -225,7 +257,7 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
             await asyncio.sleep(_PROGRESS_EVERY)
 
     pipe.send(("ready",))
-    await inbox.expect("go")
+    (window.start,) = await inbox.expect("go")
     cpu = time.process_time()
     reporting = asyncio.create_task(report_progress())
     outcomes = await asyncio.gather(*(join(i) for i in range(count)), return_exceptions=True)
@@ -236,7 +268,7 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
     pipe.send(("synced", joined))
 
     window.lo, window.hi = await inbox.expect("measure")
-    (sent_bytes,) = await inbox.expect("sent")
+    sent_bytes, joined_at = await inbox.expect("sent")
     live = [r.complete for r, c in zip(recorders, connections, strict=True) if c is not None]
     try:
         await asyncio.wait_for(asyncio.gather(*live), spec.timeout)
@@ -246,10 +278,12 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
     sent_ns = array("q")
     sent_ns.frombytes(sent_bytes)
     counts: Counter[int] = Counter()
-    missing = sum(r.tally(sent_ns, window.lo, counts) for r in recorders)
+    join_counts: Counter[int] = Counter()
+    missing = sum(r.tally(sent_ns, joined_at, counts, join_counts) for r in recorders)
     lost = sum(1 for c in connections if c is None or c.closed.done())
     tally_cpu = time.process_time() - cpu - window_cpu
-    pipe.send(("done", CrowdTally(dict(counts), missing, lost, window_cpu, tally_cpu)))
+    tally = CrowdTally(dict(counts), dict(join_counts), missing, lost, window_cpu, tally_cpu)
+    pipe.send(("done", tally))
     await inbox.expect("close")
     for connection in connections:
         if connection is not None:
