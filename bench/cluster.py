@@ -462,7 +462,9 @@ async def _profile(folder: Path, console: Console) -> None:
 
 async def _ab(baseline: Path, rounds: int, paced: bool, console: Console) -> None:
     """The three-node paced (or full-speed) case, ``baseline``'s syncd (A) and this
-    build's (B) in turn, ``rounds`` times each: every run and the medians."""
+    build's (B) in turn, ``rounds`` times each: every run and the medians. The order
+    alternates (A B, B A, …): the second run of a pair starts while the machine still
+    writes back the first one's files."""
     writes, rate = (PACED_WRITES, RATE) if paced else (MAX_WRITES, None)
     load_start = os.getloadavg()[0]
     runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
@@ -473,7 +475,8 @@ async def _ab(baseline: Path, rounds: int, paced: bool, console: Console) -> Non
     for column in columns:
         table.add_column(column, justify="right")
     for number in range(rounds):
-        for build, venv in (("A", baseline), ("B", None)):
+        pair: list[tuple[str, Path | None]] = [("A", baseline), ("B", None)]
+        for build, venv in pair if number % 2 == 0 else reversed(pair):
             with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
                 r = await _case(3, writes, rate, Path(tmp), venv=venv)
             runs[build].append(r)
