@@ -16,26 +16,21 @@ Keys (under the prefix, ``syncd:`` by default):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from syncd.cluster.config import AckMode, ClusterConfig
 from syncd.cluster.state import StreamId, format_id, parse_id
 from syncd.errors import ClusterError
 
-__all__ = ["Appender", "Backplane", "NodeInfo", "StreamEntry", "StreamRead"]
+__all__ = ["Backplane", "NodeInfo", "StreamEntry", "StreamRead"]
 
 MIN_VERSION = (7, 0)
 LUA_IDS = """
@@ -170,7 +165,6 @@ class Backplane:
             socket_connect_timeout=3.0,
             retry=Retry(NoBackoff(), 0),
         )
-        self.appender = Appender(self.redis, self.keys_log)
         self._tail = self.redis.register_script(TAIL_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
         self._trim = self.redis.register_script(TRIM_SCRIPT)
@@ -181,7 +175,6 @@ class Backplane:
 
     async def close(self) -> None:
         """Close the connections."""
-        await self.appender.close()
         await self.redis.aclose()
 
     # -- joining ---------------------------------------------------------------------
@@ -236,6 +229,13 @@ class Backplane:
         return await self.claim(self.keys_incarnation, f"i-{secrets.token_hex(8)}")
 
     # -- the stream --------------------------------------------------------------------
+
+    async def publish(self, messages: list[tuple[str, str, str, str]]) -> None:
+        """Append (doc, node, origin, ops) entries in order, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for doc, node, origin, ops in messages:
+                pipe.xadd(self.keys_log, {"doc": doc, "node": node, "origin": origin, "ops": ops})
+            await pipe.execute()
 
     async def read_or_wait(self, cursor: str, count: int, block_ms: int) -> StreamRead:
         """The entries after ``cursor`` (at most ``count``), waiting at most ``block_ms`` for
@@ -292,85 +292,6 @@ class Backplane:
             except ValueError:
                 continue
         return found
-
-
-class Appender:
-    """Appends entries to the stream on a connection of its own, without waiting for
-    the replies to the appends written before: Redis runs a connection's commands in
-    the order they came, so the stream gets the entries in the order written, and a
-    write is one hop from its merge however long Redis takes to answer the last one."""
-
-    def __init__(self, redis: Redis, key: str) -> None:
-        self.key = key
-        # Its own, not the pool's: replies still due on it must never reach another user.
-        pool = redis.connection_pool
-        self._connection: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
-        """Per write, its appends and the future of their replies, oldest first."""
-        self._reader: asyncio.Task[None] | None = None
-
-    async def append(self, messages: list[tuple[str, str, str, str]]) -> asyncio.Future[None]:
-        """Write the appends of (doc, node, origin, ops) entries, behind those written
-        before; the future is done once Redis answered them all, and fails with
-        ``RedisError`` if it did not (the connection was lost: what was written may be
-        in the stream or not)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not messages:
-            if self._waiting:
-                self._waiting.append((0, done))  # answered in turn, after those before
-            else:
-                done.set_result(None)
-            return done
-        connection = self._connection
-        commands = [
-            ("XADD", self.key, "*", "doc", doc, "node", node, "origin", origin, "ops", ops)
-            for doc, node, origin, ops in messages
-        ]
-        try:
-            # Connects first if the connection was lost.
-            await connection.send_packed_command(
-                connection.pack_commands(commands), check_health=False
-            )
-        except BaseException as error:
-            await self._fail(error)
-            raise
-        self._waiting.append((len(commands), done))
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read(), name="stream appends")
-        return done
-
-    async def close(self) -> None:
-        """Stop reading replies (the appends not answered fail) and disconnect."""
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._fail(RedisConnectionError("closed"))
-
-    async def _read(self) -> None:
-        """Take the replies in order, resolving each write's future once all of it is in."""
-        try:
-            while self._waiting:
-                count, done = self._waiting[0]
-                for _ in range(count):
-                    await self._connection.read_response()
-                self._waiting.popleft()
-                if not done.done():
-                    done.set_result(None)
-        except BaseException as error:
-            await self._fail(error)
-            if not isinstance(error, Exception):
-                raise
-
-    async def _fail(self, error: BaseException) -> None:
-        """The connection is lost (or closed): every write waiting fails, and the next
-        append connects again."""
-        waiting, self._waiting = self._waiting, deque()
-        failure = error if isinstance(error, RedisError) else RedisConnectionError(str(error))
-        for _count, done in waiting:
-            if not done.done():
-                done.set_exception(failure)
-        await self._connection.disconnect()
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:

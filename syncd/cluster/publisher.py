@@ -6,12 +6,9 @@ consecutive messages of one client, within the document's limits (``max_ops``
 entries, a broadcast frame of ``max_frame_bytes``), so that a burst of small
 messages crosses the cluster, and is committed and broadcast on the other
 nodes, as a few entries. They are queued and published in order (per document,
-the seq order) by one task, which writes them to Redis at once, behind its writes
-not yet answered (:class:`~syncd.cluster.backplane.Appender`: Redis runs them in
-order), so that a write never waits for the answer to the one before. With
-:data:`IN_FLIGHT` writes unanswered it joins the consecutive messages of one client
-queued meanwhile the same way (so under load the other nodes get few, large
-entries, as when a node published a group commit at once).
+the seq order) by one task, which joins the consecutive messages of one client
+queued while its last send was under way the same way (so under load the other
+nodes get few, large entries, as when a node published a group commit at once).
 In ``local`` ack mode nobody waits for that; in ``redis`` mode each merge's
 writers wait for it as well as for their fsync, and are answered ``internal``
 if Redis refused them. Either way an ack means the write is fsync'd on this
@@ -52,9 +49,7 @@ __all__ = ["Publisher"]
 logger = logging.getLogger(__name__)
 
 BATCH = 256
-"""Entries published in one write."""
-IN_FLIGHT = 4
-"""Writes to Redis not yet answered, at most; the queue behind them is joined meanwhile."""
+"""Entries published in one round trip."""
 SEQ_MARGIN = 24
 """Bytes kept free in a merged entry's broadcast frame: another node's seq may be longer."""
 
@@ -98,10 +93,6 @@ class Publisher:
         self.metrics = metrics
         self.on_failure = on_failure
         self._queue: deque[_Message] = deque()
-        self._sent = 0
-        """The messages at the head of the queue written to Redis, waiting for its answer."""
-        self._flights: deque[tuple[int, asyncio.Future[None]]] = deque()
-        """Per write not yet answered: its messages (the oldest in the queue), its answer."""
         self._pending: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -153,56 +144,30 @@ class Publisher:
             self._mark(room, room.durable_seq)
 
     async def run(self) -> None:
-        """Publish the queue and the dirty documents; after a failure, wait to be woken.
-
-        Writes go out as soon as their messages are queued, behind those still
-        unanswered (at most :data:`IN_FLIGHT`); each answer lets its messages go.
-        """
+        """Publish the queue and the dirty documents; after a failure, wait to be woken."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
-                if self._dirty:
-                    while self._flights:
-                        await self._flights[0][1]
-                        self._land()
-                    for doc in sorted(self._dirty):
-                        await self._catch_up(await self.open_room(doc))
-                while self._sent < len(self._queue) and len(self._flights) < IN_FLIGHT:
-                    end = min(self._sent + BATCH, len(self._queue))
-                    batch = [self._queue[i] for i in range(self._sent, end)]
-                    answer = await self._send(batch)
-                    answer.add_done_callback(lambda _: self._wake.set())
-                    self._flights.append((len(batch), answer))
-                    self._sent = end
-                while self._flights and self._flights[0][1].done():
-                    self._land()
+                for doc in sorted(self._dirty):
+                    await self._catch_up(await self.open_room(doc))
+                while self._queue:
+                    batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
+                    await self._send(batch)
+                    for message in batch:
+                        self._queue.popleft()
+                        self._pending[message.doc] -= 1
+                        _resolve(message, True)
+                        self._advance(message)
             except RedisError as error:
                 # Left for the next wake-up (a reconnection): the queue's documents are
                 # published again from their marks.
-                for _count, answer in self._flights:
-                    answer.cancel()  # failed already, as every write after it
-                self._flights.clear()
-                self._sent = 0
                 self._dirty.update(m.doc for m in self._queue)
                 for message in self._queue:
                     _resolve(message, False)
                 self._queue.clear()
                 self._pending.clear()
                 self.on_failure(error)
-
-    def _land(self) -> None:
-        """The oldest write was answered (or raises ``RedisError``): its messages are
-        published."""
-        count, answer = self._flights[0]
-        answer.result()
-        self._flights.popleft()
-        self._sent -= count
-        for _ in range(count):
-            message = self._queue.popleft()
-            self._pending[message.doc] -= 1
-            _resolve(message, True)
-            self._advance(message)
 
     def wake(self) -> None:
         """Try again (the connection is back)."""
@@ -237,23 +202,17 @@ class Publisher:
             for i in range(0, len(entries), limit)
         ]
         for i in range(0, len(messages), BATCH):
-            await (await self._send(messages[i : i + BATCH]))
+            await self._send(messages[i : i + BATCH])
         self._dirty.discard(room.name)
         self._mark(room, min(head, room.durable_seq))
         if messages:
             logger.info("document %s: published %d entries again", room.name, len(entries))
 
-    async def _send(self, messages: list[_Message]) -> asyncio.Future[None]:
-        """Write ``messages`` (joined) to Redis; the future of its answer."""
+    async def _send(self, messages: list[_Message]) -> None:
         entries = [(m.doc, self.node, m.origin, m.ops) for m in _join(messages)]
-        answer = await self.backplane.appender.append(entries)
-
-        def count(answer: asyncio.Future[None]) -> None:
-            if not answer.cancelled() and answer.exception() is None:
-                self.metrics.published.inc(len(entries))
-
-        answer.add_done_callback(count)
-        return answer
+        if entries:
+            await self.backplane.publish(entries)
+            self.metrics.published.inc(len(entries))
 
     def _advance(self, message: _Message) -> None:
         """The mark once ``message`` is published: up to it, or with nothing more of its
