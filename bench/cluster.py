@@ -16,8 +16,9 @@ the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
 the two fsyncs a cross-node write goes through.
 
 ``--ab VENV`` instead runs the three-node paced case (``--max``: the full-speed
-one) with VENV's syncd (another build, e.g. of ``main``) and this build's in
-turn, ``--rounds`` times each, and prints every run and the medians.
+one; ``--nodes 1``: the single node's) with VENV's syncd (another build, e.g. of
+``main``) and this build's in turn, ``--rounds`` times each, and prints every run
+and the medians.
 
 ``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
 at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
@@ -460,22 +461,26 @@ async def _profile(folder: Path, console: Console) -> None:
     console.print(f"disk fsync: {probe_fsync().describe()}")
 
 
-async def _ab(baseline: Path, rounds: int, paced: bool, console: Console) -> None:
-    """The three-node paced (or full-speed) case, ``baseline``'s syncd (A) and this
-    build's (B) in turn, ``rounds`` times each: every run and the medians."""
+async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes: int = 3) -> None:
+    """The paced (or full-speed) case on ``nodes`` nodes, ``baseline``'s syncd (A) and this
+    build's (B) in turn, ``rounds`` times each: every run and the medians. The order
+    alternates (A B, B A, …): the second run of a pair starts while the machine still
+    writes back the first one's files."""
     writes, rate = (PACED_WRITES, RATE) if paced else (MAX_WRITES, None)
     load_start = os.getloadavg()[0]
     runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
     pace = f"{RATE:g} sets/s" if paced else "max"
-    table = Table(title=f"3 nodes, {READERS} readers, {pace}: A {baseline}, B this build")
+    title = f"{nodes} node(s), {READERS} readers, {pace}: A {baseline}, B this build"
+    table = Table(title=title)
     columns = ("round", "build", "acked/s", "ack p50", "ack p99", "p50", "p99",
                "to stream p50/p99", "from stream p50/p99", "missing", "load")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for number in range(rounds):
-        for build, venv in (("A", baseline), ("B", None)):
+        pair: list[tuple[str, Path | None]] = [("A", baseline), ("B", None)]
+        for build, venv in pair if number % 2 == 0 else reversed(pair):
             with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
-                r = await _case(3, writes, rate, Path(tmp), venv=venv)
+                r = await _case(nodes, writes, rate, Path(tmp), venv=venv)
             runs[build].append(r)
             table.add_row(
                 str(number + 1), build, f"{r.acked_per_second:,.0f}",
@@ -544,12 +549,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max", action="store_true", help="with --ab: the full-speed case, not the paced one"
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="with --ab: 1 for the single node (no --cluster, its readers on it; default 3)",
+    )
     args = parser.parse_args(argv)
     console = Console()
     if args.profile is not None:
         asyncio.run(_profile(args.profile, console))
     elif args.ab is not None:
-        asyncio.run(_ab(args.ab, args.rounds, not args.max, console))
+        asyncio.run(_ab(args.ab, args.rounds, not args.max, console, args.nodes))
     else:
         asyncio.run(_all(args.quick, console))
     return 0

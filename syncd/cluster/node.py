@@ -177,7 +177,7 @@ class ClusterNode:
         if self.state.incarnation and incarnation != self.state.incarnation:
             self._reset_due = True
         self.state.incarnation = incarnation
-        self.state.save()
+        await self.state.save()
         self._set_connected(True)
 
     def start(self, url: str) -> None:
@@ -218,7 +218,7 @@ class ClusterNode:
         await asyncio.wait(self._tasks, timeout=timeout)
         self.publisher.close()
         self.replicator.close()
-        self.state.save()
+        await self.state.save()
         await self.backplane.close()
 
     def _unpublished(self, room: Room) -> bool:
@@ -355,7 +355,7 @@ class ClusterNode:
         await self._measure_lag(nodes)
         cursors = [parse_id(n.cursor) for n in nodes.values()]
         await self.backplane.trim(format_id(min(cursors)), self.config.retention)
-        self.state.save()
+        await self.state.save()
 
     def _update_presence(self, peers: dict[str, NodeInfo]) -> None:
         before = {doc: self.remote_peers(doc) for docs in self._remote.values() for doc in docs}

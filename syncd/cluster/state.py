@@ -16,8 +16,12 @@ from typing import Any
 
 from syncd.errors import CorruptFileError
 from syncd.files import atomic_write
+from syncd.lanes import Lane
 
 __all__ = ["NodeState", "StreamId", "format_id", "parse_id"]
+
+_WRITER = Lane("syncd-cluster-state")
+"""Where state files are written: one thread, so that two saves never overlap."""
 
 StreamId = tuple[int, int]
 """A Redis stream entry id, ``MS-SEQ``, as numbers (so that ids compare in order)."""
@@ -69,7 +73,7 @@ class NodeState:
         state._saved = text
         return state
 
-    def save(self) -> None:
+    async def save(self) -> None:
         """Write the state atomically, unless it is as last written."""
         text = json.dumps(
             {
@@ -80,5 +84,5 @@ class NodeState:
             }
         )
         if text != self._saved:
-            atomic_write(self.path, text)
+            await _WRITER.run(atomic_write, self.path, text)
             self._saved = text
