@@ -66,8 +66,9 @@ EXPIRY_INTERVAL_S: Final = 600.0
 """Seconds between two passes of retention expiry over a document's history."""
 EXPIRY_CHUNK_ROWS: Final = 10_000
 """Rows of versions one commit goes through to expire old ones, while a pass is under way."""
-PAGE_BYTES: Final = 1024
-"""The page size of a new history file (SQLite's default is 4096)."""
+PAGE_BYTES: Final = 4096
+"""The page size of a new history file (SQLite's default, set here in case a build's
+differs; files made with 1 KiB pages, as for a while, keep them)."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -212,11 +213,11 @@ class History:
             # log's fsyncs behind them. A file torn by a power cut meanwhile holds
             # nothing yet: it is moved aside or seeded again at the next open.
             db.execute("PRAGMA synchronous=OFF")
-            # Before the file has any page (a file that has one keeps its size): each
-            # write to a random key of a large document dirties one leaf page, which the
-            # commit writes to the WAL and a checkpoint again to the file. At a million
-            # keys 1 KiB pages write 2.2 KB an entry instead of 7.6 KB (4 KiB pages), and
-            # take a quarter less CPU; the log's fsyncs queue behind less.
+            # Before the file has any page (a file that has one keeps its size). 1 KiB
+            # pages wrote less into a million random keys (2.2 KB an entry against
+            # 7.6 KB) but cost a quarter more CPU an entry in the ordinary case (one
+            # writer as fast as acks allow: history on 0.80x off, against 1.05x with
+            # 4 KiB; docs/benchmarks.md, session 6).
             db.execute(f"PRAGMA page_size={PAGE_BYTES}")
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)

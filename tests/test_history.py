@@ -306,13 +306,12 @@ def test_state_at_equals_a_replay_of_the_log_up_to_that_time(
         assert [v.ts for v in read_versions(path, key, 1000, None)] == logged
 
 
-@pytest.mark.parametrize("existing_page_bytes", [None, 4096])
-def test_a_new_file_takes_small_pages_and_an_existing_file_keeps_its_own(
+@pytest.mark.parametrize("existing_page_bytes", [None, 1024])
+def test_a_new_file_takes_its_page_size_and_an_existing_file_keeps_its_own(
     tmp_path: Path, existing_page_bytes: int | None
 ) -> None:
-    """A write to a random key of a large document dirties one page of the history:
-    a new file takes ``PAGE_BYTES`` pages; a file made with SQLite's default 4 KiB
-    pages (before them) keeps those and records as before."""
+    """A new file takes ``PAGE_BYTES`` pages; a file made with other pages (1 KiB, as
+    new files had for a while) keeps those and records as before."""
     path = tmp_path / "doc.sqlite"
     if existing_page_bytes is not None:
         with closing(sqlite3.connect(path)) as db:

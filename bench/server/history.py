@@ -116,12 +116,15 @@ def _median(results: list[FanoutResult], value: str) -> float:
 
 
 async def compare_writes(config: ServerConfig, writes: int, rounds: int) -> list[WriteComparison]:
-    """The fan-out cases with the history off and on, interleaved round by round."""
+    """The fan-out cases with the history off and on, interleaved round by round, the
+    order alternating (off on, on off, …): the second run of a pair starts while the
+    machine still writes back the first one's files, and ran slower."""
     cases = ((1, writes, None), (50, config.paced_writes, config.paced_rate))
     found: dict[tuple[int, str], list[FanoutResult]] = {}
     for round_number in range(rounds):
         for readers, count, rate in cases:
-            for label, options in HISTORY.items():
+            variants = list(HISTORY.items())
+            for label, options in variants if round_number % 2 == 0 else reversed(variants):
                 case = FanoutCase(SYNCD, readers, count, rate, options=options)
                 result = await run_case(case, config)
                 found.setdefault((readers, label), []).append(result)
