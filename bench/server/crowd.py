@@ -68,7 +68,6 @@ _PROGRESS_EVERY: Final = 0.25
 JOIN_SAMPLE: Final = 10
 """One client in this many records the join phase's broadcasts: millions of pairs still,
 for a tenth of the load generator's work while it joins the crowd."""
-"""Seconds between two progress reports to the parent."""
 
 
 def raise_open_files() -> int:
