@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -65,11 +67,11 @@ async def _until_state(url: str, expected: dict[str, Frame]) -> None:
             await asyncio.sleep(0.1)  # replication has no event a test can await: poll
 
 
-def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
-    """A server whose fsyncs (``when``: strace's selection of them, e.g. ``2+3``) are
-    held up for ``delay_us`` microseconds each."""
+@asynccontextmanager
+async def _slow_disk(tmp_path: Path, delay_us: int) -> AsyncIterator[TracedServer]:
+    """A started server whose fsyncs are each held up for ``delay_us`` microseconds,
+    killed on exit."""
     process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
-    selected = f":when={when}" if when else ""
     process.prefix = [
         STRACE,
         "-f",
@@ -78,10 +80,14 @@ def _slow_fsyncs(tmp_path: Path, delay_us: int, when: str = "") -> TracedServer:
         "-e",
         f"trace={','.join(FSYNCS)}",
         "-e",
-        f"inject={','.join(FSYNCS)}:delay_enter={delay_us}{selected}",
+        f"inject={','.join(FSYNCS)}:delay_enter={delay_us}",
         "--",
     ]
-    return process
+    try:
+        await process.start()
+        yield process
+    finally:
+        process.cleanup()
 
 
 async def _greeted(url: str, *nodes: str) -> list[RawClient]:
@@ -103,9 +109,7 @@ async def _timed_until(client: RawClient, wanted: str) -> list[tuple[Frame, floa
 async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
     tmp_path: Path,
 ) -> None:
-    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
-    try:
-        await process.start()
+    async with _slow_disk(tmp_path, int(HELD_FOR * 1_000_000)) as process:
         writer, *readers = await _greeted(process.url, "writer", *(f"reader-{i}" for i in range(3)))
         entry = writer.stamps.set("colour", "blue")
         sent = time.monotonic()
@@ -119,8 +123,6 @@ async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
         for frame, received_at in broadcasts:
             assert frame["ops"] == [entry] and frame["seq"] == ack["seq"]
             assert received_at < acked_at, "a reader waited for the writer's fsync"
-    finally:
-        process.cleanup()
 
 
 async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync_is_held_up(
@@ -128,9 +130,7 @@ async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync
 ) -> None:
     # The broadcast comes before the fsync, the history's rows after it: the history
     # request must wait for the append, not answer without the write the reader holds.
-    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
-    try:
-        await process.start()
+    async with _slow_disk(tmp_path, int(HELD_FOR * 1_000_000)) as process:
         writer, reader = await _greeted(process.url, "writer", "reader")
         for id, value in enumerate(["first", "second"], start=1):
             entry = writer.stamps.set("colour", value)
@@ -142,8 +142,6 @@ async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync
             assert page["id"] == id
             assert page["versions"][0]["ts"] == entry["ts"], "the history lacks a write sent"
             await writer.arrival("ack")
-    finally:
-        process.cleanup()
 
 
 async def _write_and_listen(
@@ -168,10 +166,8 @@ async def test_a_writer_receives_acks_and_broadcasts_in_seq_order_while_fsyncs_a
 ) -> None:
     # Contract §5: a connection's resume point is the greatest seq it has seen, so a
     # broadcast merged after a writer's write must not overtake that write's ack.
-    process = _slow_fsyncs(tmp_path, 50_000)
     writers_count, writes = 4, 15
-    try:
-        await process.start()
+    async with _slow_disk(tmp_path, 50_000) as process:
         writers = await _greeted(process.url, *(f"writer-{i}" for i in range(writers_count)))
         last_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         total = writers_count * writes
@@ -187,8 +183,6 @@ async def test_a_writer_receives_acks_and_broadcasts_in_seq_order_while_fsyncs_a
             assert len(acks) == writes and all(a["applied"] == 1 for a in acks)
             others = {e["key"] for f in seen if f["type"] == "ops" for e in f["ops"]}
             assert others == {w.node for w in writers} - {writer.node}, others
-    finally:
-        process.cleanup()
 
 
 async def test_a_write_merged_while_another_waits_for_its_fsync_reaches_that_writer_after_its_ack(
@@ -197,9 +191,7 @@ async def test_a_write_merged_while_another_waits_for_its_fsync_reaches_that_wri
     # The case the burst above may or may not produce, made on purpose: B's write is
     # merged (seq n + 1) while A's (seq n) waits for its held fsync, and reaches A only
     # after A's ack, though B's readers have it at once.
-    process = _slow_fsyncs(tmp_path, int(HELD_FOR * 1_000_000))
-    try:
-        await process.start()
+    async with _slow_disk(tmp_path, int(HELD_FOR * 1_000_000)) as process:
         a, b, reader = await _greeted(process.url, "a", "b", "r")
         # A's frames, each with its arrival time, read as they come.
         a_frames = asyncio.create_task(_timed_until(a, "ops"))
@@ -217,8 +209,6 @@ async def test_a_write_merged_while_another_waits_for_its_fsync_reaches_that_wri
         assert broadcast["ops"] == [second] and broadcast["seq"] == merged_second["seq"]
         # The case happened: B's write was merged while A's fsync was held up.
         assert second_at < acked_at, "A's fsync ended before B's write was merged"
-    finally:
-        process.cleanup()
 
 
 @pytest.mark.parametrize("resent", [False, True], ids=["vanishes", "comes-back"])
