@@ -24,7 +24,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
+from redis.typing import EncodableT
 
 from syncd.cluster.config import AckMode, ClusterConfig
 from syncd.cluster.state import StreamId, format_id, parse_id
@@ -165,6 +166,8 @@ class Backplane:
             socket_connect_timeout=3.0,
             retry=Retry(NoBackoff(), 0),
         )
+        self._publishing = _Link(self.redis)
+        self._reading = _Link(self.redis)
         self._tail = self.redis.register_script(TAIL_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
         self._trim = self.redis.register_script(TRIM_SCRIPT)
@@ -175,6 +178,8 @@ class Backplane:
 
     async def close(self) -> None:
         """Close the connections."""
+        await self._publishing.close()
+        await self._reading.close()
         await self.redis.aclose()
 
     # -- joining ---------------------------------------------------------------------
@@ -232,10 +237,12 @@ class Backplane:
 
     async def publish(self, messages: list[tuple[str, str, str, str]]) -> None:
         """Append (doc, node, origin, ops) entries in order, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for doc, node, origin, ops in messages:
-                pipe.xadd(self.keys_log, {"doc": doc, "node": node, "origin": origin, "ops": ops})
-            await pipe.execute()
+        await self._publishing.run(
+            *(
+                ("XADD", self.keys_log, "*", "doc", doc, "node", node, "origin", origin, "ops", ops)
+                for doc, node, origin, ops in messages
+            )
+        )
 
     async def read_or_wait(self, cursor: str, count: int, block_ms: int) -> StreamRead:
         """The entries after ``cursor`` (at most ``count``), waiting at most ``block_ms`` for
@@ -245,11 +252,19 @@ class Backplane:
         the blocking read returns. The greatest id trimmed only grows: if it is not past
         ``cursor`` then, no entry after ``cursor`` was gone when the read ran.
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xread({self.keys_log: cursor}, count=count, block=block_ms)
-            await self._tail(keys=[self.keys_log, self.keys_trimmed], client=pipe)
-            found, (max_deleted, last) = await pipe.execute()
-        entries = [_entry(entry_id, fields) for _stream, raw in found for entry_id, fields in raw]
+        commands = (
+            ("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self.keys_log, cursor),
+            ("EVALSHA", self._tail.sha, 2, self.keys_log, self.keys_trimmed),
+        )
+        try:
+            found, (max_deleted, last) = await self._reading.run(*commands)
+        except NoScriptError:
+            # Redis does not have the script (a new or restarted Redis): load it, read again.
+            await self.redis.script_load(TAIL_SCRIPT)
+            found, (max_deleted, last) = await self._reading.run(*commands)
+        # XREAD's reply: a map (RESP3) or pairs (RESP2) of stream -> [id, [field, value…]].
+        streams = found.values() if isinstance(found, dict) else [raw for _name, raw in found or []]
+        entries = [_entry(entry_id, fields) for raw in streams for entry_id, fields in raw]
         return StreamRead(parse_id(max_deleted), parse_id(last), entries)
 
     async def count_after(self, cursor: str, limit: int) -> int:
@@ -294,11 +309,38 @@ class Backplane:
         return found
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+class _Link:
+    """A connection of its own to Redis for one path run at every write (publishing,
+    reading the stream): its commands are written at once and their replies read back
+    raw, without the pool's and the pipeline's work around each round trip, which cost
+    a cluster node about as much CPU as the write itself. A failure closes the
+    connection (a reply may be left unread); the next use opens it again."""
+
+    def __init__(self, redis: Redis) -> None:
+        pool = redis.connection_pool
+        self._connection = pool.connection_class(**pool.connection_kwargs)
+
+    async def run(self, *commands: tuple[EncodableT, ...]) -> list[Any]:
+        """Each command's reply, in order; the first error reply is raised."""
+        connection = self._connection
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            return [await connection.read_response() for _ in commands]
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._connection.disconnect()
+
+
+def _entry(entry_id: str, fields: list[str]) -> StreamEntry:
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
     return StreamEntry(
         entry_id,
-        fields.get("doc", ""),
-        fields.get("node", ""),
-        fields.get("origin", ""),
-        fields.get("ops", ""),
+        values.get("doc", ""),
+        values.get("node", ""),
+        values.get("origin", ""),
+        values.get("ops", ""),
     )
