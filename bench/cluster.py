@@ -473,7 +473,8 @@ async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes:
     title = f"{nodes} node(s), {READERS} readers, {pace}: A {baseline}, B this build"
     table = Table(title=title)
     columns = ("round", "build", "acked/s", "ack p50", "ack p99", "p50", "p99",
-               "to stream p50/p99", "from stream p50/p99", "missing", "load")  # fmt: skip
+               "to stream p50/p99", "from stream p50/p99", "nodes' CPU s", "missing",
+               "load")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for number in range(rounds):
@@ -486,7 +487,8 @@ async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes:
                 str(number + 1), build, f"{r.acked_per_second:,.0f}",
                 _ms(r.ack_ms, "p50"), _ms(r.ack_ms, "p99"),
                 _ms(r.latency_ms, "p50"), _ms(r.latency_ms, "p99"), _pair(r.to_stream_ms),
-                _pair(r.from_stream_ms), str(r.missing), f"{os.getloadavg()[0]:.2f}",
+                _pair(r.from_stream_ms), f"{sum(r.cpu_s):.2f}", str(r.missing),
+                f"{os.getloadavg()[0]:.2f}",
             )  # fmt: skip
     for build, found in runs.items():
         medians = {
@@ -495,11 +497,13 @@ async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes:
             for kind in ("ack_ms", "latency_ms", "to_stream_ms", "from_stream_ms")
         }  # fmt: skip
         acked = statistics.median(r.acked_per_second for r in found)
+        cpu = statistics.median(sum(r.cpu_s) for r in found)
         table.add_row(
             "median", build, f"{acked:,.0f}",
             _ms(medians["ack_ms"], "p50"), _ms(medians["ack_ms"], "p99"),
             _ms(medians["latency_ms"], "p50"), _ms(medians["latency_ms"], "p99"),
-            _pair(medians["to_stream_ms"]), _pair(medians["from_stream_ms"]), "", "",
+            _pair(medians["to_stream_ms"]), _pair(medians["from_stream_ms"]), f"{cpu:.2f}",
+            "", "",
         )  # fmt: skip
     console.print(table)
     console.print(
