@@ -28,23 +28,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Iterable
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-__all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "send_all"]
+__all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "header", "send_all"]
 
 logger = logging.getLogger(__name__)
 
 WRITE_BYTES = 1 << 16
 """Bytes of frames :func:`send_all` gathers into one write before it waits for the socket."""
+_TEXT_SHORT = struct.Struct("!BB")
+_TEXT_MEDIUM = struct.Struct("!BBH")
+_TEXT_LONG = struct.Struct("!BBQ")
+
+
+def header(length: int) -> bytes:
+    """The header of an unmasked, final text frame of ``length`` payload bytes (RFC 6455
+    §5.2): what websockets' ``Frame.serialize`` writes, without copying the payload."""
+    if length < 126:
+        return _TEXT_SHORT.pack(0x81, length)
+    if length < 1 << 16:
+        return _TEXT_MEDIUM.pack(0x81, 126, length)
+    return _TEXT_LONG.pack(0x81, 127, length)
 
 
 def encode(frame: str) -> bytes:
     """``frame`` as one WebSocket text frame from the server: unmasked, no extension."""
-    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    data = frame.encode()
+    return header(len(data)) + data
 
 
 async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
@@ -55,8 +69,8 @@ async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
     chunk: list[bytes] = []
     size = 0
     for frame in frames:
-        data = encode(frame)
-        chunk.append(data)
+        data = frame.encode()  # and its header apart: the payload is copied once, by the write
+        chunk += (header(len(data)), data)
         size += len(data)
         if size >= WRITE_BYTES:
             await _write(connection, chunk)
@@ -69,7 +83,7 @@ async def _write(connection: ServerConnection, chunk: list[bytes]) -> None:
     if connection.protocol.state is not State.OPEN:
         await connection.wait_closed()
         raise connection.close_exc
-    connection.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+    connection.transport.write(b"".join(chunk))
     await connection.drain()
 
 

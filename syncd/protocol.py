@@ -313,8 +313,13 @@ def _ping_id(text: str) -> int | None:
     return value
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Compact JSON, made once: ``json.dumps`` with options builds a new encoder at each call,
+which cost more than the encoding of a node id or a small frame."""
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 class NodeArray:
@@ -363,7 +368,9 @@ class NodeArray:
 
     def plus(self, node: str) -> NodeArray:
         """The array with ``node`` added at the end (``node`` must not be in it)."""
-        return self.concat(NodeArray((node,)))
+        if not self.nodes:
+            return NodeArray._encoded((node,), f"[{_dumps(node)}]")
+        return NodeArray._encoded((*self.nodes, node), f"{self.json[:-1]},{_dumps(node)}]")
 
     def concat(self, other: NodeArray) -> NodeArray:
         """This array followed by ``other`` (no node may be in both)."""
