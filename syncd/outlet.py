@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from syncd.protocol import Encoded
+
 __all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "header", "send_all"]
 
 logger = logging.getLogger(__name__)
@@ -61,17 +63,20 @@ def encode(frame: str) -> bytes:
     return header(len(data)) + data
 
 
-async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
+async def send_all(connection: ServerConnection, frames: Iterable[str | Encoded]) -> None:
     """Send ``frames`` in order, :data:`WRITE_BYTES` or so in each write, waiting for the
     socket to take each write (a large document's snapshot is tens of megabytes, made
     frame by frame as it is sent); raises ``ConnectionClosed`` once the connection is
     closed, as ``send`` does."""
-    chunk: list[bytes] = []
+    chunk: Encoded = []
     size = 0
     for frame in frames:
-        data = frame.encode()  # and its header apart: the payload is copied once, by the write
-        chunk += (header(len(data)), data)
-        size += len(data)
+        # A frame already in UTF-8 comes in pieces (a welcome: thousands of peers).
+        pieces = [frame.encode()] if isinstance(frame, str) else frame
+        length = sum(len(piece) for piece in pieces)
+        # The header apart: the payload is copied once, by the write.
+        chunk += (header(length), *pieces)
+        size += length
         if size >= WRITE_BYTES:
             await _write(connection, chunk)
             chunk, size = [], 0
@@ -79,7 +84,7 @@ async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
         await _write(connection, chunk)
 
 
-async def _write(connection: ServerConnection, chunk: list[bytes]) -> None:
+async def _write(connection: ServerConnection, chunk: Encoded) -> None:
     if connection.protocol.state is not State.OPEN:
         await connection.wait_closed()
         raise connection.close_exc
