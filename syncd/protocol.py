@@ -53,6 +53,7 @@ __all__ = [
     "synced_frame",
     "valid_doc_name",
     "welcome_frame",
+    "welcome_pieces",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -494,7 +495,7 @@ def handshake(
         since is not None and since.epoch == head.epoch and head.horizon <= since.seq <= head.seq
     )
     resume = since.seq if since is not None and resumable else None
-    welcome = welcome_frame(
+    welcome = welcome_pieces(
         doc=head.doc,
         node=head.server_node,
         epoch=head.epoch,
@@ -508,7 +509,7 @@ def handshake(
     return Handshake(welcome, resume, synced_frame(head.seq))
 
 
-def welcome_frame(
+def welcome_pieces(
     *,
     doc: str,
     node: str,
@@ -542,6 +543,33 @@ def welcome_frame(
     # The peers are spliced in already encoded: a busy document has thousands.
     tail = "}" if cluster is None else f',"cluster":{_dumps(cluster)}}}'
     return [f'{_dumps(frame)[:-1]},"peers":'.encode(), *peers.pieces(), tail.encode()]
+
+
+def welcome_frame(
+    *,
+    doc: str,
+    node: str,
+    epoch: str,
+    seq: int,
+    time: str,
+    full: bool,
+    readonly: bool,
+    peers: Sequence[str] | NodeArray,
+    cluster: str | None = None,
+) -> str:
+    """:func:`welcome_pieces` as one string (a client's tests and the fuzzers read it)."""
+    pieces = welcome_pieces(
+        doc=doc,
+        node=node,
+        epoch=epoch,
+        seq=seq,
+        time=time,
+        full=full,
+        readonly=readonly,
+        peers=peers,
+        cluster=cluster,
+    )
+    return b"".join(pieces).decode()
 
 
 def entries_frame(entries_json: str) -> str:
