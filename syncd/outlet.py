@@ -15,7 +15,9 @@ broadcasts held for it) are a system call each too. Here:
   time them);
 - a handshake's frames (``welcome``, ``entries``…, ``synced``) go out together
   (:func:`send_all`): one write for a small document, where ``send`` would make
-  three, each with its own system call.
+  three, each with its own system call. The ``welcome`` comes already in UTF-8,
+  in pieces (its thousands of peers are their arrays' bytes), and every payload
+  is copied once, into that write, beside a header packed here (:func:`header`).
 
 Frames keep their order on a connection: an outlet is written whole, in the
 order its frames were queued. What websockets writes itself (pings, pongs, the
