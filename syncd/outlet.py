@@ -15,7 +15,9 @@ broadcasts held for it) are a system call each too. Here:
   time them);
 - a handshake's frames (``welcome``, ``entries``…, ``synced``) go out together
   (:func:`send_all`): one write for a small document, where ``send`` would make
-  three, each with its own system call.
+  three, each with its own system call. The ``welcome`` comes already in UTF-8,
+  in pieces (its thousands of peers are their arrays' bytes), and every payload
+  is copied once, into that write, beside a header packed here (:func:`header`).
 
 Frames keep their order on a connection: an outlet is written whole, in the
 order its frames were queued. What websockets writes itself (pings, pongs, the
@@ -28,36 +30,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Iterable
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-__all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "send_all"]
+from syncd.protocol import Encoded
+
+__all__ = ["WRITE_BYTES", "Flusher", "Outlet", "encode", "header", "send_all"]
 
 logger = logging.getLogger(__name__)
 
 WRITE_BYTES = 1 << 16
 """Bytes of frames :func:`send_all` gathers into one write before it waits for the socket."""
+_TEXT_SHORT = struct.Struct("!BB")
+_TEXT_MEDIUM = struct.Struct("!BBH")
+_TEXT_LONG = struct.Struct("!BBQ")
+
+
+def header(length: int) -> bytes:
+    """The header of an unmasked, final text frame of ``length`` payload bytes (RFC 6455
+    §5.2): what websockets' ``Frame.serialize`` writes, without copying the payload."""
+    if length < 126:
+        return _TEXT_SHORT.pack(0x81, length)
+    if length < 1 << 16:
+        return _TEXT_MEDIUM.pack(0x81, 126, length)
+    return _TEXT_LONG.pack(0x81, 127, length)
 
 
 def encode(frame: str) -> bytes:
     """``frame`` as one WebSocket text frame from the server: unmasked, no extension."""
-    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+    data = frame.encode()
+    return header(len(data)) + data
 
 
-async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
+async def send_all(connection: ServerConnection, frames: Iterable[str | Encoded]) -> None:
     """Send ``frames`` in order, :data:`WRITE_BYTES` or so in each write, waiting for the
     socket to take each write (a large document's snapshot is tens of megabytes, made
     frame by frame as it is sent); raises ``ConnectionClosed`` once the connection is
     closed, as ``send`` does."""
-    chunk: list[bytes] = []
+    chunk: Encoded = []
     size = 0
     for frame in frames:
-        data = encode(frame)
-        chunk.append(data)
-        size += len(data)
+        # A frame already in UTF-8 comes in pieces (a welcome: thousands of peers).
+        pieces = [frame.encode()] if isinstance(frame, str) else frame
+        length = sum(len(piece) for piece in pieces)
+        # The header apart: the payload is copied once, by the write.
+        chunk += (header(length), *pieces)
+        size += length
         if size >= WRITE_BYTES:
             await _write(connection, chunk)
             chunk, size = [], 0
@@ -65,11 +86,11 @@ async def send_all(connection: ServerConnection, frames: Iterable[str]) -> None:
         await _write(connection, chunk)
 
 
-async def _write(connection: ServerConnection, chunk: list[bytes]) -> None:
+async def _write(connection: ServerConnection, chunk: Encoded) -> None:
     if connection.protocol.state is not State.OPEN:
         await connection.wait_closed()
         raise connection.close_exc
-    connection.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+    connection.transport.write(b"".join(chunk))
     await connection.drain()
 
 

@@ -22,8 +22,9 @@ tick's frame:
   changes in the order they happened, so its frame is a slice, not a new list.
 
 The welcome's peers are the announced array, encoded once per tick, with this
-tick's leavers sliced out and joiners appended: a join copies the list, it does
-not encode or sort it.
+tick's leavers sliced out and joiners appended: a join does not encode or sort
+the list, nor copy it: the welcome writes the two arrays' bytes one after the
+other (:meth:`~syncd.protocol.NodeArray.pieces`).
 
 No I/O and no clock: the room decides when the ticks fall.
 """

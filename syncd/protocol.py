@@ -34,6 +34,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Access",
     "DocumentHead",
+    "Encoded",
     "Handshake",
     "Hello",
     "HelloEvent",
@@ -52,9 +53,12 @@ __all__ = [
     "synced_frame",
     "valid_doc_name",
     "welcome_frame",
+    "welcome_pieces",
 ]
 
 PROTOCOL_VERSION: Final = 1
+Encoded = list[bytes | memoryview]
+"""A frame already in UTF-8, in pieces to be written one after the other (a ``welcome``)."""
 DEFAULT_DOC: Final = "default"
 ERROR_CODES: Final = frozenset(
     {
@@ -313,8 +317,13 @@ def _ping_id(text: str) -> int | None:
     return value
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Compact JSON, made once: ``json.dumps`` with options builds a new encoder at each call,
+which cost more than the encoding of a node id or a small frame."""
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 class NodeArray:
@@ -322,18 +331,52 @@ class NodeArray:
 
     The peers of a busy document are encoded once per presence tick rather than
     once per ``welcome``, and leaving one node out (a client is never told about
-    itself) is a slice of the encoded text, not a new encoding.
+    itself) is a slice of the encoded text, not a new encoding. Two arrays joined
+    (:meth:`concat`) are not copied into one: a ``welcome`` writes their bytes side
+    by side (:meth:`pieces`), so a join does not copy the thousands of peers before it.
     """
 
-    __slots__ = ("_spans", "json", "nodes")
+    __slots__ = ("_data", "_json", "_nodes", "_parts", "_spans")
 
     def __init__(self, nodes: Iterable[str] = ()) -> None:
-        self.nodes: tuple[str, ...] = tuple(nodes)
-        self.json: str = _dumps(self.nodes)
+        self._nodes: tuple[str, ...] | None = tuple(nodes)
+        self._json: str | None = _dumps(self._nodes)
+        self._data: bytes | None = None
+        self._parts: tuple[NodeArray, NodeArray] | None = None
         self._spans: dict[str, tuple[int, int]] | None = None
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The node ids, in order."""
+        if self._nodes is None:
+            assert self._parts is not None
+            first, second = self._parts
+            self._nodes = first.nodes + second.nodes
+        return self._nodes
+
+    @property
+    def json(self) -> str:
+        """The JSON array."""
+        if self._json is None:
+            self._json = b"".join(self.pieces()).decode()
+        return self._json
+
+    def pieces(self) -> Encoded:
+        """The JSON array in UTF-8, in pieces to be written one after the other."""
+        if self._parts is None:
+            if self._data is None:
+                self._data = self.json.encode()
+            return [self._data]
+        first, second = self._parts
+        *head, last = first.pieces()
+        # Each part without its "]" or "[": views, not copies.
+        return [*head, memoryview(last)[:-1], b",", memoryview(second.pieces()[0])[1:]]
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def __bool__(self) -> bool:
+        return self._parts is not None or bool(self._nodes)
 
     def __contains__(self, node: object) -> bool:
         return node in self._node_spans()
@@ -344,10 +387,11 @@ class NodeArray:
         if span is None:
             return self
         start, end = span
-        if end + 1 < len(self.json):  # the node and the comma after it
-            text = self.json[:start] + self.json[end + 1 :]
+        json = self.json
+        if end + 1 < len(json):  # the node and the comma after it
+            text = json[:start] + json[end + 1 :]
         elif start > 1:  # the last node: the comma before it and the node
-            text = self.json[: start - 1] + self.json[end:]
+            text = json[: start - 1] + json[end:]
         else:
             text = "[]"
         return NodeArray._encoded(tuple(filter(node.__ne__, self.nodes)), text)
@@ -356,29 +400,44 @@ class NodeArray:
         """The array from its ``start``-th node on."""
         if start <= 0:
             return self
-        if start >= len(self.nodes):
+        nodes = self.nodes
+        if start >= len(nodes):
             return NodeArray()
-        offset = self._node_spans()[self.nodes[start]][0]
-        return NodeArray._encoded(self.nodes[start:], f"[{self.json[offset:]}")
+        offset = self._node_spans()[nodes[start]][0]
+        return NodeArray._encoded(nodes[start:], f"[{self.json[offset:]}")
 
     def plus(self, node: str) -> NodeArray:
         """The array with ``node`` added at the end (``node`` must not be in it)."""
-        return self.concat(NodeArray((node,)))
+        if not self:
+            return NodeArray._encoded((node,), f"[{_dumps(node)}]")
+        return NodeArray._encoded((*self.nodes, node), f"{self.json[:-1]},{_dumps(node)}]")
 
     def concat(self, other: NodeArray) -> NodeArray:
-        """This array followed by ``other`` (no node may be in both)."""
-        if not other.nodes:
+        """This array followed by ``other`` (no node may be in both), copied only if its
+        :attr:`nodes` or :attr:`json` are asked for: :meth:`pieces` are both arrays'."""
+        if not other:
             return self
-        if not self.nodes:
+        if not self:
             return other
-        return NodeArray._encoded(self.nodes + other.nodes, f"{self.json[:-1]},{other.json[1:]}")
+        array = NodeArray.__new__(NodeArray)
+        array._nodes = array._json = array._data = array._spans = None
+        array._parts = (self, other.flat())
+        return array
+
+    def flat(self) -> NodeArray:
+        """This array as one piece (itself if it is)."""
+        if self._parts is None:
+            return self
+        return NodeArray._encoded(self.nodes, self.json)
 
     @classmethod
     def _encoded(cls, nodes: tuple[str, ...], json: str) -> NodeArray:
         """An array from ``nodes`` and their encoding, worked out by the caller."""
         array = cls.__new__(cls)
-        array.nodes = nodes
-        array.json = json
+        array._nodes = nodes
+        array._json = json
+        array._data = None
+        array._parts = None
         array._spans = None
         return array
 
@@ -413,7 +472,7 @@ class Handshake:
     """The answer to a ``hello``: ``welcome``, then the entries changed after ``resume``
     (every entry when ``None``: a snapshot), then ``synced``."""
 
-    welcome: str
+    welcome: Encoded
     resume: int | None
     synced: str
 
@@ -436,7 +495,7 @@ def handshake(
         since is not None and since.epoch == head.epoch and head.horizon <= since.seq <= head.seq
     )
     resume = since.seq if since is not None and resumable else None
-    welcome = welcome_frame(
+    welcome = welcome_pieces(
         doc=head.doc,
         node=head.server_node,
         epoch=head.epoch,
@@ -450,7 +509,7 @@ def handshake(
     return Handshake(welcome, resume, synced_frame(head.seq))
 
 
-def welcome_frame(
+def welcome_pieces(
     *,
     doc: str,
     node: str,
@@ -461,9 +520,13 @@ def welcome_frame(
     readonly: bool,
     peers: Sequence[str] | NodeArray,
     cluster: str | None = None,
-) -> str:
+) -> Encoded:
     """The ``welcome`` frame that answers a valid ``hello``; ``cluster`` names the
-    cluster of a node started with ``--cluster`` (absent otherwise)."""
+    cluster of a node started with ``--cluster`` (absent otherwise).
+
+    In UTF-8, in pieces to be written one after the other: the peers' pieces are
+    their arrays' own (:meth:`NodeArray.pieces`), never copied into one string.
+    """
     if not isinstance(peers, NodeArray):
         peers = NodeArray(peers)
     frame: dict[str, Any] = {
@@ -478,8 +541,35 @@ def welcome_frame(
         "readonly": readonly,
     }
     # The peers are spliced in already encoded: a busy document has thousands.
-    tail = "" if cluster is None else f',"cluster":{_dumps(cluster)}'
-    return f'{_dumps(frame)[:-1]},"peers":{peers.json}{tail}}}'
+    tail = "}" if cluster is None else f',"cluster":{_dumps(cluster)}}}'
+    return [f'{_dumps(frame)[:-1]},"peers":'.encode(), *peers.pieces(), tail.encode()]
+
+
+def welcome_frame(
+    *,
+    doc: str,
+    node: str,
+    epoch: str,
+    seq: int,
+    time: str,
+    full: bool,
+    readonly: bool,
+    peers: Sequence[str] | NodeArray,
+    cluster: str | None = None,
+) -> str:
+    """:func:`welcome_pieces` as one string (a client's tests and the fuzzers read it)."""
+    pieces = welcome_pieces(
+        doc=doc,
+        node=node,
+        epoch=epoch,
+        seq=seq,
+        time=time,
+        full=full,
+        readonly=readonly,
+        peers=peers,
+        cluster=cluster,
+    )
+    return b"".join(pieces).decode()
 
 
 def entries_frame(entries_json: str) -> str:

@@ -118,7 +118,7 @@ from syncd.lanes import fold_lane, history_lane, log_lane
 from syncd.metrics import Metrics
 from syncd.outlet import Flusher, Outlet, encode
 from syncd.presence import Roster
-from syncd.protocol import DocumentHead, Hello, handshake, message_id
+from syncd.protocol import DocumentHead, Encoded, Hello, handshake, message_id
 from syncd.sqlite import sqlite3
 from syncd.store import DocumentStore, Fold
 
@@ -418,8 +418,8 @@ class Room:
 
     # -- joining and leaving ------------------------------------------------
 
-    async def join(self, member: Member, hello: Hello) -> Iterator[str]:
-        """Register ``member`` and return its handshake: welcome, entries…, synced.
+    async def join(self, member: Member, hello: Hello) -> Iterator[str | Encoded]:
+        """Register ``member`` and return its handshake: welcome (encoded), entries…, synced.
 
         Runs between commits and without awaiting once begun, so the snapshot is
         of committed writes and no change slips between it and the broadcasts
@@ -434,7 +434,7 @@ class Room:
         finally:
             self._joining -= 1
 
-    def _join(self, member: Member, hello: Hello) -> Iterator[str]:
+    def _join(self, member: Member, hello: Hello) -> Iterator[str | Encoded]:
         head = DocumentHead(
             doc=self.name,
             server_node=self.store.server_node,

@@ -41,7 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from syncd.collector import freeze_start_up
+from syncd.collector import settle_after_start_up
 from syncd.crdt import (
     DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_OPS,
@@ -484,7 +484,7 @@ async def run(config: ServerConfig) -> None:
     _raise_open_files_limit()
     server = SyncServer(config)
     await server.start()
-    freeze_start_up()
+    settle_after_start_up()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,8 +19,9 @@ from syncd.server import SyncServer
 
 def test_a_frame_encoded_once_is_what_websockets_writes_to_each_client() -> None:
     protocol = ServerProtocol(state=State.OPEN)
-    # A payload for each length field: 7 bits, 16 bits, 64 bits.
-    for text in ('{"type":"synced","seq":1}', "x" * 200, "é" * 40_000):
+    # A payload for each length field (7 bits, 16 bits, 64 bits) and at their bounds.
+    small = ['{"type":"synced","seq":1}', "x" * 200, "é" * 40_000]
+    for text in small + ["y" * n for n in (0, 125, 126, 65_535, 65_536)]:
         protocol.send_text(text.encode())
         assert protocol.data_to_send() == [encode(text)]
 

@@ -94,6 +94,7 @@ def test_every_client_knows_the_peers_after_each_tick(actions: list[tuple[str, o
         if action == "join":
             assert isinstance(argument, str)
             peers = roster.peers(argument)
+            assert json.loads(b"".join(peers.pieces())) == list(peers.nodes)
             assert json.loads(peers.json) == list(peers.nodes)
             assert set(peers.nodes) == present() - {argument}, "welcome.peers is current"
             roster.connect(argument)

@@ -844,7 +844,7 @@ def test_a_delta_only_within_the_lineage_between_horizon_and_head(
         Hello(doc="notes", node="tui-1", since=since), HEAD, readonly=False, peers=[], time="t"
     )
     assert answer.resume == resume
-    assert json.loads(answer.welcome)["full"] is (resume is None)
+    assert json.loads(b"".join(answer.welcome))["full"] is (resume is None)
     assert json.loads(answer.synced) == {"type": "synced", "seq": 50}
 
 
@@ -852,9 +852,11 @@ def test_the_welcome_names_the_document_the_node_the_peers_and_the_cluster() -> 
     head = DocumentHead(doc="notes", server_node="srv", epoch="e-1", seq=5, horizon=0, cluster="c")
     hello_ = Hello(doc="notes", node="tui-1")
     welcome = json.loads(
-        handshake(
-            hello_, head, readonly=True, peers=["web-2"], time="0000000000001-00000-srv"
-        ).welcome
+        b"".join(
+            handshake(
+                hello_, head, readonly=True, peers=["web-2"], time="0000000000001-00000-srv"
+            ).welcome
+        )
     )
     assert welcome == {
         "type": "welcome",
@@ -870,4 +872,4 @@ def test_the_welcome_names_the_document_the_node_the_peers_and_the_cluster() -> 
         "cluster": "c",
     }
     single = handshake(hello_, HEAD, readonly=False, peers=[], time="t").welcome
-    assert "cluster" not in json.loads(single)
+    assert "cluster" not in json.loads(b"".join(single))
