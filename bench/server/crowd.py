@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
 import time
 from array import array
@@ -36,6 +37,8 @@ from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any, Final
+
+import uvloop
 
 from bench.server.clients import MARKER, Handshake, open_client
 from bench.server.readers import run_reporting
@@ -218,6 +221,9 @@ class _Inbox:
         self._pipe = pipe
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         asyncio.get_running_loop().add_reader(pipe.fileno(), self._read)
+        # uvloop (libuv) makes a watched descriptor non-blocking; the pipe's messages, some
+        # larger than its buffer, must be sent and received whole.
+        os.set_blocking(pipe.fileno(), True)
 
     def _read(self) -> None:
         while self._pipe.poll():
@@ -291,4 +297,4 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
 
 def crowd_process(pipe: Pipe, spec: CrowdSpec) -> None:
     """A crowd process's entry point: run ``spec``, report through ``pipe``."""
-    run_reporting(pipe, _run(pipe, spec))
+    run_reporting(pipe, _run(pipe, spec), uvloop.new_event_loop)
