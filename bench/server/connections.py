@@ -175,13 +175,18 @@ class _Crowd:
 
     def _reader(self, index: int, pipe: Pipe, queue: asyncio.Queue[tuple[Any, ...]]) -> Any:
         def read() -> None:
-            with contextlib.suppress(EOFError, OSError):
+            try:
                 while pipe.poll():
                     message = pipe.recv()
                     if message[0] == "progress":
                         self.progress[index] = message[1]
                     else:
                         queue.put_nowait(message)
+            except (EOFError, OSError):
+                # The process is gone: stop watching its pipe (at its end, always ready to
+                # read), and fail whatever waits for its next message.
+                asyncio.get_running_loop().remove_reader(pipe.fileno())
+                queue.put_nowait(("error", "the process ended (its pipe is closed)"))
 
         return read
 
