@@ -1,10 +1,12 @@
 """A crowd process: a few thousand syncd clients on one document, for ``bench.server.connections``.
 
 The parent starts several of these (``multiprocessing``, spawn) so that 10,000 sockets
-are served by several event loops. A process raises its own open-files limit, says
-``ready``, and on ``go`` connects its clients, at most ``concurrency`` handshakes at a
-time, each on :class:`bench.server.wire.Connection` (which answers the server's
-keepalive pings). It reports how many are synced as they get there, then each one's
+are served by several event loops: uvloop's, whose transports connect and read for
+well under half the CPU of asyncio's selector loop, left to the server measured on
+the same cores (docs/benchmarks.md, session 7). A process raises its own open-files
+limit, says ``ready``, and on ``go`` connects its clients, at most ``concurrency``
+handshakes at a time, each on :class:`bench.server.wire.Connection` (which answers
+the server's keepalive pings). It reports how many are synced as they get there, then each one's
 start and ``synced`` times.
 
 Every client receives a ``welcome`` naming up to 10,000 peers and a ``presence`` frame
