@@ -310,6 +310,9 @@ async def _measure(
         lo = first_unsent + int(config.lead_s * config.rate)
         hi = lo + config.window_writes
         crowd.send("measure", lo, hi)
+        await crowd.gather("measuring", config.timeout)
+        if _first_unsent(writer, state.acked, capacity) > lo:
+            raise RuntimeError("the window began before every crowd process knew it")
         await _wait_acked(state, lo, config.timeout)
         window_start, server_cpu = time.monotonic_ns(), server.cpu_seconds()
         while state.acked < hi:

@@ -18,12 +18,12 @@ From ``go`` (which names the writer's first write of the join phase) one client 
 once the window is named): arrival time (``monotonic_ns``, one clock for every
 process) and the first and last write in the frame, found as
 :mod:`bench.server.readers` does. Once the parent names a window of writes
-(``measure``), a client's record ends with the window's last write. When the parent
-sends the send times (``sent``) and the first write after all were synced, the process
-turns every (client, write) pair into a latency, counted in buckets of
-:data:`BUCKET_NS`: the window's pairs, with those that never arrived, and apart, the
-pairs of the join phase that arrived by broadcast (a client got the writes before its
-join in its snapshot); it sends back the counts and the CPU it used.
+(``measure``, answered by ``measuring``), a client's record ends with the window's
+last write. When the parent sends the send times (``sent``) and the first write after
+all were synced, the process turns every (client, write) pair into a latency, counted
+in buckets of :data:`BUCKET_NS`: the window's pairs, with those that never arrived,
+and apart, the pairs of the join phase that arrived by broadcast (a client got the
+writes before its join in its snapshot); it sends back the counts and the CPU it used.
 """
 
 from __future__ import annotations
@@ -275,6 +275,7 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
     pipe.send(("synced", joined))
 
     window.lo, window.hi = await inbox.expect("measure")
+    pipe.send(("measuring",))
     sent_bytes, joined_at = await inbox.expect("sent")
     live = [r.complete for r, c in zip(recorders, connections, strict=True) if c is not None]
     try:
