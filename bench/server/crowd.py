@@ -29,10 +29,11 @@ writes before its join in its snapshot); it sends back the counts and the CPU it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import os
 import resource
+import threading
 import time
 from array import array
 from collections import Counter
@@ -70,6 +71,8 @@ _TAIL: Final = 96
 """Bytes at the end of a frame that hold its last write's marker (and what follows it)."""
 _PROGRESS_EVERY: Final = 0.25
 """Seconds between two progress reports to the parent."""
+_MESSAGES: Final = 4
+"""The parent's messages to a process: ``go``, ``measure``, ``sent``, ``close``."""
 JOIN_SAMPLE: Final = 10
 """One client in this many records the join phase's broadcasts: millions of pairs still,
 for a tenth of the load generator's work while it joins the crowd."""
@@ -217,19 +220,25 @@ class Recorder:
 
 
 class _Inbox:
-    """The parent's messages, read by the event loop as they arrive."""
+    """The parent's messages, read by a thread and queued for the event loop.
+
+    Not by the loop itself: uvloop (libuv) makes a descriptor it watches non-blocking,
+    and the pipe's larger messages (the send times; this process's own reports) must
+    be received and sent whole."""
 
     def __init__(self, pipe: Pipe) -> None:
-        self._pipe = pipe
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        asyncio.get_running_loop().add_reader(pipe.fileno(), self._read)
-        # uvloop (libuv) makes a watched descriptor non-blocking; the pipe's messages, some
-        # larger than its buffer, must be sent and received whole.
-        os.set_blocking(pipe.fileno(), True)
+        loop = asyncio.get_running_loop()
 
-    def _read(self) -> None:
-        while self._pipe.poll():
-            self._queue.put_nowait(self._pipe.recv())
+        def read() -> None:
+            with contextlib.suppress(EOFError, OSError):
+                for _ in range(_MESSAGES):
+                    message = pipe.recv()
+                    loop.call_soon_threadsafe(self._queue.put_nowait, message)
+                    if message[0] == "close":
+                        return
+
+        threading.Thread(target=read, name="inbox", daemon=True).start()
 
     async def expect(self, kind: str) -> tuple[Any, ...]:
         """The next message, which must be of ``kind``: its arguments."""
