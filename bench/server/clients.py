@@ -320,4 +320,5 @@ async def open_client(
     router.connection = connection
     connection.send_many([*handshake.opening(), *router.pending])
     await asyncio.wait_for(router.synced, timeout)
+    connection.on_message = after  # the router's work is done: one call less per message
     return connection

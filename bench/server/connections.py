@@ -175,13 +175,18 @@ class _Crowd:
 
     def _reader(self, index: int, pipe: Pipe, queue: asyncio.Queue[tuple[Any, ...]]) -> Any:
         def read() -> None:
-            with contextlib.suppress(EOFError, OSError):
+            try:
                 while pipe.poll():
                     message = pipe.recv()
                     if message[0] == "progress":
                         self.progress[index] = message[1]
                     else:
                         queue.put_nowait(message)
+            except (EOFError, OSError):
+                # The process is gone: stop watching its pipe (at its end, always ready to
+                # read), and fail whatever waits for its next message.
+                asyncio.get_running_loop().remove_reader(pipe.fileno())
+                queue.put_nowait(("error", "the process ended (its pipe is closed)"))
 
         return read
 
@@ -305,6 +310,9 @@ async def _measure(
         lo = first_unsent + int(config.lead_s * config.rate)
         hi = lo + config.window_writes
         crowd.send("measure", lo, hi)
+        await crowd.gather("measuring", config.timeout)
+        if _first_unsent(writer, state.acked, capacity) > lo:
+            raise RuntimeError("the window began before every crowd process knew it")
         await _wait_acked(state, lo, config.timeout)
         window_start, server_cpu = time.monotonic_ns(), server.cpu_seconds()
         while state.acked < hi:

@@ -1,10 +1,12 @@
 """A crowd process: a few thousand syncd clients on one document, for ``bench.server.connections``.
 
 The parent starts several of these (``multiprocessing``, spawn) so that 10,000 sockets
-are served by several event loops. A process raises its own open-files limit, says
-``ready``, and on ``go`` connects its clients, at most ``concurrency`` handshakes at a
-time, each on :class:`bench.server.wire.Connection` (which answers the server's
-keepalive pings). It reports how many are synced as they get there, then each one's
+are served by several event loops: uvloop's, whose transports connect and read for
+well under half the CPU of asyncio's selector loop, left to the server measured on
+the same cores (docs/benchmarks.md, session 7). A process raises its own open-files
+limit, says ``ready``, and on ``go`` connects its clients, at most ``concurrency``
+handshakes at a time, each on :class:`bench.server.wire.Connection` (which answers
+the server's keepalive pings). It reports how many are synced as they get there, then each one's
 start and ``synced`` times.
 
 Every client receives a ``welcome`` naming up to 10,000 peers and a ``presence`` frame
@@ -16,26 +18,30 @@ From ``go`` (which names the writer's first write of the join phase) one client 
 once the window is named): arrival time (``monotonic_ns``, one clock for every
 process) and the first and last write in the frame, found as
 :mod:`bench.server.readers` does. Once the parent names a window of writes
-(``measure``), a client's record ends with the window's last write. When the parent
-sends the send times (``sent``) and the first write after all were synced, the process
-turns every (client, write) pair into a latency, counted in buckets of
-:data:`BUCKET_NS`: the window's pairs, with those that never arrived, and apart, the
-pairs of the join phase that arrived by broadcast (a client got the writes before its
-join in its snapshot); it sends back the counts and the CPU it used.
+(``measure``, answered by ``measuring``), a client's record ends with the window's
+last write. When the parent sends the send times (``sent``) and the first write after
+all were synced, the process turns every (client, write) pair into a latency, counted
+in buckets of :data:`BUCKET_NS`: the window's pairs, with those that never arrived,
+and apart, the pairs of the join phase that arrived by broadcast (a client got the
+writes before its join in its snapshot); it sends back the counts and the CPU it used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import resource
+import threading
 import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any, Final
+
+import uvloop
 
 from bench.server.clients import MARKER, Handshake, open_client
 from bench.server.readers import run_reporting
@@ -65,6 +71,8 @@ _TAIL: Final = 96
 """Bytes at the end of a frame that hold its last write's marker (and what follows it)."""
 _PROGRESS_EVERY: Final = 0.25
 """Seconds between two progress reports to the parent."""
+_MESSAGES: Final = 4
+"""The parent's messages to a process: ``go``, ``measure``, ``sent``, ``close``."""
 JOIN_SAMPLE: Final = 10
 """One client in this many records the join phase's broadcasts: millions of pairs still,
 for a tenth of the load generator's work while it joins the crowd."""
@@ -212,16 +220,25 @@ class Recorder:
 
 
 class _Inbox:
-    """The parent's messages, read by the event loop as they arrive."""
+    """The parent's messages, read by a thread and queued for the event loop.
+
+    Not by the loop itself: uvloop (libuv) makes a descriptor it watches non-blocking,
+    and the pipe's larger messages (the send times; this process's own reports) must
+    be received and sent whole."""
 
     def __init__(self, pipe: Pipe) -> None:
-        self._pipe = pipe
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        asyncio.get_running_loop().add_reader(pipe.fileno(), self._read)
+        loop = asyncio.get_running_loop()
 
-    def _read(self) -> None:
-        while self._pipe.poll():
-            self._queue.put_nowait(self._pipe.recv())
+        def read() -> None:
+            with contextlib.suppress(EOFError, OSError):
+                for _ in range(_MESSAGES):
+                    message = pipe.recv()
+                    loop.call_soon_threadsafe(self._queue.put_nowait, message)
+                    if message[0] == "close":
+                        return
+
+        threading.Thread(target=read, name="inbox", daemon=True).start()
 
     async def expect(self, kind: str) -> tuple[Any, ...]:
         """The next message, which must be of ``kind``: its arguments."""
@@ -267,6 +284,7 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
     pipe.send(("synced", joined))
 
     window.lo, window.hi = await inbox.expect("measure")
+    pipe.send(("measuring",))
     sent_bytes, joined_at = await inbox.expect("sent")
     live = [r.complete for r, c in zip(recorders, connections, strict=True) if c is not None]
     try:
@@ -291,4 +309,4 @@ async def _run(pipe: Pipe, spec: CrowdSpec) -> None:
 
 def crowd_process(pipe: Pipe, spec: CrowdSpec) -> None:
     """A crowd process's entry point: run ``spec``, report through ``pipe``."""
-    run_reporting(pipe, _run(pipe, spec))
+    run_reporting(pipe, _run(pipe, spec), uvloop.new_event_loop)

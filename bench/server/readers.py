@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from array import array
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -181,11 +181,17 @@ def reader_process(pipe: Pipe, spec: ReaderSpec) -> None:
     run_reporting(pipe, _run(pipe, spec))
 
 
-def run_reporting(pipe: Pipe, work: Coroutine[Any, Any, None]) -> None:
-    """Run a load process's ``work``; an exception goes to the parent through ``pipe`` as
-    ``("error", text)`` (the parent fails the run); ``pipe`` is closed at the end."""
+def run_reporting(
+    pipe: Pipe,
+    work: Coroutine[Any, Any, None],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    """Run a load process's ``work`` (on a loop from ``loop_factory``, else asyncio's
+    own); an exception goes to the parent through ``pipe`` as ``("error", text)`` (the
+    parent fails the run); ``pipe`` is closed at the end."""
     try:
-        asyncio.run(work)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(work)
     except Exception as error:
         pipe.send(("error", f"{type(error).__name__}: {error}"))
     finally:

@@ -20,6 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from websockets.utils import apply_mask
 
@@ -69,7 +70,11 @@ class Connection(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
+        self._chunks: list[bytes] = []
+        """What arrived and was not handed on yet: a frame's (or the upgrade answer's) start."""
+        self._missing = 0
+        """Bytes the frame that ``_chunks`` starts still lacks, once its head is known: reads
+        are only collected until they have come, not joined and parsed again each time."""
         self._handshaking = True
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
@@ -77,19 +82,28 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
+        # Not an isinstance check: uvloop's transports do not derive from asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
-        buffer = self._buffer + data if self._buffer else data
+        if len(data) < self._missing:
+            self._chunks.append(data)
+            self._missing -= len(data)
+            return
+        self._missing = 0
+        if self._chunks:
+            self._chunks.append(data)
+            buffer, self._chunks = b"".join(self._chunks), []
+        else:
+            buffer = data
         if self._handshaking:
             end = buffer.find(_HEAD_END)
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
                     self._fail(WireError("the server's handshake answer is too long"))
-                self._buffer = buffer
+                self._chunks = [buffer]
                 return
             status = buffer[: buffer.find(b"\r\n")]
             if b" 101 " not in status + b" ":
@@ -99,7 +113,9 @@ class Connection(asyncio.Protocol):
             buffer = buffer[end + len(_HEAD_END) :]
             if not self.opened.done():
                 self.opened.set_result(None)
-        self._buffer = self._parse(buffer, now)
+        rest = self._parse(buffer, now)
+        if rest:
+            self._chunks = [rest]
 
     def connection_lost(self, exc: Exception | None) -> None:
         error = WireError(f"connection lost: {exc}" if exc else "connection closed")
@@ -111,7 +127,8 @@ class Connection(asyncio.Protocol):
     # -- frames -------------------------------------------------------------------
 
     def _parse(self, buffer: bytes, now: int) -> bytes:
-        """Hand every complete message in ``buffer`` on; return what is left over."""
+        """Hand every complete message in ``buffer`` on; return what is left over (and
+        note in ``_missing`` how much its frame lacks, if its head is there)."""
         offset, size = 0, len(buffer)
         while size - offset >= 2:
             first, second = buffer[offset], buffer[offset + 1]
@@ -131,6 +148,7 @@ class Connection(asyncio.Protocol):
                 return b""
             end = offset + head + length
             if end > size:
+                self._missing = end - size
                 break
             payload = buffer[offset + head : end]
             offset = end
