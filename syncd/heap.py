@@ -11,6 +11,11 @@ pages of every arena to the system (``madvise``). It walks all the arenas, so it
 once after a burst of closes (:data:`TRIM_DELAY` after the first), in a thread
 (ctypes lets go of the GIL during the call), and again after a close that came while
 it ran. Where the C library has no ``malloc_trim`` (not glibc), nothing is done.
+
+Before it, a full garbage collection frees what the closed documents left in
+reference cycles: the server spaces its full collections far apart
+(:mod:`syncd.collector`), and without one 2,000 documents written once and evicted
+kept about 70 MiB that the trim could not give back.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import weakref
 from collections.abc import Callable
 from typing import Final
@@ -83,6 +89,7 @@ def _trim(
     loop: asyncio.AbstractEventLoop, trims: _Trims, malloc_trim: Callable[[int], int]
 ) -> None:
     trims.pending, trims.running = False, True
+    gc.collect()
     loop.run_in_executor(None, malloc_trim, 0).add_done_callback(lambda _: _trimmed(trims))
 
 
