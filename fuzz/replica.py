@@ -19,7 +19,7 @@ from typing import Final
 from fuzz.harness import BASE_WALL, check_reloads, lines, run
 from syncd.crdt import Document
 from syncd.errors import UnexpectedFrame
-from syncd.protocol import entries_frame, synced_frame, welcome_frame
+from syncd.protocol import as_text, entries_frame, synced_frame, welcome_pieces
 from syncd.replica import Replica
 
 __all__ = ["fuzz_one", "replica_at"]
@@ -42,15 +42,17 @@ def replica_at(choice: int) -> Replica:
     if choice % 5 >= 3:
         full = choice % 5 == 3
         replica.receive(
-            welcome_frame(
-                doc="default",
-                node="srv-1",
-                epoch=EPOCH,
-                seq=3,
-                time=SERVER_TIME,
-                full=full,
-                readonly=False,
-                peers=["web-77c1"],
+            as_text(
+                welcome_pieces(
+                    doc="default",
+                    node="srv-1",
+                    epoch=EPOCH,
+                    seq=3,
+                    time=SERVER_TIME,
+                    full=full,
+                    readonly=False,
+                    peers=["web-77c1"],
+                )
             )
         )
         entry = f'{{"key":"k","ts":"{BASE_WALL:013d}-00001-web-77c1","value":"v"}}'

@@ -17,12 +17,13 @@ from typing import Any, Final
 from fuzz.harness import BASE_WALL
 from syncd.crdt import Document
 from syncd.protocol import (
+    as_text,
     entries_frame,
     error_frame,
     pong_frame,
     presence_frame,
     synced_frame,
-    welcome_frame,
+    welcome_pieces,
 )
 
 __all__ = ["ROOT", "seeds", "write_seeds"]
@@ -85,15 +86,17 @@ def server_frames() -> list[str]:
     tomb = f'{{"key":"b","ts":"{TS}","deleted":true}}'
     time = f"{BASE_WALL:013d}-00000-srv-1"
     welcomes = [
-        welcome_frame(
-            doc="default",
-            node="srv-1",
-            epoch="e-91c2",
-            seq=3,
-            time=time,
-            full=full,
-            readonly=False,
-            peers=["web-77c1"],
+        as_text(
+            welcome_pieces(
+                doc="default",
+                node="srv-1",
+                epoch="e-91c2",
+                seq=3,
+                time=time,
+                full=full,
+                readonly=False,
+                peers=["web-77c1"],
+            )
         )
         for full in (True, False)
     ]

@@ -43,6 +43,7 @@ __all__ = [
     "PingEvent",
     "ServerSession",
     "Since",
+    "as_text",
     "check_doc_name",
     "entries_frame",
     "error_frame",
@@ -52,13 +53,13 @@ __all__ = [
     "presence_frame",
     "synced_frame",
     "valid_doc_name",
-    "welcome_frame",
     "welcome_pieces",
 ]
 
 PROTOCOL_VERSION: Final = 1
 Encoded = list[bytes | memoryview]
 """A frame already in UTF-8, in pieces to be written one after the other (a ``welcome``)."""
+
 DEFAULT_DOC: Final = "default"
 ERROR_CODES: Final = frozenset(
     {
@@ -358,7 +359,7 @@ class NodeArray:
     def json(self) -> str:
         """The JSON array."""
         if self._json is None:
-            self._json = b"".join(self.pieces()).decode()
+            self._json = as_text(self.pieces())
         return self._json
 
     def pieces(self) -> Encoded:
@@ -509,6 +510,11 @@ def handshake(
     return Handshake(welcome, resume, synced_frame(head.seq))
 
 
+def as_text(pieces: Encoded) -> str:
+    """``pieces`` of UTF-8 as one string (a frame as a client reads it)."""
+    return b"".join(pieces).decode()
+
+
 def welcome_pieces(
     *,
     doc: str,
@@ -543,33 +549,6 @@ def welcome_pieces(
     # The peers are spliced in already encoded: a busy document has thousands.
     tail = "}" if cluster is None else f',"cluster":{_dumps(cluster)}}}'
     return [f'{_dumps(frame)[:-1]},"peers":'.encode(), *peers.pieces(), tail.encode()]
-
-
-def welcome_frame(
-    *,
-    doc: str,
-    node: str,
-    epoch: str,
-    seq: int,
-    time: str,
-    full: bool,
-    readonly: bool,
-    peers: Sequence[str] | NodeArray,
-    cluster: str | None = None,
-) -> str:
-    """:func:`welcome_pieces` as one string (a client's tests and the fuzzers read it)."""
-    pieces = welcome_pieces(
-        doc=doc,
-        node=node,
-        epoch=epoch,
-        seq=seq,
-        time=time,
-        full=full,
-        readonly=readonly,
-        peers=peers,
-        cluster=cluster,
-    )
-    return b"".join(pieces).decode()
 
 
 def entries_frame(entries_json: str) -> str:

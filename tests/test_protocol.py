@@ -33,6 +33,7 @@ from syncd.protocol import (
     PingEvent,
     ServerSession,
     Since,
+    as_text,
     check_doc_name,
     entries_frame,
     error_frame,
@@ -42,7 +43,7 @@ from syncd.protocol import (
     presence_frame,
     synced_frame,
     valid_doc_name,
-    welcome_frame,
+    welcome_pieces,
 )
 from syncd.ratelimit import TokenBucket
 
@@ -546,19 +547,23 @@ def test_welcome_frame_matches_the_contract_example() -> None:
         ' "seq": 1300, "time": "1764028800999-00000-srv-1", "full": false,\n'
         ' "readonly": false, "peers": ["web-77c1"]}'
     )
-    frame = welcome_frame(
-        doc="default",
-        node="srv-1",
-        epoch="e-91c2",
-        seq=1300,
-        time="1764028800999-00000-srv-1",
-        full=False,
-        readonly=False,
-        peers=["web-77c1"],
+    frame = as_text(
+        welcome_pieces(
+            doc="default",
+            node="srv-1",
+            epoch="e-91c2",
+            seq=1300,
+            time="1764028800999-00000-srv-1",
+            full=False,
+            readonly=False,
+            peers=["web-77c1"],
+        )
     )
     assert json.loads(frame) == json.loads(contract)
-    snapshot = welcome_frame(
-        doc="d", node="s", epoch="e", seq=0, time="t", full=True, readonly=True, peers=[]
+    snapshot = as_text(
+        welcome_pieces(
+            doc="d", node="s", epoch="e", seq=0, time="t", full=True, readonly=True, peers=[]
+        )
     )
     assert json.loads(snapshot) == {
         "type": "welcome",

@@ -33,12 +33,13 @@ from syncd.events import (
     Write,
 )
 from syncd.protocol import (
+    as_text,
     entries_frame,
     error_frame,
     pong_frame,
     presence_frame,
     synced_frame,
-    welcome_frame,
+    welcome_pieces,
 )
 from syncd.replica import Pending, Replica
 
@@ -78,15 +79,17 @@ class Server:
         time: str | None = None,
         epoch: str = EPOCH,
     ) -> str:
-        return welcome_frame(
-            doc="default",
-            node=SERVER,
-            epoch=epoch,
-            seq=seq,
-            time=time or self.time(),
-            full=full,
-            readonly=readonly,
-            peers=peers or [],
+        return as_text(
+            welcome_pieces(
+                doc="default",
+                node=SERVER,
+                epoch=epoch,
+                seq=seq,
+                time=time or self.time(),
+                full=full,
+                readonly=readonly,
+                peers=peers or [],
+            )
         )
 
 

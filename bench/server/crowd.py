@@ -6,8 +6,8 @@ well under half the CPU of asyncio's selector loop, left to the server measured 
 the same cores (docs/benchmarks.md, session 7). A process raises its own open-files
 limit, says ``ready``, and on ``go`` connects its clients, at most ``concurrency``
 handshakes at a time, each on :class:`bench.server.wire.Connection` (which answers
-the server's keepalive pings). It reports how many are synced as they get there, then each one's
-start and ``synced`` times.
+the server's keepalive pings). It reports how many are synced as they get there,
+then each one's start and ``synced`` times.
 
 Every client receives a ``welcome`` naming up to 10,000 peers and a ``presence`` frame
 per tick, megabytes in all: a client looks at nothing but the start of each frame
