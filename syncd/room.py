@@ -29,7 +29,10 @@ answer; a connection with nothing in flight gets each broadcast at its merge.
 
 The files are written in threads: a document's loads and appends always in its
 log lane, its folds in its fold lane (:mod:`syncd.lanes`), so a fold overlaps the
-appends that follow it.
+appends that follow it. A new document's file is written there too, ahead of its
+first append, from the blank document it was: its first write is broadcast (and
+published) at its merge like any other, and a file that cannot be created is a
+refused append.
 
 Frames are written to a client's socket without waiting for it: each encoded once
 for all its members, and written with whatever else the client got in the same
@@ -298,6 +301,8 @@ class Room:
         self._presence_ready = False
         """A presence tick is due: the merge task's next pass announces it."""
         self._outlets = Flusher()
+        self._creating: asyncio.Future[None] | None = None
+        """The document's file being written, from its first merge to its first append."""
         self._queue: list[tuple[Member, str]] = []
         self._queued_bytes = 0
         self._intake_open = asyncio.Event()
@@ -373,16 +378,18 @@ class Room:
     def history_path(self) -> Path | None:
         """The history file to read, ``None`` when the document keeps no history (none is
         kept, or it has no files yet)."""
-        if self.settings.history_retention_ms <= 0 or not self.store.created:
+        if self.settings.history_retention_ms <= 0:
+            return None
+        if not self.store.created and self._creating is None:
             return None
         return self.store.history_path
 
     async def read_history(self, read: Callable[..., T], *args: Any) -> T:
         """``read(history_path, *args)`` in a thread, once the history is open and the
         rows of every commit acknowledged so far are written."""
+        await self._merged_appended()  # the first one also writes the file
         self._open_history()
         assert self.history is not None, "no history: check history_path first"
-        await self._merged_appended()
         await self.history.written()
         return await asyncio.to_thread(read, self.history.history.path, *args)
 
@@ -637,16 +644,8 @@ class Room:
             for member, text in batch:
                 self._reject(member, ProtocolError("internal", message, id=message_id(text)))
             return 0.0
-        if not self.store.created:
-            try:
-                await self._log_lane.run(self.store.create, self.document)
-            except StoreError as error:
-                logger.error("document %s: %s", self.name, error)
-                self.metrics.store_failures.inc()
-                for member, text in batch:
-                    self._reject(member, _not_stored(message_id(text)))
-                return 0.0
-        self._open_history()
+        if self.store.created:  # else its first append opens it (_create)
+            self._open_history()
         results = self._apply(batch)
         if not results:
             return 0.0
@@ -662,6 +661,10 @@ class Room:
             local = [(c.node, r) for c, r in results if c.outcome is None]
             published = self.replication.merged(self, local)
         lines = "".join(line for _, r in results if (line := r.log_line()))
+        if lines and not self.store.created and self._creating is None:
+            # The first write need not wait for the file: it is written in the log lane,
+            # ahead of the first append, from the document as it was before (blank).
+            self._creating = self._log_lane.submit(self.store.create, self.settings.new_document())
         self._hold_for_append([_Merged(results, lines, self.document.seq, published)])
         return spent
 
@@ -709,6 +712,7 @@ class Room:
         if lines:
             started = time.perf_counter()
             try:
+                await self._create()
                 await self._log_lane.run(self.store.append, lines)
             except StoreError as error:
                 logger.error("document %s: %s", self.name, error)
@@ -742,6 +746,21 @@ class Room:
         if self._folding is None and self.store.fold_due() and self._fold_may_retry():
             async with self._lock:
                 await self._begin_fold()
+
+    async def _create(self) -> None:
+        """Make sure the document has its file before an append: the one the first merge
+        started, or (after it failed) a new one; then open the history, which catches up
+        with the log from there."""
+        if not self.store.created:
+            if self._creating is None:
+                self._creating = self._log_lane.submit(
+                    self.store.create, self.settings.new_document()
+                )
+            try:
+                await self._creating
+            finally:
+                self._creating = None
+        self._open_history()
 
     def _apply(self, batch: list[tuple[Member, str]]) -> list[tuple[Member, FrameResult]]:
         """Merge each queued frame into the replica; answer those the core rejects."""

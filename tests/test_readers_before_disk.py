@@ -123,6 +123,9 @@ async def test_readers_get_a_write_while_its_fsync_is_held_up_and_the_ack_waits(
         for frame, received_at in broadcasts:
             assert frame["ops"] == [entry] and frame["seq"] == ack["seq"]
             assert received_at < acked_at, "a reader waited for the writer's fsync"
+            # The document's first write also creates its file (two fsyncs, then the
+            # append's): readers need not wait for any of them.
+            assert received_at - sent < HELD_FOR, "a reader waited for the file's creation"
 
 
 async def test_a_reader_finds_a_write_it_was_sent_in_the_history_while_its_fsync_is_held_up(

@@ -194,6 +194,9 @@ class Backplane:
             policy = await self._config_value("maxmemory-policy")
             appendonly = await self._config_value("appendonly")
             appendfsync = await self._config_value("appendfsync")
+            # The stream's links open now rather than at the first write, which would wait.
+            await self._publishing.run(("PING",))
+            await self._reading.run(("PING",))
         except (RedisError, OSError) as error:
             raise ClusterError(f"cannot use Redis at {url}: {error}") from None
         if version < MIN_VERSION:
