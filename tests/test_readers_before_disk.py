@@ -67,22 +67,27 @@ async def _until_state(url: str, expected: dict[str, Frame]) -> None:
             await asyncio.sleep(0.1)  # replication has no event a test can await: poll
 
 
-@asynccontextmanager
-async def _slow_disk(tmp_path: Path, delay_us: int) -> AsyncIterator[TracedServer]:
-    """A started server whose fsyncs are each held up for ``delay_us`` microseconds,
-    killed on exit."""
-    process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
-    process.prefix = [
+def _held_fsyncs(trace: Path, delay_us: int) -> list[str]:
+    """strace's prefix: each fsync is held up for ``delay_us`` microseconds (a slow disk)."""
+    return [
         STRACE,
         "-f",
         "-o",
-        str(tmp_path / "strace.txt"),
+        str(trace),
         "-e",
         f"trace={','.join(FSYNCS)}",
         "-e",
         f"inject={','.join(FSYNCS)}:delay_enter={delay_us}",
         "--",
     ]
+
+
+@asynccontextmanager
+async def _slow_disk(tmp_path: Path, delay_us: int) -> AsyncIterator[TracedServer]:
+    """A started server whose fsyncs are each held up for ``delay_us`` microseconds,
+    killed on exit."""
+    process = TracedServer(data=tmp_path / "data", logs=tmp_path / "logs")
+    process.prefix = _held_fsyncs(tmp_path / "strace.txt", delay_us)
     try:
         await process.start()
         yield process
@@ -310,6 +315,42 @@ async def test_a_reader_moved_to_another_node_after_a_crash_relays_the_write_it_
     finally:
         if reader is not None:
             await reader.close()
+        one.cleanup()
+        two.cleanup()
+        redis.cleanup()
+
+
+async def test_a_node_whose_disk_is_slow_passes_the_other_nodes_writes_on_to_its_readers_at_once(
+    tmp_path: Path,
+) -> None:
+    # Node 2 commits each entry it is sent, but nobody waits for that: its disk must
+    # not hold up what its readers get. (It did once more than 8 entries waited.)
+    redis = RedisProcess(tmp_path / "redis")
+    one = ServerProcess(tmp_path / "n1", tmp_path / "logs1", args=("--cluster", redis.url))
+    two = TracedServer(data=tmp_path / "n2", logs=tmp_path / "logs2", args=("--cluster", redis.url))
+    two.prefix = _held_fsyncs(tmp_path / "strace.txt", int(HELD_FOR * 1_000_000))
+    try:
+        await redis.start()
+        await asyncio.gather(one.start(), two.start())
+        (reader,) = await _greeted(two.url, "reader")
+        (writer,) = await _greeted(one.url, "writer")
+        keys = {f"key-{n}" for n in range(24)}
+        for key in sorted(keys):
+            assert (await writer.write([writer.stamps.set(key, "value")]))["type"] == "ack"
+        acked_at = time.monotonic()
+        missing = set(keys)
+
+        def all_arrived(frame: Frame) -> bool:
+            if frame["type"] == "ops":
+                missing.difference_update(entry["key"] for entry in frame["ops"])
+            return not missing
+
+        frames = await reader.recv_until(all_arrived, timeout=4 * TIMEOUT)
+        arrived_at = time.monotonic()
+        assert all(f["origin"] == "writer" for f in frames if f["type"] == "ops")
+        # Node 2's first commit alone takes three held fsyncs (the file, its folder, the log).
+        assert arrived_at - acked_at < HELD_FOR, "node 2's readers waited for its disk"
+    finally:
         one.cleanup()
         two.cleanup()
         redis.cleanup()

@@ -5,7 +5,9 @@ there is anything after what it read last), skips this node's own entries, and
 hands the others to their rooms' commit pipelines (broadcast to local clients
 with their original origin at their merge, fsync'd here, acknowledged to no
 one). It reads on while they commit: a node's fsync is not in the path of the
-entries that follow (at most ``IN_FLIGHT`` batches wait for their commits). The
+entries that follow, nor is a stall of its disk of up to seconds (at most
+``IN_FLIGHT`` batches, of at most ``IN_FLIGHT_BYTES`` of entries, wait for their
+commits; the rooms' own intake limits hold back the rest). The
 cursor (saved in the node's state) moves past a batch only once it and every
 batch before it are committed; if a commit fails (a full disk), reading starts
 again from the cursor a little later. Each read also tells whether entries
@@ -46,8 +48,12 @@ BLOCK_MS = 1000
 """How long one wait for new entries lasts."""
 RETRY_SECONDS = 1.0
 """How long a batch whose commit failed waits before it is read again."""
-IN_FLIGHT = 8
-"""Batches read and handed to their rooms whose commits are not all done, at most."""
+IN_FLIGHT = 1024
+"""Batches read and handed to their rooms whose commits are not all done, at most: two
+seconds of single entries at 500 a second (a read behind the stream takes many at once).
+With 8, one fsync of 16 ms stopped the broadcasts here (docs/benchmarks.md, session 8)."""
+IN_FLIGHT_BYTES = 16 << 20
+"""The entries' ``ops`` text in those batches, at most (at least one batch)."""
 
 
 class Replicator:
@@ -79,8 +85,10 @@ class Replicator:
         """The next read sets :attr:`_own_until` to the stream's end."""
         self._read = state.cursor
         """The id of the last entry read (handed to its room, maybe not yet committed)."""
-        self._in_flight: deque[asyncio.Task[None]] = deque()
-        """The batches read whose commits are being awaited, oldest first."""
+        self._in_flight: deque[tuple[asyncio.Task[None], int]] = deque()
+        """The batches read whose commits are being awaited, oldest first, each with the
+        bytes of its entries."""
+        self._in_flight_bytes = 0
         self._generation = 0
         """Raised when reading starts again elsewhere: older batches move no cursor."""
         self._failed = False
@@ -101,9 +109,10 @@ class Replicator:
 
     def close(self) -> None:
         """Stop waiting for the batches in flight (they are read again at the next start)."""
-        for task in self._in_flight:
+        for task, _ in self._in_flight:
             task.cancel()
         self._in_flight.clear()
+        self._in_flight_bytes = 0
 
     async def step(self) -> None:
         """Read once (waiting a little for something to come): repair a gap, or hand what
@@ -111,18 +120,21 @@ class Replicator:
 
         A lost connection raises ``RedisError`` (the caller waits for it to be back).
         """
-        while self._in_flight and self._in_flight[0].done():
-            self._in_flight.popleft()
+        while self._in_flight and self._in_flight[0][0].done():
+            self._in_flight_bytes -= self._in_flight.popleft()[1]
         if self._failed:
             # Every later batch is settled before reading again from the cursor.
             if self._in_flight:
-                await asyncio.wait(self._in_flight)
+                await asyncio.wait([task for task, _ in self._in_flight])
             self._in_flight.clear()
+            self._in_flight_bytes = 0
             self.rewind(self.state.cursor)
             await asyncio.sleep(RETRY_SECONDS)
             return
-        if len(self._in_flight) >= IN_FLIGHT:
-            await asyncio.wait([self._in_flight[0]])
+        if self._in_flight and (
+            len(self._in_flight) >= IN_FLIGHT or self._in_flight_bytes >= IN_FLIGHT_BYTES
+        ):
+            await asyncio.wait([self._in_flight[0][0]])
             return
         started = wall_clock_ms()
         cursor = self._read
@@ -147,11 +159,13 @@ class Replicator:
             return
         waiting = await self._hand_over(read.entries)
         self._read = last = read.entries[-1].id
-        previous = self._in_flight[-1] if self._in_flight else None
+        previous = self._in_flight[-1][0] if self._in_flight else None
         settle = self._settle(
             previous, waiting, last, parse_id(last) >= read.last, started, self._generation
         )
-        self._in_flight.append(asyncio.create_task(settle, name=f"cluster commit {last}"))
+        size = sum(len(entry.ops) for entry in read.entries)
+        self._in_flight.append((asyncio.create_task(settle, name=f"cluster commit {last}"), size))
+        self._in_flight_bytes += size
 
     async def _hand_over(
         self, entries: list[StreamEntry]
