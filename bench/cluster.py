@@ -16,9 +16,10 @@ the disk's own fsync latency (:mod:`bench.server.disk`), the floor under each of
 the two fsyncs a cross-node write goes through.
 
 ``--ab VENV`` instead runs the three-node paced case (``--max``: the full-speed
-one; ``--nodes 1``: the single node's) with VENV's syncd (another build, e.g. of
-``main``) and this build's in turn, ``--rounds`` times each, and prints every run
-and the medians.
+one; ``--nodes 1``: the single node's; ``--slow-disk``: every node on a slow disk,
+``make bench-server``'s, one fsync in 4 held up 40 ms) with VENV's syncd (another
+build, e.g. of ``main``) and this build's in turn, ``--rounds`` times each, and
+prints every run and the medians.
 
 ``--profile FOLDER`` instead runs two nodes, one reader on node 2, writes paced
 at 100/s and 500/s, with node 2 under cProfile: where a cross-node write's time
@@ -64,8 +65,16 @@ from bench.cluster_faults import (
 from bench.cluster_redis import RedisProcess
 from bench.display import progress_bar
 from bench.server.clients import SYNCD_DIALECT, SyncdWriter, open_client
+from bench.server.config import ServerConfig
 from bench.server.disk import FsyncProbe, probe_fsync
-from bench.server.fanout import DOC, WriterState, percentiles, run_writer, wait_pipes
+from bench.server.fanout import (
+    DOC,
+    WriterState,
+    percentiles,
+    run_writer,
+    slow_disk_prefix,
+    wait_pipes,
+)
 from bench.server.readers import ReaderResult, ReaderSpec, reader_process
 from bench.server.servers import (
     HOST,
@@ -236,9 +245,11 @@ async def _case(
     profile: Path | None = None,
     progress: Callable[[int], None] | None = None,
     venv: Path | None = None,
+    slow_disk: bool = False,
 ) -> CaseResult:
     """One writer on node 1; readers on the other nodes (on node 1 if alone); the nodes
-    are ``venv``'s syncd (another build), this one's if None."""
+    are ``venv``'s syncd (another build), this one's if None; on a slow disk if
+    ``slow_disk`` (``make bench-server``'s)."""
     redis: RedisProcess | None = None
     servers: list[RunningServer] = []
     processes: list[BaseProcess] = []
@@ -257,6 +268,7 @@ async def _case(
                     extra=args,
                     profile=profile if number == 1 else None,
                     venv=venv,
+                    prefix=_slow_disk() if slow_disk else (),
                 )
             )
         for server in servers:
@@ -315,6 +327,11 @@ async def _case(
             server.stop()
         if redis is not None:
             redis.cleanup()
+
+
+def _slow_disk() -> tuple[str, ...]:
+    config = ServerConfig()
+    return slow_disk_prefix(config.slow_disk_delay_ms, config.slow_disk_every)
 
 
 def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
@@ -461,16 +478,25 @@ async def _profile(folder: Path, console: Console) -> None:
     console.print(f"disk fsync: {probe_fsync().describe()}")
 
 
-async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes: int = 3) -> None:
-    """The paced (or full-speed) case on ``nodes`` nodes, ``baseline``'s syncd (A) and this
-    build's (B) in turn, ``rounds`` times each: every run and the medians. The order
-    alternates (A B, B A, …): the second run of a pair starts while the machine still
-    writes back the first one's files."""
+async def _ab(
+    baseline: Path,
+    rounds: int,
+    paced: bool,
+    console: Console,
+    nodes: int = 3,
+    slow_disk: bool = False,
+) -> None:
+    """The paced (or full-speed) case on ``nodes`` nodes (each on a slow disk if
+    ``slow_disk``), ``baseline``'s syncd (A) and this build's (B) in turn, ``rounds``
+    times each: every run and the medians. The order alternates (A B, B A, …): the
+    second run of a pair starts while the machine still writes back the first one's
+    files."""
     writes, rate = (PACED_WRITES, RATE) if paced else (MAX_WRITES, None)
     load_start = os.getloadavg()[0]
     runs: dict[str, list[CaseResult]] = {"A": [], "B": []}
     pace = f"{RATE:g} sets/s" if paced else "max"
-    title = f"{nodes} node(s), {READERS} readers, {pace}: A {baseline}, B this build"
+    disk = ", slow disk" if slow_disk else ""
+    title = f"{nodes} node(s){disk}, {READERS} readers, {pace}: A {baseline}, B this build"
     table = Table(title=title)
     columns = ("round", "build", "acked/s", "ack p50", "ack p99", "p50", "p99",
                "to stream p50/p99", "from stream p50/p99", "nodes' CPU s", "missing",
@@ -481,7 +507,7 @@ async def _ab(baseline: Path, rounds: int, paced: bool, console: Console, nodes:
         pair: list[tuple[str, Path | None]] = [("A", baseline), ("B", None)]
         for build, venv in pair if number % 2 == 0 else reversed(pair):
             with tempfile.TemporaryDirectory(prefix="bench-cluster-ab-") as tmp:
-                r = await _case(nodes, writes, rate, Path(tmp), venv=venv)
+                r = await _case(nodes, writes, rate, Path(tmp), venv=venv, slow_disk=slow_disk)
             runs[build].append(r)
             table.add_row(
                 str(number + 1), build, f"{r.acked_per_second:,.0f}",
@@ -560,12 +586,17 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="with --ab: 1 for the single node (no --cluster, its readers on it; default 3)",
     )
+    parser.add_argument(
+        "--slow-disk",
+        action="store_true",
+        help="with --ab: every node on a slow disk (one fsync in 4 held up 40 ms)",
+    )
     args = parser.parse_args(argv)
     console = Console()
     if args.profile is not None:
         asyncio.run(_profile(args.profile, console))
     elif args.ab is not None:
-        asyncio.run(_ab(args.ab, args.rounds, not args.max, console, args.nodes))
+        asyncio.run(_ab(args.ab, args.rounds, not args.max, console, args.nodes, args.slow_disk))
     else:
         asyncio.run(_all(args.quick, console))
     return 0

@@ -59,6 +59,7 @@ __all__ = [
     "percentiles",
     "run_case",
     "run_writer",
+    "slow_disk_prefix",
     "verify",
     "wait_pipes",
 ]
@@ -94,21 +95,23 @@ class FanoutCase:
         return f"{pace}, slow disk (1 fsync in {every} +{delay_ms} ms)"
 
     def command_prefix(self) -> tuple[str, ...]:
-        """What the server's command runs under: strace injecting the slow disk, or nothing.
+        """What the server's command runs under: strace injecting the slow disk, or nothing."""
+        return () if self.slow_disk is None else slow_disk_prefix(*self.slow_disk)
 
-        ``--seccomp-bpf`` stops the process only at the traced calls, so the tracing
-        itself costs the other calls (the broadcasts' ``sendto``) nothing.
-        """
-        if self.slow_disk is None:
-            return ()
-        delay_ms, every = self.slow_disk
-        fsyncs = "fsync,fdatasync"
-        return (
-            *("strace", "-f", "--seccomp-bpf", "-qq", "-o", os.devnull),
-            *("-e", f"trace={fsyncs}"),
-            *("-e", f"inject={fsyncs}:delay_enter={delay_ms * 1000}:when=2+{every}"),
-            "--",
-        )
+
+def slow_disk_prefix(delay_ms: int, every: int) -> tuple[str, ...]:
+    """strace holding one fsync in ``every`` up ``delay_ms`` ms (a slow disk).
+
+    ``--seccomp-bpf`` stops the process only at the traced calls, so the tracing
+    itself costs the other calls (the broadcasts' ``sendto``) nothing.
+    """
+    fsyncs = "fsync,fdatasync"
+    return (
+        *("strace", "-f", "--seccomp-bpf", "-qq", "-o", os.devnull),
+        *("-e", f"trace={fsyncs}"),
+        *("-e", f"inject={fsyncs}:delay_enter={delay_ms * 1000}:when=2+{every}"),
+        "--",
+    )
 
 
 @dataclass(frozen=True)
