@@ -84,7 +84,8 @@ refuses is answered ``internal`` like any such write; the other nodes keep it, i
 merge stays for the next append here, and a resent copy merges as a duplicate.
 Entries from other nodes come in through :meth:`Room.replicate`, down the same
 pipeline, without an ack (they are durable on their node already), and are
-broadcast at their merge too.
+broadcast at their merge too. As nobody waits for their append, an append that
+holds nothing else waits up to :data:`UNAWAITED_APPEND_DELAY` to take more with it.
 """
 
 from __future__ import annotations
@@ -145,6 +146,10 @@ T = TypeVar("T")
 APPEND_RETRY_SECONDS = 1.0
 """After an append the disk refused, how long the flush waits for a new write before it
 tries the disk again with what it holds: writes readers saw belong on disk."""
+UNAWAITED_APPEND_DELAY = 0.01
+"""How long an append that no client waits for (entries from other nodes only) waits
+for more to take with it: on a node sent a stream of single writes, a tenth of the
+appends, each a hand-off to the log lane and back (docs/benchmarks.md, session 8)."""
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05
@@ -234,6 +239,11 @@ class _Merged:
     """Its writers were answered ``internal`` (an append of it failed): the next append
     that succeeds stores it without answering them again."""
 
+    @property
+    def awaited(self) -> bool:
+        """Whether a client waits for its append (else its writes came from other nodes)."""
+        return not self.answered and any(member.outcome is None for member, _ in self.results)
+
 
 @dataclass(eq=False)
 class Member:
@@ -316,6 +326,8 @@ class Room:
         self._flush_done = asyncio.Event()
         """Set and replaced at the end of each flush, to wake who waits for one."""
         self._flush_wake = asyncio.Event()
+        self._awaited_wake = asyncio.Event()
+        """Set when a merge that a client waits for is queued for the append."""
         self._flush_room = asyncio.Event()
         """Set while the unflushed lines are within the intake limit."""
         self._flush_room.set()
@@ -676,6 +688,8 @@ class Room:
         else:
             self._unflushed += merges
             self._flush_wake.set()
+            if any(merged.awaited for merged in merges):
+                self._awaited_wake.set()
         self._unflushed_bytes += sum(len(merged.lines) for merged in merges)
         if self._unflushed_bytes > self.settings.intake_limit:
             self._flush_room.clear()
@@ -691,6 +705,11 @@ class Room:
             self._flush_wake.clear()
             if not self._unflushed:
                 continue
+            if not any(merged.awaited for merged in self._unflushed):
+                self._awaited_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(UNAWAITED_APPEND_DELAY):
+                        await self._awaited_wake.wait()
             taken, self._unflushed, self._unflushed_bytes = self._unflushed, [], 0
             self._flush_room.set()
             self._flushing = True
