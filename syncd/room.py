@@ -148,8 +148,8 @@ APPEND_RETRY_SECONDS = 1.0
 tries the disk again with what it holds: writes readers saw belong on disk."""
 UNAWAITED_APPEND_DELAY = 0.01
 """How long an append that no client waits for (entries from other nodes only) waits
-for more to take with it: on a node sent a stream of single writes, a tenth of the
-appends, each a hand-off to the log lane and back (docs/benchmarks.md, session 8)."""
+for more to take with it: on a node sent a stream of single writes, one append for
+several, each append a hand-off to the log lane and back (docs/benchmarks.md, session 8)."""
 FOLD_RETRY_SECONDS = 30.0
 """After a failed fold (a full disk), how long the log grows before folding is tried again."""
 PRESENCE_TICK = 0.05

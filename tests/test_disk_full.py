@@ -118,7 +118,7 @@ async def test_a_full_disk_refuses_writes_disturbs_nobody_and_stores_them_once_s
         await watcher.hello()
 
         await disk.fill(process)
-        # A document's first write creates its file: refused, and merged nowhere.
+        # A document's first write also creates its file: refused like any other.
         newcomer = await RawClient.connect(process.url, "newcomer")
         await newcomer.hello(doc="fresh")
         first = [newcomer.stamps.set("first", BIG)]
