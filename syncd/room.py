@@ -673,10 +673,10 @@ class Room:
             local = [(c.node, r) for c, r in results if c.outcome is None]
             published = self.replication.merged(self, local)
         lines = "".join(line for _, r in results if (line := r.log_line()))
-        if lines and not self.store.created and self._creating is None:
+        if lines and not self.store.created:
             # The first write need not wait for the file: it is written in the log lane,
-            # ahead of the first append, from the document as it was before (blank).
-            self._creating = self._log_lane.submit(self.store.create, self.settings.new_document())
+            # ahead of the first append.
+            self._creation()
         self._hold_for_append([_Merged(results, lines, self.document.seq, published)])
         return spent
 
@@ -766,17 +766,21 @@ class Room:
             async with self._lock:
                 await self._begin_fold()
 
+    def _creation(self) -> asyncio.Future[None]:
+        """The writing of the document's file in its log lane, started now unless it is
+        under way: from the blank document it was before its first write, which the log's
+        lines then bring up to date."""
+        if self._creating is None:
+            self._creating = self._log_lane.submit(self.store.create, self.settings.new_document())
+        return self._creating
+
     async def _create(self) -> None:
         """Make sure the document has its file before an append: the one the first merge
         started, or (after it failed) a new one; then open the history, which catches up
         with the log from there."""
         if not self.store.created:
-            if self._creating is None:
-                self._creating = self._log_lane.submit(
-                    self.store.create, self.settings.new_document()
-                )
             try:
-                await self._creating
+                await self._creation()
             finally:
                 self._creating = None
         self._open_history()

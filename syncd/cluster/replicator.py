@@ -88,7 +88,6 @@ class Replicator:
         self._in_flight: deque[tuple[asyncio.Task[None], int]] = deque()
         """The batches read whose commits are being awaited, oldest first, each with the
         bytes of its entries."""
-        self._in_flight_bytes = 0
         self._generation = 0
         """Raised when reading starts again elsewhere: older batches move no cursor."""
         self._failed = False
@@ -112,7 +111,6 @@ class Replicator:
         for task, _ in self._in_flight:
             task.cancel()
         self._in_flight.clear()
-        self._in_flight_bytes = 0
 
     async def step(self) -> None:
         """Read once (waiting a little for something to come): repair a gap, or hand what
@@ -121,18 +119,18 @@ class Replicator:
         A lost connection raises ``RedisError`` (the caller waits for it to be back).
         """
         while self._in_flight and self._in_flight[0][0].done():
-            self._in_flight_bytes -= self._in_flight.popleft()[1]
+            self._in_flight.popleft()
         if self._failed:
             # Every later batch is settled before reading again from the cursor.
             if self._in_flight:
                 await asyncio.wait([task for task, _ in self._in_flight])
             self._in_flight.clear()
-            self._in_flight_bytes = 0
             self.rewind(self.state.cursor)
             await asyncio.sleep(RETRY_SECONDS)
             return
         if self._in_flight and (
-            len(self._in_flight) >= IN_FLIGHT or self._in_flight_bytes >= IN_FLIGHT_BYTES
+            len(self._in_flight) >= IN_FLIGHT
+            or sum(size for _, size in self._in_flight) >= IN_FLIGHT_BYTES
         ):
             await asyncio.wait([self._in_flight[0][0]])
             return
@@ -165,7 +163,6 @@ class Replicator:
         )
         size = sum(len(entry.ops) for entry in read.entries)
         self._in_flight.append((asyncio.create_task(settle, name=f"cluster commit {last}"), size))
-        self._in_flight_bytes += size
 
     async def _hand_over(
         self, entries: list[StreamEntry]
