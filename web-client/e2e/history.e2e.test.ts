@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NetworkGate } from "./gate";
 import { RawClient, SyncdServer, editor, eventually, launchBrowser, openPage, runCli } from "./harness";
@@ -135,73 +135,100 @@ describe("with history kept", () => {
 
   it("lists a conflict of two pages that wrote offline, the page's own marked, from the notice of its lost change", async () => {
     const url = `${server.httpUrl}/#/doc/clash`;
-    const gateA = new NetworkGate();
-    const gateB = new NetworkGate();
-    const a = await browser.newContext({ viewport: { width: 1200, height: 800 }, reducedMotion: "reduce" });
-    const b = await browser.newContext({ viewport: { width: 1200, height: 800 }, reducedMotion: "reduce" });
-    await gateA.install(a);
-    await gateB.install(b);
-    const pageA = await a.newPage();
-    const pageB = await b.newPage();
-    await Promise.all([pageA.goto(url), pageB.goto(url)]);
-    await editor.waitForStatus(pageA, /^Live$/);
-    await editor.waitForStatus(pageB, /^Live$/);
-    const nodeA = await pageA.getByTestId("node").innerText();
-    await editor.add(pageA, "plan", '"shared"');
-    await editor.waitForValue(pageB, "plan", "shared");
+    const open = async (name: string): Promise<Side> => {
+      const gate = new NetworkGate();
+      const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, reducedMotion: "reduce" });
+      await gate.install(context);
+      return { name, gate, context, page: await context.newPage(), node: "" };
+    };
+    const [a, b] = await Promise.all([open("A"), open("B")]);
+    await Promise.all([a.page.goto(url), b.page.goto(url)]);
+    for (const side of [a, b]) {
+      await editor.waitForStatus(side.page, /^Live$/);
+      side.node = await side.page.getByTestId("node").innerText();
+    }
+    await editor.add(a.page, "plan", '"shared"');
+    await editor.waitForValue(b.page, "plan", "shared");
 
-    // Both go offline and change the key: A first, then B (B's write is newer and wins).
-    await gateA.goOffline();
-    await gateB.goOffline();
-    await editor.waitForStatus(pageA, /^Offline/);
-    await editor.waitForStatus(pageB, /^Offline/);
-    await editor.edit(pageA, "plan", "A's plan");
-    await editor.edit(pageB, "plan", "B's plan");
+    // Both go offline and change the key. Which write is newer is up to the pages' clocks (each
+    // corrected by its own estimate of the server's): the older one loses, and is the one held back.
+    await a.gate.goOffline();
+    await b.gate.goOffline();
+    await editor.waitForStatus(a.page, /^Offline/);
+    await editor.waitForStatus(b.page, /^Offline/);
+    await editor.edit(a.page, "plan", "A's plan");
+    await editor.edit(b.page, "plan", "B's plan");
+    const [loser, winner] = (await pendingStamp(a.page, "plan")) < (await pendingStamp(b.page, "plan")) ? [a, b] : [b, a];
 
-    // A comes back first, but its write travels slowly: B's reaches the server before it.
-    await gateA.goOnline(pageA, { holdWrites: true });
-    await editor.waitForStatus(pageA, /^Live$/);
-    await eventually("A's write held back", () => gateA.heldCount > 0);
-    await gateB.goOnline(pageB);
-    await editor.waitForStatus(pageB, /^Live$/);
-    await settled(pageB);
-    // A learns its change lost (B's is newer); then its write arrives and the server records the conflict.
-    await editor.waitForValue(pageA, "plan", "B's plan");
-    const notice = pageA.getByTestId("lost-notice");
+    // The loser comes back first, but its write travels slowly: the winner's reaches the server before it.
+    await loser.gate.goOnline(loser.page, { holdWrites: true });
+    await editor.waitForStatus(loser.page, /^Live$/);
+    await eventually("the losing write held back", () => loser.gate.heldCount > 0);
+    await winner.gate.goOnline(winner.page);
+    await editor.waitForStatus(winner.page, /^Live$/);
+    await settled(winner.page);
+    // The loser learns its change lost; then its write arrives and the server records the conflict.
+    await editor.waitForValue(loser.page, "plan", `${winner.name}'s plan`);
+    const notice = loser.page.getByTestId("lost-notice");
     await notice.waitFor();
     expect(await notice.innerText()).toMatch(/Your change to plan was overridden: it was changed by web-/);
-    gateA.release();
+    loser.gate.release();
     await eventually("the server recorded the conflict", async () => {
       const listed = await runConflicts(server);
-      return listed.some((line) => line.includes(nodeA));
+      return listed.some((line) => line.includes(loser.node));
     });
 
-    // The notice links to the conflict: A's own write, marked, with the write that beat it.
+    // The notice links to the conflict: the page's own write, marked, with the write that beat it.
     await notice.getByRole("button", { name: "See the conflict" }).click();
-    const panelA = pageA.getByRole("dialog", { name: "Overridden writes" });
-    const itemA = panelA.locator("li.conflict", { hasText: "plan" });
-    await itemA.waitFor();
-    expect(await itemA.getAttribute("class")).toBe("conflict mine target");
-    expect(await itemA.innerText()).toMatch(/Overridden\s+A's plan by you/);
-    expect(await itemA.innerText()).toMatch(/Won\s+B's plan by web-/);
+    const lostPanel = loser.page.getByRole("dialog", { name: "Overridden writes" });
+    const lostItem = lostPanel.locator("li.conflict", { hasText: "plan" });
+    await lostItem.waitFor();
+    expect(await lostItem.getAttribute("class")).toBe("conflict mine target");
+    expect(await lostItem.innerText()).toMatch(new RegExp(`Overridden\\s+${loser.name}'s plan by you`));
+    expect(await lostItem.innerText()).toMatch(new RegExp(`Won\\s+${winner.name}'s plan by web-`));
 
-    // B sees the same conflict from its toolbar: A's write, not B's own, was overridden.
-    await pageB.getByRole("button", { name: "Overridden writes" }).click();
-    const itemB = pageB.getByRole("dialog", { name: "Overridden writes" }).locator("li.conflict", { hasText: "plan" });
-    await itemB.waitFor();
-    expect(await itemB.getAttribute("class")).toBe("conflict");
-    expect(await itemB.innerText()).toContain(`A's plan by ${nodeA}`);
-    expect(await itemB.innerText()).toMatch(/Won\s+B's plan by you/);
-    // "Only mine" leaves it out on B; the key links to its history.
-    await pageB.getByLabel("Only mine").check();
-    await pageB.getByTestId("conflicts-empty").waitFor();
-    await pageB.getByLabel("Only mine").uncheck();
-    await itemB.getByRole("button", { name: "History of plan" }).click();
-    await history.waitForValues(pageB, "plan's history", (values) => values.join("|") === "B's plan|shared");
-    await a.close();
-    await b.close();
+    // The winner sees the same conflict from its toolbar: the other page's write, not its own, was overridden.
+    await winner.page.getByRole("button", { name: "Overridden writes" }).click();
+    const wonItem = winner.page.getByRole("dialog", { name: "Overridden writes" }).locator("li.conflict", { hasText: "plan" });
+    await wonItem.waitFor();
+    expect(await wonItem.getAttribute("class")).toBe("conflict");
+    expect(await wonItem.innerText()).toContain(`${loser.name}'s plan by ${loser.node}`);
+    expect(await wonItem.innerText()).toMatch(new RegExp(`Won\\s+${winner.name}'s plan by you`));
+    // "Only mine" leaves it out on the winner; the key links to its history.
+    await winner.page.getByLabel("Only mine").check();
+    await winner.page.getByTestId("conflicts-empty").waitFor();
+    await winner.page.getByLabel("Only mine").uncheck();
+    await wonItem.getByRole("button", { name: "History of plan" }).click();
+    await history.waitForValues(winner.page, "plan's history", (values) => values.join("|") === `${winner.name}'s plan|shared`);
+    await a.context.close();
+    await b.context.close();
   });
 });
+
+/** One of two pages, each in its own browser context behind its own network gate. */
+interface Side {
+  readonly name: string;
+  readonly gate: NetworkGate;
+  readonly context: BrowserContext;
+  readonly page: Page;
+  /** The page's node id, once it is live. */
+  node: string;
+}
+
+/** The timestamp of the page's unsent write of `key` (its pending writes are kept in localStorage). */
+async function pendingStamp(page: Page, key: string): Promise<string> {
+  return eventually(`the page's unsent write of ${key}`, async () => {
+    const stamps = await page.evaluate((wanted) => {
+      const found: string[] = [];
+      for (const name of Object.keys(localStorage).filter((name) => name.startsWith("syncd:v1:pending:"))) {
+        const entries = JSON.parse(localStorage.getItem(name) ?? "[]") as { key: string; ts: string }[];
+        found.push(...entries.filter((entry) => entry.key === wanted).map((entry) => entry.ts));
+      }
+      return found;
+    }, key);
+    return stamps.length === 1 && stamps[0];
+  });
+}
 
 /** `syncd conflicts` of the document clash, one line per overridden write. */
 async function runConflicts(server: SyncdServer): Promise<string[]> {
