@@ -206,15 +206,33 @@ describe("SyncClient", () => {
     client.stop();
   });
 
-  it("pings while live, and closes a connection that went silent", async () => {
+  it("pings once live and then every 15 s, and closes a connection that went silent", async () => {
     const { client, last } = setup();
     await client.start();
     last().open();
     last().welcome();
-    await vi.advanceTimersByTimeAsync(15_000);
     expect(last().sent.filter((f) => f.type === "ping")).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(last().sent.filter((f) => f.type === "ping")).toHaveLength(2);
     await vi.advanceTimersByTimeAsync(30_000);
     expect(last().closed).toBe(4001);
+    client.stop();
+  });
+
+  it("learns the server's clock from its first pong, not only from a welcome it read late", async () => {
+    const T = 1_764_028_800_000;
+    let wall = T;
+    const { client, last } = setup({ clock: () => wall });
+    await client.start();
+    last().open();
+    wall += 400; // the page was busy: it reads the welcome, stamped by the server at T, 400 ms late
+    last().welcome({ time: `${T}-00000-srv` });
+    const [ping] = last().sent.filter((f) => f.type === "ping");
+    wall += 20; // the pong comes back 20 ms after the ping; the server read its clock halfway
+    last().receive({ type: "pong", id: ping!.id, time: `${T + 410}-00000-srv` });
+    wall += 1000;
+    // The clocks agree: a write now is stamped now, not 400 ms behind.
+    expect(client.set("k", 1).ts).toBe(`${T + 1420}-00000-web-a`);
     client.stop();
   });
 

@@ -11,7 +11,8 @@
  *   the backoff; the browser coming back online retries at once. Moving to
  *   another node brings a snapshot (each node has its own epoch), merged as
  *   the contract says; the pending writes are sent again there.
- * - **Keep-alive**: a `ping` every 15 s while live; a connection that has been
+ * - **Keep-alive**: a `ping` at once when live (its `pong` refines the clock's
+ *   offset to the server's), then every 15 s; a connection that has been
  *   silent for 40 s, or whose connect and handshake have not finished in 10 s,
  *   is closed, and the next URL tried.
  * - **Persistence**: pending writes are saved synchronously whenever they
@@ -588,8 +589,16 @@ export class SyncClient {
     }
   }
 
+  /**
+   * Ping now, and then every `pingIntervalMs`. The first pong measures the
+   * server's clock from the middle of a round trip: the welcome's time alone
+   * counts all of the handshake's delay (a page busy loading) as the clocks'
+   * difference, and would stamp this tab's writes that much behind another's.
+   */
   private startPinging(): void {
     this.timers.clearInterval(this.pingTimer);
+    this.replica?.ping();
+    this.flush();
     this.pingTimer = this.timers.setInterval(() => {
       const socket = this.socket;
       if (socket === null || this.replica === null) return;
