@@ -283,7 +283,10 @@ export class RawClient {
     this.socket = socket;
     socket.on("message", (data) => {
       // A text frame with the default binaryType ("nodebuffer") arrives as one Buffer.
-      this.frames.push(JSON.parse((data as Buffer).toString("utf8")) as Frame);
+      const frame = JSON.parse((data as Buffer).toString("utf8")) as Frame;
+      // As a real client's clock does: a write made after an entry was received is stamped above it.
+      for (const entry of ((frame.ops ?? frame.entries) as Frame[] | undefined) ?? []) this.observe(entry.ts as string);
+      this.frames.push(frame);
       this.wake();
     });
     socket.on("close", (code) => {
@@ -328,6 +331,16 @@ export class RawClient {
     const id = this.nextId++;
     this.socket.send(JSON.stringify({ type: "ops", id, ops: [{ key, ts: this.tick(), value }] }));
     return this.next("ack");
+  }
+
+  /** The entry of `key` in the next broadcast that has one (other broadcasts are skipped); bounded. */
+  async broadcastOf(key: string): Promise<Frame> {
+    const deadline = Date.now() + TIMEOUT;
+    while (Date.now() < deadline) {
+      const entry = ((await this.next("ops")).ops as Frame[]).find((op) => op.key === key);
+      if (entry !== undefined) return entry;
+    }
+    throw new Error(`timed out waiting for a broadcast of ${key}`);
   }
 
   /** The next frame (of `type`, skipping others); bounded. */

@@ -122,6 +122,8 @@ describe("with history kept", () => {
     // Delete the key, then restore the delete after bringing a value back.
     await editor.remove(page, "counter");
     await settled(page);
+    // The writer has the delete before it writes again: its clock stamps the new value above it.
+    expect(await client.broadcastOf("counter")).toMatchObject({ deleted: true });
     await client.set("counter", "back");
     await editor.waitForValue(page, "counter", "back");
     await page.getByRole("button", { name: "History of counter", exact: true }).click();
