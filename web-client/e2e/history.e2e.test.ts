@@ -141,14 +141,12 @@ describe("with history kept", () => {
       const gate = new NetworkGate();
       const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, reducedMotion: "reduce" });
       await gate.install(context);
-      return { name, gate, context, page: await context.newPage(), node: "" };
+      const page = await context.newPage();
+      await page.goto(url);
+      await editor.waitForStatus(page, /^Live$/);
+      return { name, gate, context, page, node: await page.getByTestId("node").innerText() };
     };
     const [a, b] = await Promise.all([open("A"), open("B")]);
-    await Promise.all([a.page.goto(url), b.page.goto(url)]);
-    for (const side of [a, b]) {
-      await editor.waitForStatus(side.page, /^Live$/);
-      side.node = await side.page.getByTestId("node").innerText();
-    }
     await editor.add(a.page, "plan", '"shared"');
     await editor.waitForValue(b.page, "plan", "shared");
 
@@ -160,7 +158,7 @@ describe("with history kept", () => {
     await editor.waitForStatus(b.page, /^Offline/);
     await editor.edit(a.page, "plan", "A's plan");
     await editor.edit(b.page, "plan", "B's plan");
-    const [loser, winner] = (await pendingStamp(a.page, "plan")) < (await pendingStamp(b.page, "plan")) ? [a, b] : [b, a];
+    const [loser, winner] = (await pendingStamp(a, "clash", "plan")) < (await pendingStamp(b, "clash", "plan")) ? [a, b] : [b, a];
 
     // The loser comes back first, but its write travels slowly: the winner's reaches the server before it.
     await loser.gate.goOnline(loser.page, { holdWrites: true });
@@ -213,22 +211,16 @@ interface Side {
   readonly gate: NetworkGate;
   readonly context: BrowserContext;
   readonly page: Page;
-  /** The page's node id, once it is live. */
-  node: string;
+  /** The page's node id. */
+  readonly node: string;
 }
 
-/** The timestamp of the page's unsent write of `key` (its pending writes are kept in localStorage). */
-async function pendingStamp(page: Page, key: string): Promise<string> {
+/** The timestamp of the side's unsent write of `key` in `doc` (pending writes are kept in localStorage, see storage.ts). */
+async function pendingStamp(side: Side, doc: string, key: string): Promise<string> {
   return eventually(`the page's unsent write of ${key}`, async () => {
-    const stamps = await page.evaluate((wanted) => {
-      const found: string[] = [];
-      for (const name of Object.keys(localStorage).filter((name) => name.startsWith("syncd:v1:pending:"))) {
-        const entries = JSON.parse(localStorage.getItem(name) ?? "[]") as { key: string; ts: string }[];
-        found.push(...entries.filter((entry) => entry.key === wanted).map((entry) => entry.ts));
-      }
-      return found;
-    }, key);
-    return stamps.length === 1 && stamps[0];
+    const text = await side.page.evaluate((name) => localStorage.getItem(name), `syncd:v1:pending:${side.node}:${doc}`);
+    const entries = JSON.parse(text ?? "[]") as { key: string; ts: string }[];
+    return entries.find((entry) => entry.key === key)?.ts;
   });
 }
 
